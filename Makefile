@@ -1,0 +1,36 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PROTO := protos/llmariner/models/server/v1/model_manager_service.proto
+GEN := model_manager/api/gen
+
+.PHONY: run test lint proto bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/model-manager run --config config.example.yaml
+
+test: $(STAMP)
+	./scripts/ensure-postgres.sh
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check model_manager tests
+	$(BIN)/ruff format --check model_manager tests
+	$(BIN)/mypy
+
+proto: $(STAMP)
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m grpc_tools.protoc -I protos \
+	  --python_betterproto2_out=$(GEN) \
+	  --python_betterproto2_opt=client_generation=async,server_generation=async,google_protobuf_descriptors \
+	  $(PROTO)
+
+clean:
+	rm -rf $(VENV) data

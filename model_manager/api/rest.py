@@ -1,0 +1,165 @@
+"""The OpenAI-compatible REST front (aiohttp): JSON <-> messages, errors mapped in one middleware."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from grpclib.const import Status
+
+from model_manager.api.gen.llmariner.models.server.v1 import (
+    ActivateModelRequest,
+    CreateModelRequest,
+    DeactivateModelRequest,
+    DeleteModelRequest,
+    GetModelRequest,
+    ListModelsRequest,
+    Model,
+    UpdateModelRequest,
+)
+from model_manager.api.json_codec import from_json, from_query, to_json
+from model_manager.api.status import status_of
+from model_manager.errors import InvalidArgument, NotFound, ServiceError
+from model_manager.identity import Identity, identity_from_headers
+from model_manager.service.models import ModelsService
+from model_manager.store.database import Database
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+
+# The wire contract's table of HTTP statuses by gRPC code.
+HTTP_BY_STATUS = {
+    Status.OK: 200,
+    Status.CANCELLED: 499,
+    Status.UNKNOWN: 500,
+    Status.INVALID_ARGUMENT: 400,
+    Status.DEADLINE_EXCEEDED: 504,
+    Status.NOT_FOUND: 404,
+    Status.ALREADY_EXISTS: 409,
+    Status.PERMISSION_DENIED: 403,
+    Status.UNAUTHENTICATED: 401,
+    Status.RESOURCE_EXHAUSTED: 429,
+    Status.FAILED_PRECONDITION: 400,
+    Status.ABORTED: 409,
+    Status.OUT_OF_RANGE: 400,
+    Status.UNIMPLEMENTED: 501,
+    Status.INTERNAL: 500,
+    Status.UNAVAILABLE: 503,
+    Status.DATA_LOSS: 500,
+}
+
+# aiohttp's own refusals (unknown route, wrong method, body too large) as gRPC codes.
+_STATUS_BY_HTTP = {404: Status.NOT_FOUND, 405: Status.UNIMPLEMENTED, 413: Status.RESOURCE_EXHAUSTED}
+
+
+def error_response(status: Status, message: str, http_status: int | None = None) -> web.Response:
+    body = {
+        "code": status.value,
+        "message": message,
+        "details": [],
+        "error": {"message": message, "type": status.name.lower(), "code": status.value},
+    }
+    return web.json_response(body, status=http_status or HTTP_BY_STATUS[status])
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ServiceError as e:
+        return error_response(status_of(e), e.message)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(Status.RESOURCE_EXHAUSTED, f"request body larger than {MAX_BODY} bytes", 413)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        status = _STATUS_BY_HTTP.get(e.status, Status.INVALID_ARGUMENT)
+        return error_response(status, e.reason, e.status)
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return error_response(Status.INTERNAL, "internal error")
+
+
+async def _body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidArgument(f"request body is not valid JSON: {e}") from e
+
+
+def _ok(msg: Any) -> web.Response:
+    return web.json_response(to_json(msg))
+
+
+class RestApi:
+    def __init__(self, service: ModelsService, db: Database, auth_enable: bool = False) -> None:
+        self.service = service
+        self.db = db
+        self.auth_enable = auth_enable
+
+    def who(self, request: web.Request) -> Identity:
+        return identity_from_headers(request.headers)
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/v1/models", self.list_models)
+        app.router.add_post("/v1/models", self.create_model)
+        app.router.add_get("/v1/models/{id:.+}", self.get_model)
+        app.router.add_delete("/v1/models/{id:.+}", self.delete_model)
+        app.router.add_patch("/v1/models/{id:.+}", self.update_model)
+        app.router.add_post("/v1/models/{id:.+}", self.model_action)
+        return app
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if await self.db.ping():
+            return web.json_response({"status": "ready"})
+        return error_response(Status.UNAVAILABLE, "database unreachable")
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        req = from_query(ListModelsRequest, request.query)
+        return _ok(await self.service.list_models(self.who(request), req))
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        req = from_query(GetModelRequest, request.query)
+        req.id = request.match_info["id"]
+        return _ok(await self.service.get_model(self.who(request), req))
+
+    async def delete_model(self, request: web.Request) -> web.Response:
+        req = DeleteModelRequest(id=request.match_info["id"])
+        return _ok(await self.service.delete_model(self.who(request), req))
+
+    async def create_model(self, request: web.Request) -> web.Response:
+        req = from_json(CreateModelRequest, await _body(request))
+        return _ok(await self.service.create_model(self.who(request), req))
+
+    async def update_model(self, request: web.Request) -> web.Response:
+        req = from_json(UpdateModelRequest, await _body(request))
+        if req.model is None:
+            req.model = Model()
+        req.model.id = request.match_info["id"]
+        return _ok(await self.service.update_model(self.who(request), req))
+
+    async def model_action(self, request: web.Request) -> web.Response:
+        # Ids may contain ':' ("gemma:2b", "ft:base:suffix"): the verb is what follows the last colon.
+        model_id, sep, verb = request.match_info["id"].rpartition(":")
+        if sep and verb == "activate":
+            await self.service.activate_model(self.who(request), ActivateModelRequest(id=model_id))
+            return web.json_response({})
+        if sep and verb == "deactivate":
+            await self.service.deactivate_model(self.who(request), DeactivateModelRequest(id=model_id))
+            return web.json_response({})
+        raise NotFound(f"no such action {verb!r}: use POST /v1/models/{{id}}:activate or :deactivate")

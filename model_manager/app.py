@@ -1,0 +1,166 @@
+"""Compose the roles of one process: REST, public gRPC, worker gRPC, lease sweeper and loader."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from grpclib.client import Channel
+
+from model_manager.api.gen.llmariner.models.server.v1 import ListModelsRequest, ModelsWorkerServiceStub
+from model_manager.api.grpc import InFlight, ModelsServicer, WorkerServicer, build_server
+from model_manager.api.rest import RestApi
+from model_manager.config import Config, ConfigError
+from model_manager.objectstore.factory import open_store
+from model_manager.service.context import ServiceContext
+from model_manager.service.models import ModelsService
+from model_manager.service.worker import WorkerService
+from model_manager.store import loading
+from model_manager.store.database import Database, create_database_if_missing
+from model_manager.store.migrate import migrate
+
+log = logging.getLogger(__name__)
+
+ROLES = ("all", "server", "loader")
+DRAIN_SECONDS = 10.0
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def open_database(config: Config) -> Database:
+    if config.database is not None and config.database.create_database:
+        await create_database_if_missing(config.database)
+    db = Database.from_config(config)
+    if config.database is None or config.database.auto_migrate:
+        await migrate(db)
+    return db
+
+
+@dataclass
+class Server:
+    """The serving half: one database, one service context, three listeners."""
+
+    config: Config
+    db: Database
+    ctx: ServiceContext
+    worker: WorkerServicer
+    inflight: InFlight = field(default_factory=InFlight)
+    _runner: web.AppRunner | None = None
+    _grpc: list[object] = field(default_factory=list)
+
+    @classmethod
+    async def create(cls, config: Config) -> Server:
+        db = await open_database(config)
+        ctx = ServiceContext(
+            db=db,
+            objects=open_store(config.object_store),
+            default_path_prefix=config.object_store.path_prefix,
+            lease_seconds=config.loading.lease_seconds,
+            max_attempts=config.loading.max_attempts,
+        )
+        inflight = InFlight()
+        return cls(config, db, ctx, WorkerServicer(WorkerService(ctx), inflight), inflight)
+
+    async def start(self) -> None:
+        models = ModelsService(self.ctx)
+        rest = RestApi(models, self.db, self.config.auth_enable)
+        self._runner = web.AppRunner(rest.app(), shutdown_timeout=DRAIN_SECONDS, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, port=self.config.http_port).start()
+        public = build_server([ModelsServicer(models, self.inflight)], with_health=True)
+        await public.start(port=self.config.grpc_port)
+        worker = build_server([self.worker], with_health=False)
+        await worker.start(port=self.config.worker_grpc_port)
+        self._grpc = [public, worker]
+        log.info(
+            "serving REST on :%d, gRPC on :%d, worker gRPC on :%d",
+            self.config.http_port,
+            self.config.grpc_port,
+            self.config.worker_grpc_port,
+        )
+
+    async def sweep_leases(self, stop: asyncio.Event) -> None:
+        """Give back models whose loader vanished, even when no loader is asking for work."""
+        interval = min(self.config.loading.lease_seconds / 4, 10.0)
+        while not stop.is_set():
+            async with self.db.transaction() as conn:
+                n = await loading.expire_leases(conn, self.ctx.clock(), self.config.loading.max_attempts)
+            if n:
+                log.warning("%d model(s) had an expired loader lease and were given back", n)
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        # In-flight calls finish (up to DRAIN_SECONDS) before connections close.
+        if not await self.inflight.wait_idle(DRAIN_SECONDS):
+            log.warning("%d gRPC call(s) still running at shutdown; cancelling", self.inflight.count)
+        for server in self._grpc:
+            server.close()  # type: ignore[attr-defined]
+            await server.wait_closed()  # type: ignore[attr-defined]
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.ctx.objects.close()
+        await self.db.close()
+
+
+async def idle_loader(config: Config, stop: asyncio.Event) -> None:
+    """Role "loader": connect to the worker API and wait. Loading itself arrives with the loader."""
+    host, _, port = config.loader.worker_service_addr.rpartition(":")
+    channel = Channel(host or "localhost", int(port), ssl=config.loader.worker_service_tls)
+    try:
+        stub = ModelsWorkerServiceStub(channel)
+        while not stop.is_set():
+            try:
+                listed = await stub.list_models(ListModelsRequest(), timeout=5)
+                log.info("loader connected to the worker API at %s (%d models)", config.loader.worker_service_addr,
+                         len(listed.data))
+                break
+            except (OSError, asyncio.TimeoutError) as e:
+                log.warning("worker API at %s unreachable (%s); retrying", config.loader.worker_service_addr, e)
+                try:
+                    await asyncio.wait_for(stop.wait(), 2)
+                except TimeoutError:
+                    pass
+        await stop.wait()
+    finally:
+        channel.close()
+
+
+def check_role(config: Config, role: str) -> None:
+    if role not in ROLES:
+        raise ConfigError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
+    if role == "loader":
+        addr = config.loader.worker_service_addr
+        if not addr:
+            raise ConfigError("loader.workerServiceAddr: required for --role loader")
+        if not addr.rpartition(":")[2].isdigit():
+            raise ConfigError(f"loader.workerServiceAddr: must be host:port, got {addr!r}")
+
+
+async def run(config: Config, role: str, stop: asyncio.Event) -> None:
+    check_role(config, role)
+    server = await Server.create(config) if role in ("all", "server") else None
+    try:
+        if server is not None:
+            await server.start()
+        async with asyncio.TaskGroup() as tg:
+            if server is not None:
+                tg.create_task(server.sweep_leases(stop))
+            if role == "loader":
+                tg.create_task(idle_loader(config, stop))
+            await stop.wait()
+            if config.graceful_shutdown_delay and server is not None:
+                log.info("shutting down in %.1fs (gracefulShutdownDelay)", config.graceful_shutdown_delay)
+                await asyncio.sleep(config.graceful_shutdown_delay)
+    finally:
+        if server is not None:
+            await server.stop()
+    log.info("stopped")

@@ -1,0 +1,67 @@
+"""`model-manager run|migrate`: parse arguments, load the config, run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from model_manager import app
+from model_manager.config import Config, ConfigError, load_config
+from model_manager.store.database import Database, create_database_if_missing
+from model_manager.store.migrate import migrate
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="model-manager", description="LLM model catalogue and loader")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve the APIs and/or run the loader")
+    run.add_argument("--config", required=True, help="YAML configuration file")
+    run.add_argument("--role", default="all", choices=app.ROLES, help="which parts of the process to run")
+    mig = sub.add_parser("migrate", help="apply database migrations and exit")
+    mig.add_argument("--config", required=True, help="YAML configuration file")
+    return p
+
+
+async def _run(config: Config, role: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.run(config, role, stop)
+
+
+async def _migrate(config: Config) -> None:
+    if config.database is not None and config.database.create_database:
+        await create_database_if_missing(config.database)
+    db = Database.from_config(config)
+    try:
+        await migrate(db)
+    finally:
+        await db.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        if args.command == "run":
+            app.check_role(config, args.role)
+            asyncio.run(_run(config, args.role))
+        else:
+            asyncio.run(_migrate(config))
+            logging.getLogger("model_manager").info("migrations applied")
+    except ConfigError as e:
+        print(f"model-manager: config error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"model-manager: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The one exception family of the service layer. Each front maps these to its protocol in one place."""
+
+
+class ServiceError(Exception):
+    """Base class: a request the service refuses, with a message meant for the caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ServiceError):
+    pass
+
+
+class NotFound(ServiceError):
+    pass
+
+
+class AlreadyExists(ServiceError):
+    pass
+
+
+class FailedPrecondition(ServiceError):
+    pass
+
+
+class PermissionDenied(ServiceError):
+    pass
+
+
+class Unauthenticated(ServiceError):
+    pass
+
+
+class Unavailable(ServiceError):
+    pass

@@ -1,0 +1,73 @@
+"""The small interface every object store backend offers."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from model_manager.errors import FailedPrecondition, InvalidArgument
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+def check_key(key: str) -> str:
+    """Keys are '/'-separated, relative, and never climb out of the store."""
+    if not key or key.startswith("/") or any(seg in ("", ".", "..") for seg in key.split("/")):
+        raise InvalidArgument(f"invalid object key {key!r}")
+    return key
+
+
+class ObjectStore(ABC):
+    @abstractmethod
+    async def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    async def list(self, prefix: str) -> list[ObjectInfo]:
+        """Objects whose key starts with `prefix`, sorted by key."""
+
+    @abstractmethod
+    async def delete_keys(self, keys: list[str]) -> None: ...
+
+    def check_configured(self) -> None:
+        """Raise when the store cannot be used at all (e.g. no bucket configured)."""
+
+    async def delete_model_files(self, path: str) -> int:
+        """Remove the file `path` or everything under the directory `path/`; return how many objects went."""
+        keys = [o.key for o in await self.list(path) if o.key == path or o.key.startswith(path.rstrip("/") + "/")]
+        if keys:
+            await self.delete_keys(keys)
+        return len(keys)
+
+    async def close(self) -> None:
+        return None
+
+
+class UnconfiguredStore(ObjectStore):
+    """Stands in for an `s3` section without a bucket: serving works, anything needing the bucket says why not."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def check_configured(self) -> None:
+        raise FailedPrecondition(self.reason)
+
+    async def put_bytes(self, key: str, data: bytes) -> None:
+        self.check_configured()
+
+    async def get_bytes(self, key: str) -> bytes:
+        self.check_configured()
+        return b""
+
+    async def list(self, prefix: str) -> list[ObjectInfo]:
+        self.check_configured()
+        return []
+
+    async def delete_keys(self, keys: list[str]) -> None:
+        self.check_configured()

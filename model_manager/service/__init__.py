@@ -1,0 +1,1 @@
+"""The rules of shared/spec/behavior.md, free of any transport. Both fronts call these services."""

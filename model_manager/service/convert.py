@@ -1,0 +1,35 @@
+"""Store records to API messages."""
+
+from __future__ import annotations
+
+from model_manager.api.gen.llmariner.models.server.v1 import (
+    ActivationStatus,
+    Model,
+    ModelFormat,
+    ModelLoadingStatus,
+    Project,
+    SourceRepository,
+)
+from model_manager.service import model_config
+from model_manager.store.records import Kind, ModelRecord
+
+
+def to_model(rec: ModelRecord) -> Model:
+    is_base = rec.kind is Kind.BASE
+    return Model(
+        id=rec.model_id,
+        created=rec.created_at,
+        object="model",
+        owned_by="system" if is_base else "user",
+        loading_status=ModelLoadingStatus(rec.loading_status),
+        source_repository=SourceRepository(rec.source_repository),
+        loading_failure_reason=rec.loading_failure_reason,
+        loading_status_message=rec.loading_status_message,
+        formats=[ModelFormat(f) for f in rec.formats],
+        is_base_model=is_base,
+        base_model_id=rec.base_model_id,
+        activation_status=ActivationStatus(rec.activation_status),
+        config=model_config.decode(rec.config),
+        project=Project(id=rec.project_id) if rec.project_id else None,
+        revision=rec.revision,
+    )

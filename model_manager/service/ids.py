@@ -1,0 +1,101 @@
+"""Validation and conversion of model ids."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import dataclass
+
+from model_manager.errors import InvalidArgument
+
+MAX_ID_LEN = 256
+MAX_SUFFIX_LEN = 18
+_SUFFIX = re.compile(r"^[a-z0-9-]+$")
+_URLSAFE = string.ascii_letters + string.digits + "-_"
+
+
+def check_id(value: str, field: str = "id") -> str:
+    """Reject ids that are empty, too long, or could escape an object-store prefix."""
+    if not value:
+        raise InvalidArgument(f"{field} is required")
+    if len(value) > MAX_ID_LEN:
+        raise InvalidArgument(f"{field} must be at most {MAX_ID_LEN} characters, got {len(value)}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidArgument(f"{field} must not contain control characters")
+    if any(seg in (".", "..") for seg in value.split("/")):
+        raise InvalidArgument(f"{field} must not contain '.' or '..' path segments")
+    return value
+
+
+def require(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgument(f"{field} is required")
+    return value
+
+
+def converted(model_id: str) -> str:
+    """The stored id of a loaded model: "org/name" becomes "org-name"."""
+    return model_id.replace("/", "-")
+
+
+@dataclass(frozen=True)
+class HuggingFaceRef:
+    repo: str  # org/name
+    file: str  # "" for the whole repo
+    revision: str  # "" for the default branch
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.repo}/{self.file}" if self.file else self.repo
+
+
+def parse_hugging_face(value: str, field: str = "id") -> HuggingFaceRef:
+    """`org/name`, `org/name/file`, each optionally followed by `@<revision>`."""
+    check_id(value, field)
+    body, _, revision = value.partition("@")
+    if "@" in value and not revision:
+        raise InvalidArgument(f"{field} {value!r}: the revision after '@' is empty")
+    parts = body.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise InvalidArgument(
+            f"{field} {value!r} is not a Hugging Face id: expected 'org/name' or 'org/name/file', "
+            "optionally followed by '@<revision>'"
+        )
+    return HuggingFaceRef(repo="/".join(parts[:2]), file=parts[2] if len(parts) == 3 else "", revision=revision)
+
+
+def check_ollama(value: str, field: str = "id") -> str:
+    check_id(value, field)
+    name, sep, tag = value.rpartition(":")
+    if not sep or not name or not tag:
+        raise InvalidArgument(f"{field} {value!r} is not an Ollama id: expected 'name:tag'")
+    return value
+
+
+def check_suffix(suffix: str) -> str:
+    require(suffix, "suffix")
+    if len(suffix) > MAX_SUFFIX_LEN:
+        raise InvalidArgument(f"suffix must be at most {MAX_SUFFIX_LEN} characters, got {len(suffix)}")
+    if not _SUFFIX.match(suffix):
+        raise InvalidArgument(f"suffix {suffix!r} must be made of lowercase letters, digits and '-'")
+    return suffix
+
+
+def check_s3_url(value: str, field: str) -> str:
+    require(value, field)
+    if not value.startswith("s3://"):
+        raise InvalidArgument(f"{field} must be an s3://bucket/path URL, got {value!r}")
+    bucket, _, key = value[len("s3://") :].partition("/")
+    if not bucket or not key:
+        raise InvalidArgument(f"{field} must name a bucket and a path: s3://bucket/path, got {value!r}")
+    check_id(key, field)
+    return value
+
+
+def fine_tuned_id(base_model_id: str, suffix: str) -> str:
+    return f"ft:{base_model_id}:{suffix}"
+
+
+def random_suffix(length: int = 10) -> str:
+    return "".join(secrets.choice(_URLSAFE) for _ in range(length))

@@ -1,0 +1,77 @@
+"""Loading-status updates from loaders: progress, success, failure, release; fenced by the claim's attempt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model_manager.api.gen.llmariner.models.server.v1 import (
+    UpdateBaseModelLoadingStatusRequest,
+    UpdateBaseModelLoadingStatusResponse,
+    UpdateModelLoadingStatusRequest,
+    UpdateModelLoadingStatusResponse,
+)
+from model_manager.errors import InvalidArgument
+from model_manager.identity import Identity
+from model_manager.service import ids
+from model_manager.service.context import ServiceContext
+from model_manager.store import catalog, loading
+from model_manager.store.records import FAILED, REQUESTED, SUCCEEDED, Kind
+
+_Request = UpdateBaseModelLoadingStatusRequest | UpdateModelLoadingStatusRequest
+
+
+class LoadingStatusService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    async def update_base_model_loading_status(
+        self, who: Identity, req: UpdateBaseModelLoadingStatusRequest
+    ) -> UpdateBaseModelLoadingStatusResponse:
+        await self._update(who, Kind.BASE, req, req.project_id)
+        return UpdateBaseModelLoadingStatusResponse()
+
+    async def update_model_loading_status(
+        self, who: Identity, req: UpdateModelLoadingStatusRequest
+    ) -> UpdateModelLoadingStatusResponse:
+        await self._update(who, Kind.FINE_TUNED, req, None)
+        return UpdateModelLoadingStatusResponse()
+
+    def _outcome(self, kind: Kind, req: _Request) -> dict[str, Any] | None:
+        """Column values for this update; None for a base-model success (the requested row goes away)."""
+        now = self.ctx.clock()
+        ended = {"lease_holder": None, "lease_expires_at": None, "updated_at": int(now)}
+        if req.failure is not None:
+            if not req.failure.reason:
+                raise InvalidArgument("failure.reason is required")
+            return {"loading_status": FAILED, "loading_failure_reason": req.failure.reason, **ended}
+        if req.success is not None:
+            if kind is Kind.BASE:
+                return None
+            return {"loading_status": SUCCEEDED, "loading_status_message": req.status_message, **ended}
+        if req.release:
+            return {
+                "loading_status": REQUESTED,
+                "loading_status_message": req.status_message or "returned by its loader; waiting for a loader",
+                **ended,
+            }
+        # A progress report: show the message and renew the lease.
+        return {
+            "loading_status_message": req.status_message,
+            "lease_expires_at": now + self.ctx.lease_seconds,
+            "updated_at": int(now),
+        }
+
+    async def _update(self, who: Identity, kind: Kind, req: _Request, project_id: str | None) -> None:
+        ids.check_id(req.id)
+        values = self._outcome(kind, req)
+        async with self.ctx.db.transaction() as conn:
+            if values is not None:
+                await loading.transition(conn, kind, who.tenant_id, req.id, project_id, req.attempt, values)
+                return
+            # Base-model success. If the loader created the model under its converted id, the requested row is
+            # still LOADING and goes away; if it completed the requested row itself, that row is SUCCEEDED already.
+            rec = await loading.find_loading_target(conn, kind, who.tenant_id, req.id, project_id)
+            if rec.loading_status == SUCCEEDED:
+                return
+            loading.check_loading(rec, req.attempt)
+            await catalog.delete_model(conn, rec)

@@ -1,0 +1,207 @@
+"""ModelsService: the public catalogue API (behavior.md, "ModelsService")."""
+
+from __future__ import annotations
+
+import logging
+
+from model_manager.api.gen.llmariner.models.server.v1 import (
+    ActivateModelRequest,
+    ActivateModelResponse,
+    CreateModelRequest,
+    DeactivateModelRequest,
+    DeactivateModelResponse,
+    DeleteModelRequest,
+    DeleteModelResponse,
+    GetModelRequest,
+    ListModelsRequest,
+    ListModelsResponse,
+    Model,
+    SourceRepository,
+    UpdateModelRequest,
+)
+from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from model_manager.identity import Identity
+from model_manager.service import ids, model_config
+from model_manager.service.context import ServiceContext
+from model_manager.service.convert import to_model
+from model_manager.store import catalog, listing
+from model_manager.store.database import Conn
+from model_manager.store.records import ACTIVE, INACTIVE, REQUESTED, Kind, ModelRecord
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+_BASE_SOURCES = "SOURCE_REPOSITORY_HUGGING_FACE, SOURCE_REPOSITORY_OLLAMA, SOURCE_REPOSITORY_OBJECT_STORE"
+
+
+async def find_visible(
+    conn: Conn, who: Identity, model_id: str, include_loading: bool, project_id: str | None
+) -> ModelRecord:
+    """Get's lookup: a base model first, then a published fine-tuned model of the tenant."""
+    rec = await catalog.find_base(conn, who.tenant_id, model_id, project_id)
+    if rec is None:
+        rec = await catalog.find_fine_tuned(conn, who.tenant_id, model_id)
+    if rec is None or not (rec.is_loaded or include_loading):
+        raise NotFound(f'model "{model_id}" not found')
+    return rec
+
+
+class ModelsService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
+        ids.check_id(req.id)
+        async with self.ctx.db.transaction() as conn:
+            return to_model(await find_visible(conn, who, req.id, req.include_loading_model, who.project_id))
+
+    async def list_models(self, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
+        if req.limit < 0:
+            raise InvalidArgument(f"limit must not be negative, got {req.limit}")
+        limit = min(req.limit or DEFAULT_LIMIT, MAX_LIMIT)
+        scope = listing.ListScope(who.tenant_id, who.project_id, req.include_loading_models)
+        async with self.ctx.db.transaction() as conn:
+            after: tuple[int, str] | None = None
+            if req.after:
+                group = await listing.group_of(conn, scope, req.after)
+                if group is None:
+                    raise InvalidArgument(f'after: model "{req.after}" not found')
+                after = (group, req.after)
+            records, has_more = await listing.page(conn, scope, limit, after)
+            total = await listing.count(conn, scope)
+        return ListModelsResponse(
+            object="list", data=[to_model(r) for r in records], has_more=has_more, total_items=total
+        )
+
+    async def create_model(self, who: Identity, req: CreateModelRequest) -> Model:
+        config = model_config.validate(req.config) if req.config is not None else model_config.default_config()
+        if req.is_fine_tuned_model:
+            return await self._create_fine_tuned(who, req, config)
+        return await self._create_base(who, req, config)
+
+    async def _create_base(self, who: Identity, req: CreateModelRequest, config: model_config.ModelConfig) -> Model:
+        revision = ""
+        source = req.source_repository
+        if source == SourceRepository.HUGGING_FACE:
+            ref = ids.parse_hugging_face(req.id)
+            model_id, revision = ref.model_id, ref.revision
+        elif source == SourceRepository.OLLAMA:
+            model_id = ids.check_ollama(req.id)
+        elif source == SourceRepository.OBJECT_STORE:
+            model_id = ids.check_id(req.id)
+            if model_id.startswith("s3://"):
+                raise InvalidArgument(
+                    f"id {model_id!r} must be the model's name, not an s3:// URL; the loader reads it from the "
+                    "configured source bucket"
+                )
+        else:
+            raise InvalidArgument(f"source_repository must be one of {_BASE_SOURCES} for a base model")
+        project_id = who.project_id if req.is_project_scoped else ""
+        async with self.ctx.db.transaction() as conn:
+            candidates = list(dict.fromkeys([model_id, ids.converted(model_id)]))
+            taken = await catalog.base_id_taken(conn, who.tenant_id, candidates, project_id or None)
+            if taken is not None:
+                raise AlreadyExists(f'model "{taken}" already exists')
+            rec = await catalog.insert_model(
+                conn,
+                Kind.BASE,
+                {
+                    "tenant_id": who.tenant_id,
+                    "project_id": project_id,
+                    "model_id": model_id,
+                    "source_repository": int(source),
+                    "loading_status": REQUESTED,
+                    "requested_revision": revision,
+                    "config": model_config.encode(config),
+                },
+            )
+        return to_model(rec)
+
+    async def _create_fine_tuned(
+        self, who: Identity, req: CreateModelRequest, config: model_config.ModelConfig
+    ) -> Model:
+        base_model_id = ids.check_id(req.base_model_id, "base_model_id")
+        suffix = ids.check_suffix(req.suffix)
+        if req.source_repository == SourceRepository.OBJECT_STORE:
+            ids.check_s3_url(req.model_file_location, "model_file_location")
+        elif req.source_repository == SourceRepository.HUGGING_FACE:
+            ids.parse_hugging_face(req.model_file_location, "model_file_location")
+        else:
+            raise InvalidArgument(
+                "source_repository must be SOURCE_REPOSITORY_OBJECT_STORE or SOURCE_REPOSITORY_HUGGING_FACE "
+                "for a fine-tuned model"
+            )
+        model_id = ids.fine_tuned_id(base_model_id, suffix)
+        ids.check_id(model_id)
+        async with self.ctx.db.transaction() as conn:
+            if await catalog.find_base(conn, who.tenant_id, base_model_id, who.project_id, loaded_only=True) is None:
+                raise NotFound(f'base model "{base_model_id}" not found')
+            prefix = await self.ctx.path_prefix(conn, who.tenant_id)
+            rec = await catalog.insert_model(
+                conn,
+                Kind.FINE_TUNED,
+                {
+                    "tenant_id": who.tenant_id,
+                    "organization_id": who.organization_id,
+                    "project_id": who.project_id,
+                    "model_id": model_id,
+                    "base_model_id": base_model_id,
+                    "suffix": suffix,
+                    "path": f"{prefix}/{who.tenant_id}/{who.project_id}/{model_id}",
+                    "model_file_location": req.model_file_location,
+                    "source_repository": int(req.source_repository),
+                    "loading_status": REQUESTED,
+                    # Published at once so that it shows in listings with include_loading_models while it loads.
+                    "is_published": True,
+                    "config": model_config.encode(config),
+                },
+            )
+        return to_model(rec)
+
+    async def delete_model(self, who: Identity, req: DeleteModelRequest) -> DeleteModelResponse:
+        ids.check_id(req.id)
+        async with self.ctx.db.transaction() as conn:
+            rec = await find_visible(conn, who, req.id, True, who.project_id)
+            if rec.activation_status == ACTIVE:
+                raise FailedPrecondition(f'model "{req.id}" is active')
+            await catalog.delete_model(conn, rec)
+            orphaned = [p for p in dict.fromkeys([rec.path, rec.gguf_model_path]) if p]
+            orphaned = [p for p in orphaned if not await catalog.path_in_use(conn, p)]
+            if orphaned:
+                # Fail before committing when the files cannot be removed at all (no bucket configured).
+                self.ctx.objects.check_configured()
+        for path in orphaned:
+            try:
+                removed = await self.ctx.objects.delete_model_files(path)
+                log.info("deleted model %s: removed %d objects under %s", req.id, removed, path)
+            except Exception:
+                log.exception("deleted model %s but could not remove its files under %s", req.id, path)
+        return DeleteModelResponse(id=req.id, object="model", deleted=True)
+
+    async def update_model(self, who: Identity, req: UpdateModelRequest) -> Model:
+        if req.model is None:
+            raise InvalidArgument("model is required")
+        ids.check_id(req.model.id, "model.id")
+        paths = list(req.update_mask.paths) if req.update_mask is not None else []
+        async with self.ctx.db.transaction() as conn:
+            rec = await find_visible(conn, who, req.model.id, True, who.project_id)
+            config = model_config.apply_mask(model_config.decode(rec.config), req.model.config, paths)
+            rec = await catalog.update_model(conn, rec, {"config": model_config.encode(config)})
+        return to_model(rec)
+
+    async def activate_model(self, who: Identity, req: ActivateModelRequest) -> ActivateModelResponse:
+        await self._set_activation(who, req.id, ACTIVE)
+        return ActivateModelResponse()
+
+    async def deactivate_model(self, who: Identity, req: DeactivateModelRequest) -> DeactivateModelResponse:
+        await self._set_activation(who, req.id, INACTIVE)
+        return DeactivateModelResponse()
+
+    async def _set_activation(self, who: Identity, model_id: str, status: int) -> None:
+        ids.check_id(model_id)
+        async with self.ctx.db.transaction() as conn:
+            rec = await find_visible(conn, who, model_id, False, who.project_id)
+            if rec.activation_status != status:
+                await catalog.update_model(conn, rec, {"activation_status": status})
+

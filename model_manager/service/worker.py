@@ -1,0 +1,254 @@
+"""ModelsWorkerService: the internal API of loaders, inference engines and job dispatchers."""
+
+from __future__ import annotations
+
+from model_manager.api.gen.llmariner.models.server.v1 import (
+    AcquireUnloadedBaseModelRequest,
+    AcquireUnloadedBaseModelResponse,
+    AcquireUnloadedModelRequest,
+    AcquireUnloadedModelResponse,
+    AdapterType,
+    BaseModel,
+    CreateBaseModelRequest,
+    CreateHfModelRepoRequest,
+    CreateStorageConfigRequest,
+    GetBaseModelPathRequest,
+    GetBaseModelPathResponse,
+    GetHfModelRepoRequest,
+    GetModelAttributesRequest,
+    GetModelPathRequest,
+    GetModelPathResponse,
+    GetModelRequest,
+    GetStorageConfigRequest,
+    HfModelRepo,
+    ListModelsRequest,
+    ListModelsResponse,
+    Model,
+    ModelAttributes,
+    ModelFormat,
+    PublishModelRequest,
+    PublishModelResponse,
+    QuantizationType,
+    RegisterModelRequest,
+    RegisterModelResponse,
+    SourceRepository,
+    StorageConfig,
+)
+from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
+from model_manager.identity import Identity
+from model_manager.service import ids, model_config
+from model_manager.service.context import ServiceContext
+from model_manager.service.convert import to_model
+from model_manager.service.loading_status import LoadingStatusService
+from model_manager.service.models import find_visible
+from model_manager.store import catalog, listing, loading, registry
+from model_manager.store.records import LOADING, SUCCEEDED, Kind, ModelRecord, encode_formats
+
+_REGISTER_TRIES = 8
+
+
+class WorkerService(LoadingStatusService):
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx)
+
+    async def create_storage_config(self, who: Identity, req: CreateStorageConfigRequest) -> StorageConfig:
+        ids.check_id(req.path_prefix, "path_prefix")
+        async with self.ctx.db.transaction() as conn:
+            await registry.create_storage_config(conn, who.tenant_id, req.path_prefix)
+        return StorageConfig(path_prefix=req.path_prefix)
+
+    async def get_storage_config(self, who: Identity, req: GetStorageConfigRequest) -> StorageConfig:
+        async with self.ctx.db.transaction() as conn:
+            prefix = await registry.get_storage_prefix(conn, who.tenant_id)
+        if prefix is None:
+            raise NotFound("storage config not found")
+        return StorageConfig(path_prefix=prefix)
+
+    async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
+        ids.check_id(req.id)
+        async with self.ctx.db.transaction() as conn:
+            return to_model(await find_visible(conn, who, req.id, True, None))
+
+    async def list_models(self, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
+        async with self.ctx.db.transaction() as conn:
+            records = await listing.all_loaded(conn, who.tenant_id)
+        return ListModelsResponse(
+            object="list", data=[to_model(r) for r in records], has_more=False, total_items=len(records)
+        )
+
+    async def register_model(self, who: Identity, req: RegisterModelRequest) -> RegisterModelResponse:
+        base = ids.check_id(req.base_model, "base_model")
+        ids.require(req.organization_id, "organization_id")
+        ids.require(req.project_id, "project_id")
+        if not req.id:
+            ids.check_suffix(req.suffix)
+        else:
+            ids.check_id(req.id)
+        async with self.ctx.db.transaction() as conn:
+            if req.id:
+                if await catalog.find_fine_tuned(conn, who.tenant_id, req.id, published_only=False):
+                    raise AlreadyExists(f'model "{req.id}" already exists')
+                model_id = req.id
+            else:
+                model_id = await self._fresh_id(conn, who.tenant_id, ids.converted(base), req.suffix)
+            path = req.path or f"{await self.ctx.path_prefix(conn, who.tenant_id)}/{who.tenant_id}/{model_id}"
+            await catalog.insert_model(
+                conn,
+                Kind.FINE_TUNED,
+                {
+                    "tenant_id": who.tenant_id,
+                    "organization_id": req.organization_id,
+                    "project_id": req.project_id,
+                    "model_id": model_id,
+                    "base_model_id": base,
+                    "suffix": req.suffix,
+                    "path": path,
+                    "adapter": int(req.adapter),
+                    "quantization": int(req.quantization),
+                    "source_repository": int(SourceRepository.FINE_TUNING),
+                    "loading_status": LOADING,
+                    "is_published": False,
+                    "config": model_config.encode(model_config.default_config()),
+                },
+            )
+        return RegisterModelResponse(id=model_id, path=path)
+
+    async def _fresh_id(self, conn: catalog.Conn, tenant_id: str, base: str, suffix: str) -> str:
+        for _ in range(_REGISTER_TRIES):
+            candidate = ids.fine_tuned_id(base, f"{suffix}-{ids.random_suffix()}")
+            if await catalog.find_fine_tuned(conn, tenant_id, candidate, published_only=False) is None:
+                return candidate
+        raise AlreadyExists("could not find a free model id; try again")
+
+    async def publish_model(self, who: Identity, req: PublishModelRequest) -> PublishModelResponse:
+        ids.check_id(req.id)
+        async with self.ctx.db.transaction() as conn:
+            rec = await catalog.find_fine_tuned(conn, who.tenant_id, req.id, published_only=False)
+            if rec is None:
+                raise NotFound(f'model "{req.id}" not found')
+            await catalog.update_model(
+                conn, rec, {"is_published": True, "loading_status": SUCCEEDED, "lease_expires_at": None}
+            )
+        return PublishModelResponse()
+
+    async def _published(self, who: Identity, model_id: str) -> ModelRecord:
+        ids.check_id(model_id)
+        async with self.ctx.db.transaction() as conn:
+            rec = await catalog.find_fine_tuned(conn, who.tenant_id, model_id)
+        if rec is None:
+            raise NotFound(f'model "{model_id}" not found')
+        return rec
+
+    async def get_model_path(self, who: Identity, req: GetModelPathRequest) -> GetModelPathResponse:
+        return GetModelPathResponse(path=(await self._published(who, req.id)).path)
+
+    async def get_model_attributes(self, who: Identity, req: GetModelAttributesRequest) -> ModelAttributes:
+        rec = await self._published(who, req.id)
+        return ModelAttributes(
+            path=rec.path,
+            base_model=rec.base_model_id,
+            adapter=AdapterType(rec.adapter),
+            quantization=QuantizationType(rec.quantization),
+        )
+
+    async def create_base_model(self, who: Identity, req: CreateBaseModelRequest) -> BaseModel:
+        ids.check_id(req.id)
+        ids.require(req.path, "path")
+        formats = list(req.formats) or [ModelFormat.GGUF]
+        if ModelFormat.GGUF in formats and not req.gguf_model_path:
+            raise InvalidArgument("gguf_model_path is required when formats include MODEL_FORMAT_GGUF")
+        values = {
+            "path": req.path,
+            "formats": encode_formats(formats),
+            "gguf_model_path": req.gguf_model_path,
+            "source_repository": int(req.source_repository),
+            "revision": req.revision,
+            "loading_status": SUCCEEDED,
+            "loading_failure_reason": "",
+            "loading_status_message": "",
+            "lease_holder": None,
+            "lease_expires_at": None,
+        }
+        async with self.ctx.db.transaction() as conn:
+            existing = await catalog.find_base(conn, who.tenant_id, req.id, req.project_id)
+            if existing is not None and existing.project_id == req.project_id:
+                if existing.is_loaded:
+                    raise AlreadyExists(f'model "{req.id}" already exists')
+                # The loader finishing a model requested under this very id.
+                rec = await catalog.update_model(conn, existing, values)
+            else:
+                if await catalog.base_id_taken(conn, who.tenant_id, [req.id], req.project_id or None):
+                    raise AlreadyExists(f'model "{req.id}" already exists')
+                rec = await catalog.insert_model(
+                    conn,
+                    Kind.BASE,
+                    {
+                        "tenant_id": who.tenant_id,
+                        "project_id": req.project_id,
+                        "model_id": req.id,
+                        "config": model_config.encode(model_config.default_config()),
+                        **values,
+                    },
+                )
+        return BaseModel(id=rec.model_id, created=rec.created_at, object="basemodel")
+
+    async def get_base_model_path(self, who: Identity, req: GetBaseModelPathRequest) -> GetBaseModelPathResponse:
+        ids.check_id(req.id)
+        async with self.ctx.db.transaction() as conn:
+            rec = await catalog.find_base(conn, who.tenant_id, req.id, req.project_id, loaded_only=True)
+        if rec is None:
+            raise NotFound(f'model "{req.id}" not found')
+        formats = list(rec.formats) or ([int(ModelFormat.GGUF)] if rec.gguf_model_path else [])
+        return GetBaseModelPathResponse(
+            formats=[ModelFormat(f) for f in formats], path=rec.path, gguf_model_path=rec.gguf_model_path
+        )
+
+    async def create_hf_model_repo(self, who: Identity, req: CreateHfModelRepoRequest) -> HfModelRepo:
+        ids.check_id(req.name, "name")
+        async with self.ctx.db.transaction() as conn:
+            await registry.create_hf_repo(conn, who.tenant_id, req.project_id, req.name)
+        return HfModelRepo(name=req.name)
+
+    async def get_hf_model_repo(self, who: Identity, req: GetHfModelRepoRequest) -> HfModelRepo:
+        ids.check_id(req.name, "name")
+        async with self.ctx.db.transaction() as conn:
+            found = await registry.hf_repo_exists(conn, who.tenant_id, req.project_id, req.name)
+        if not found:
+            raise NotFound(f'hugging face repo "{req.name}" not found')
+        return HfModelRepo(name=req.name)
+
+    async def acquire_unloaded_base_model(
+        self, who: Identity, req: AcquireUnloadedBaseModelRequest
+    ) -> AcquireUnloadedBaseModelResponse:
+        rec = await self._claim(who, Kind.BASE, req.holder)
+        if rec is None:
+            return AcquireUnloadedBaseModelResponse()
+        return AcquireUnloadedBaseModelResponse(
+            base_model_id=rec.model_id,
+            source_repository=SourceRepository(rec.source_repository),
+            project_id=rec.project_id,
+            attempt=rec.attempt,
+            revision=rec.requested_revision,
+        )
+
+    async def acquire_unloaded_model(
+        self, who: Identity, req: AcquireUnloadedModelRequest
+    ) -> AcquireUnloadedModelResponse:
+        rec = await self._claim(who, Kind.FINE_TUNED, req.holder)
+        if rec is None:
+            return AcquireUnloadedModelResponse()
+        return AcquireUnloadedModelResponse(
+            model_id=rec.model_id,
+            is_base_model=False,
+            source_repository=SourceRepository(rec.source_repository),
+            model_file_location=rec.model_file_location,
+            dest_path=rec.path,
+            attempt=rec.attempt,
+        )
+
+    async def _claim(self, who: Identity, kind: Kind, holder: str) -> ModelRecord | None:
+        now = self.ctx.clock()
+        async with self.ctx.db.transaction() as conn:
+            await loading.expire_leases(conn, now, self.ctx.max_attempts)
+        async with self.ctx.db.transaction() as conn:
+            return await loading.claim(conn, kind, who.tenant_id, holder or "unknown", self.ctx.lease_seconds, now)

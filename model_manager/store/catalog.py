@@ -1,0 +1,119 @@
+"""Reads and writes of single models in both tables."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from model_manager.errors import AlreadyExists
+from model_manager.store.database import Conn
+from model_manager.store.records import INACTIVE, LOADED_STATUSES, Kind, ModelRecord, to_record
+from model_manager.store.tables import base_models, hf_model_repos, models
+
+
+def now_seconds() -> int:
+    return int(time.time())
+
+
+def base_visibility(tenant_id: str, project_id: str | None) -> ColumnElement[bool]:
+    """Base models a caller sees: the tenant's global ones plus those of its project (None: every project)."""
+    cond = base_models.c.tenant_id == tenant_id
+    if project_id is not None:
+        cond = and_(cond, base_models.c.project_id.in_(("", project_id)))
+    return cond
+
+
+def loaded(kind: Kind) -> ColumnElement[bool]:
+    return kind.table.c.loading_status.in_(LOADED_STATUSES)
+
+
+async def find_base(
+    conn: Conn, tenant_id: str, model_id: str, project_id: str | None, *, loaded_only: bool = False
+) -> ModelRecord | None:
+    """The base model `model_id` as `project_id` sees it; a project-scoped row wins over a global one."""
+    t = base_models
+    q = select(t).where(base_visibility(tenant_id, project_id), t.c.model_id == model_id)
+    if loaded_only:
+        q = q.where(loaded(Kind.BASE))
+    q = q.order_by(t.c.project_id.desc()).limit(1)
+    row = (await conn.execute(q)).first()
+    return to_record(Kind.BASE, row) if row else None
+
+
+async def find_fine_tuned(
+    conn: Conn, tenant_id: str, model_id: str, *, published_only: bool = True, project_id: str | None = None
+) -> ModelRecord | None:
+    t = models
+    q = select(t).where(t.c.tenant_id == tenant_id, t.c.model_id == model_id)
+    if published_only:
+        q = q.where(t.c.is_published.is_(True))
+    if project_id is not None:
+        q = q.where(t.c.project_id == project_id)
+    row = (await conn.execute(q)).first()
+    return to_record(Kind.FINE_TUNED, row) if row else None
+
+
+async def base_id_taken(conn: Conn, tenant_id: str, model_ids: Sequence[str], project_id: str | None) -> str | None:
+    """The first of `model_ids` that clashes with a base model visible in the same scope, if any.
+
+    A global id clashes with any row of the tenant; a project-scoped id with the global rows and its project's.
+    """
+    t = base_models
+    q = select(t.c.model_id).where(t.c.tenant_id == tenant_id, t.c.model_id.in_(list(model_ids)))
+    if project_id:
+        q = q.where(t.c.project_id.in_(("", project_id)))
+    taken = set((await conn.execute(q)).scalars())
+    return next((m for m in model_ids if m in taken), None)
+
+
+async def insert_model(conn: Conn, kind: Kind, values: dict[str, Any]) -> ModelRecord:
+    now = now_seconds()
+    row = {"created_at": now, "updated_at": now, "activation_status": INACTIVE, **values}
+    try:
+        result = await conn.execute(insert(kind.table).values(**row).returning(*kind.table.c))
+    except IntegrityError as e:
+        raise AlreadyExists(f'model "{values["model_id"]}" already exists') from e
+    return to_record(kind, result.one())
+
+
+async def update_model(conn: Conn, rec: ModelRecord, values: dict[str, Any]) -> ModelRecord:
+    t = rec.kind.table
+    q = (
+        update(t)
+        .where(t.c.tenant_id == rec.tenant_id, t.c.model_id == rec.model_id, t.c.project_id == rec.project_id)
+        .values(updated_at=now_seconds(), **values)
+        .returning(*t.c)
+    )
+    return to_record(rec.kind, (await conn.execute(q)).one())
+
+
+async def delete_model(conn: Conn, rec: ModelRecord) -> None:
+    t = rec.kind.table
+    await conn.execute(
+        delete(t).where(t.c.tenant_id == rec.tenant_id, t.c.model_id == rec.model_id, t.c.project_id == rec.project_id)
+    )
+    if rec.kind is Kind.BASE:
+        # The repo record named "org/name" produced this model ("org-name", or "org-name-<file>" for a repo
+        # of several GGUF files); drop it so the repo can be loaded again.
+        h = hf_model_repos
+        converted = func.replace(h.c.name, "/", "-")
+        await conn.execute(
+            delete(h).where(
+                h.c.tenant_id == rec.tenant_id,
+                h.c.project_id == rec.project_id,
+                or_(converted == rec.model_id, literal(rec.model_id).like(converted + "-%")),
+            )
+        )
+
+
+async def path_in_use(conn: Conn, path: str) -> bool:
+    """Whether any model of any tenant still points at `path` (as its directory or its GGUF file)."""
+    for t, cols in ((base_models, (base_models.c.path, base_models.c.gguf_model_path)), (models, (models.c.path,))):
+        q = select(literal(1)).where(or_(*(c == path for c in cols))).limit(1)
+        if (await conn.execute(q)).first():
+            return True
+    return False

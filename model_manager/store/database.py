@@ -1,0 +1,125 @@
+"""The one async engine and its transactions. Driver errors become service errors here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from model_manager.config import Config, DatabaseConfig
+from model_manager.errors import ServiceError, Unavailable
+
+log = logging.getLogger(__name__)
+
+Conn = AsyncConnection
+
+
+def postgres_url(db: DatabaseConfig, database: str | None = None) -> URL:
+    password = os.environ.get(db.password_env_name) if db.password_env_name else None
+    return URL.create(
+        "postgresql+asyncpg",
+        username=db.username,
+        password=password,
+        host=db.host,
+        port=db.port,
+        database=database or db.database,
+    )
+
+
+def _pg_connect_args(db: DatabaseConfig) -> dict[str, Any]:
+    # asyncpg takes libpq's sslmode names through its `ssl` argument.
+    return {"ssl": db.ssl_mode} if db.ssl_mode else {}
+
+
+def _sqlite_engine(path: str) -> AsyncEngine:
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", connect_args={"timeout": 30})
+
+    # SQLite upgrades a reader to a writer lazily and then fails at once with "database is locked" when
+    # another connection wrote in between. Taking the write lock at BEGIN makes every transaction wait its
+    # turn instead (busy timeout above), which also makes the status-guarded claim race-free.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """Owns the engine. `transaction()` is the session factory every caller uses."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @classmethod
+    def from_config(cls, config: Config) -> Database:
+        if config.database is None:
+            return cls(_sqlite_engine(config.sqlite_path))
+        db = config.database
+        engine = create_async_engine(
+            postgres_url(db), connect_args=_pg_connect_args(db), pool_size=10, max_overflow=20, pool_pre_ping=True
+        )
+        return cls(engine)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except ServiceError:
+            raise
+        except (OperationalError, OSError, ConnectionError) as e:
+            log.warning("database unavailable: %s", e)
+            raise Unavailable("database unavailable, try again") from e
+        except DBAPIError as e:
+            if e.connection_invalidated:
+                raise Unavailable("database connection lost, try again") from e
+            raise
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - readiness only reports yes or no
+            return False
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def create_database_if_missing(db: DatabaseConfig) -> None:
+    """`database.createDatabase`: connect to the maintenance database and create ours when absent."""
+    engine = create_async_engine(
+        postgres_url(db, "postgres"), connect_args=_pg_connect_args(db), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with engine.connect() as conn:
+            exists = await conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": db.database})
+            if not exists:
+                quoted = db.database.replace('"', '""')
+                await conn.execute(text(f'CREATE DATABASE "{quoted}"'))
+                log.info("created database %s", db.database)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,134 @@
+"""Claims, leases and guarded loading-status transitions.
+
+Every transition is a compare-and-set (`UPDATE ... WHERE loading_status = LOADING [AND attempt = :a]`); when no
+row matches, the reason is looked up and raised as a typed error, never ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, select, update
+
+from model_manager.errors import FailedPrecondition, NotFound
+from model_manager.store.database import Conn
+from model_manager.store.records import FAILED, LOADING, REQUESTED, Kind, ModelRecord, to_record
+
+STATUS_NAMES = {0: "UNSPECIFIED", REQUESTED: "REQUESTED", LOADING: "LOADING", 3: "SUCCEEDED", FAILED: "FAILED"}
+
+
+async def claim(
+    conn: Conn, kind: Kind, tenant_id: str, holder: str, lease_seconds: float, now: float
+) -> ModelRecord | None:
+    """Take the tenant's oldest REQUESTED model in one statement; None when there is none.
+
+    On PostgreSQL the inner SELECT skips rows other claimers have locked, so concurrent claimers never wait on
+    or receive the same row; on SQLite the write lock taken at BEGIN serializes claimers and the status guard
+    in the outer WHERE keeps the claim exact.
+    """
+    t = kind.table
+    oldest = (
+        select(t.c.id)
+        .where(t.c.tenant_id == tenant_id, t.c.loading_status == REQUESTED)
+        .order_by(t.c.created_at, t.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    q = (
+        update(t)
+        .where(t.c.id == oldest, t.c.loading_status == REQUESTED)
+        .values(
+            loading_status=LOADING,
+            lease_holder=holder,
+            lease_expires_at=now + lease_seconds,
+            attempt=t.c.attempt + 1,
+            loading_status_message="",
+            loading_failure_reason="",
+            updated_at=int(now),
+        )
+        .returning(*t.c)
+    )
+    row = (await conn.execute(q)).first()
+    return to_record(kind, row) if row else None
+
+
+async def expire_leases(conn: Conn, now: float, max_attempts: int) -> int:
+    """Give back models whose loader stopped renewing its lease: REQUESTED again, or FAILED when out of attempts.
+
+    Rows without a lease (fine-tuned models registered as LOADING by a training job) are never touched.
+    """
+    total = 0
+    reason = (
+        f"loading did not finish after {max_attempts} attempts: the loader stopped reporting progress "
+        "(lease expired)"
+    )
+    for kind in Kind:
+        t = kind.table
+        exhausted = t.c.attempt >= max_attempts
+        q = (
+            update(t)
+            .where(t.c.loading_status == LOADING, t.c.lease_expires_at.is_not(None), t.c.lease_expires_at < now)
+            .values(
+                loading_status=case((exhausted, FAILED), else_=REQUESTED),
+                loading_failure_reason=case((exhausted, reason), else_=""),
+                loading_status_message=case(
+                    (exhausted, ""), else_="the previous loader stopped reporting progress; waiting for a loader"
+                ),
+                lease_holder=None,
+                lease_expires_at=None,
+                updated_at=int(now),
+            )
+        )
+        total += (await conn.execute(q)).rowcount or 0
+    return total
+
+
+def _key(kind: Kind, tenant_id: str, model_id: str, project_id: str | None) -> ColumnElement[bool]:
+    t = kind.table
+    cond = (t.c.tenant_id == tenant_id) & (t.c.model_id == model_id)
+    if project_id is not None and kind is Kind.BASE:
+        cond = cond & (t.c.project_id == project_id)
+    return cond
+
+
+async def find_loading_target(
+    conn: Conn, kind: Kind, tenant_id: str, model_id: str, project_id: str | None
+) -> ModelRecord:
+    row = (await conn.execute(select(kind.table).where(_key(kind, tenant_id, model_id, project_id)))).first()
+    if row is None:
+        raise NotFound(f'model "{model_id}" not found')
+    return to_record(kind, row)
+
+
+def check_loading(rec: ModelRecord, attempt: int) -> None:
+    """Raise why `rec` cannot take a loading update from the holder of `attempt` (0: holder unknown)."""
+    if rec.loading_status != LOADING:
+        status = STATUS_NAMES.get(rec.loading_status, str(rec.loading_status))
+        raise FailedPrecondition(f'model "{rec.model_id}" is not loading (status {status})')
+    if attempt and attempt != rec.attempt:
+        raise FailedPrecondition(
+            f'model "{rec.model_id}": attempt {attempt} is stale, the model was claimed again (attempt {rec.attempt})'
+        )
+
+
+async def transition(
+    conn: Conn,
+    kind: Kind,
+    tenant_id: str,
+    model_id: str,
+    project_id: str | None,
+    attempt: int,
+    values: dict[str, Any],
+) -> ModelRecord:
+    """Apply `values` to a LOADING model held by `attempt`; raise NotFound/FailedPrecondition otherwise."""
+    t = kind.table
+    cond = _key(kind, tenant_id, model_id, project_id) & (t.c.loading_status == LOADING)
+    if attempt:
+        cond = cond & (t.c.attempt == attempt)
+    row = (await conn.execute(update(t).where(cond).values(**values).returning(*t.c))).first()
+    if row is not None:
+        return to_record(kind, row)
+    rec = await find_loading_target(conn, kind, tenant_id, model_id, project_id)
+    check_loading(rec, attempt)
+    raise FailedPrecondition(f'model "{model_id}" changed while updating; retry')  # lost a race; rare

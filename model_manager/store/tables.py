@@ -1,0 +1,104 @@
+"""Table definitions. Alembic migrations must produce exactly this schema (a test compares them).
+
+Activation status and model config live on the model rows rather than in side tables: the listing order is
+(activation, kind, id), and an index on (tenant_id, activation_status, model_id) makes every page one index range
+scan. Side tables would force a join whose cost grows with the catalogue.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+ID_LEN = 256
+
+
+def _loading_columns() -> list[Column]:  # type: ignore[type-arg]
+    """Columns shared by both model tables: loading state, lease, activation, config and timestamps."""
+    return [
+        Column("source_repository", Integer, nullable=False, server_default="0"),
+        Column("loading_status", Integer, nullable=False, server_default="0"),
+        Column("loading_failure_reason", Text, nullable=False, server_default=""),
+        Column("loading_status_message", Text, nullable=False, server_default=""),
+        Column("lease_holder", String(256), nullable=True),
+        Column("lease_expires_at", Float, nullable=True),
+        Column("attempt", Integer, nullable=False, server_default="0"),
+        Column("activation_status", Integer, nullable=False, server_default="2"),
+        Column("config", LargeBinary, nullable=True),
+        Column("created_at", BigInteger, nullable=False),
+        Column("updated_at", BigInteger, nullable=False),
+    ]
+
+
+base_models = Table(
+    "base_models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    # "" for a model visible to the whole tenant; a project id for a project-scoped model.
+    Column("project_id", String(ID_LEN), nullable=False, server_default=""),
+    Column("model_id", String(ID_LEN), nullable=False),
+    Column("path", Text, nullable=False, server_default=""),
+    Column("formats", String(64), nullable=False, server_default=""),
+    Column("gguf_model_path", Text, nullable=False, server_default=""),
+    Column("requested_revision", String(ID_LEN), nullable=False, server_default=""),
+    Column("revision", String(ID_LEN), nullable=False, server_default=""),
+    *_loading_columns(),
+    UniqueConstraint("tenant_id", "model_id", "project_id", name="uq_base_models_tenant_model_project"),
+    Index("ix_base_models_listing", "tenant_id", "activation_status", "model_id"),
+    Index("ix_base_models_claim", "tenant_id", "loading_status", "created_at"),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("organization_id", String(ID_LEN), nullable=False, server_default=""),
+    Column("project_id", String(ID_LEN), nullable=False, server_default=""),
+    Column("model_id", String(ID_LEN), nullable=False),
+    Column("base_model_id", String(ID_LEN), nullable=False, server_default=""),
+    Column("suffix", String(64), nullable=False, server_default=""),
+    Column("path", Text, nullable=False, server_default=""),
+    Column("model_file_location", Text, nullable=False, server_default=""),
+    Column("is_published", Boolean, nullable=False, server_default="0"),
+    Column("adapter", Integer, nullable=False, server_default="0"),
+    Column("quantization", Integer, nullable=False, server_default="0"),
+    *_loading_columns(),
+    UniqueConstraint("tenant_id", "model_id", name="uq_models_tenant_model"),
+    Index("ix_models_listing", "tenant_id", "project_id", "activation_status", "model_id"),
+    Index("ix_models_claim", "tenant_id", "loading_status", "created_at"),
+)
+
+hf_model_repos = Table(
+    "hf_model_repos",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("project_id", String(ID_LEN), nullable=False, server_default=""),
+    Column("name", String(ID_LEN), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("tenant_id", "name", "project_id", name="uq_hf_model_repos_tenant_name_project"),
+)
+
+storage_configs = Table(
+    "storage_configs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("path_prefix", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("tenant_id", name="uq_storage_configs_tenant"),
+)

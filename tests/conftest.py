@@ -1,0 +1,121 @@
+"""Shared fixtures: a migrated database on SQLite and on real PostgreSQL, and a service context over it.
+
+PostgreSQL: MM_TEST_PG_URL (default postgresql://postgres@127.0.0.1:5432/postgres) names a server on which the
+tests create and drop their own database. Under CI=true an unreachable server fails the run; elsewhere the
+PostgreSQL variants skip with one line saying how to point them at a server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from model_manager.objectstore.local import LocalStore
+from model_manager.service.context import ServiceContext
+from model_manager.store.database import Database, _sqlite_engine
+from model_manager.store.migrate import migrate
+from model_manager.store.tables import metadata
+
+PG_URL = os.environ.get("MM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SKIP_LINE = (
+    "PostgreSQL unreachable at {url}: set MM_TEST_PG_URL=postgresql://user@host:port/db to run these tests"
+)
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def _pg_reachable() -> bool:
+    try:
+        conn = await asyncpg.connect(PG_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for this test session (asyncpg SQLAlchemy URL)."""
+    if not await _pg_reachable():
+        if os.environ.get("CI") == "true":
+            pytest.fail(SKIP_LINE.format(url=PG_URL) + " (CI=true: failing instead of skipping)")
+        pytest.skip(SKIP_LINE.format(url=PG_URL))
+    name = f"mm_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_URL).set(drivername="postgresql+asyncpg", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def pg_db(pg_url: str) -> AsyncIterator[Database]:
+    db = Database(create_async_engine(pg_url, pool_size=20, max_overflow=10))
+    await migrate(db)
+    yield db
+    await db.close()
+
+
+async def _truncate(db: Database) -> None:
+    async with db.engine.begin() as conn:
+        names = ", ".join(t.name for t in metadata.sorted_tables)
+        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+
+
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(_sqlite_engine(str(tmp_path / "test.db")))
+    await migrate(database)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def postgres_db(pg_db: Database) -> Database:
+    await _truncate(pg_db)
+    return pg_db
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest) -> Database:
+    """A migrated, empty database: one SQLite file per test, or the session's PostgreSQL database emptied.
+
+    A plain fixture on purpose: it picks the async one by name, which pytest-asyncio can only run from here.
+    """
+    return request.getfixturevalue(f"{request.param}_db")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def objects(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "objects")
+
+
+@pytest.fixture
+def ctx(db: Database, objects: LocalStore, clock: FakeClock) -> Iterator[ServiceContext]:
+    yield ServiceContext(db=db, objects=objects, default_path_prefix="models", lease_seconds=60, max_attempts=3,
+                         clock=clock)

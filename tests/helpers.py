@@ -1,0 +1,82 @@
+"""Shortcuts the service tests share: request models and drive them through the worker API as a loader would."""
+
+from __future__ import annotations
+
+from model_manager.api.gen.llmariner.models.server import v1 as pb
+from model_manager.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity
+from model_manager.service.context import ServiceContext
+from model_manager.service.models import ModelsService
+from model_manager.service.worker import WorkerService
+
+WHO = DEFAULT_IDENTITY
+WORKER = DEFAULT_WORKER_IDENTITY
+OTHER_PROJECT = Identity(WHO.tenant_id, WHO.organization_id, "other-project")
+OTHER_TENANT = Identity("other-tenant", "default", "default")
+
+HF = pb.SourceRepository.HUGGING_FACE
+OLLAMA = pb.SourceRepository.OLLAMA
+OBJECT_STORE = pb.SourceRepository.OBJECT_STORE
+
+
+class Api:
+    """The two services over one context."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.models = ModelsService(ctx)
+        self.worker = WorkerService(ctx)
+
+    async def request_base(self, model_id: str, source: pb.SourceRepository = HF, who: Identity = WHO,
+                           **kw: object) -> pb.Model:
+        return await self.models.create_model(who, pb.CreateModelRequest(id=model_id, source_repository=source, **kw))
+
+    async def loaded_base(self, model_id: str, path: str | None = None, project_id: str = "") -> pb.BaseModel:
+        """A base model as the loader leaves it: SUCCEEDED with a path and the Hugging Face format."""
+        return await self.worker.create_base_model(
+            WORKER,
+            pb.CreateBaseModelRequest(
+                id=model_id,
+                path=path or f"models/base-models/{model_id}",
+                formats=[pb.ModelFormat.HUGGING_FACE],
+                source_repository=HF,
+                project_id=project_id,
+            ),
+        )
+
+    async def fine_tuned(self, base: str, suffix: str, who: Identity = WHO) -> pb.Model:
+        return await self.models.create_model(
+            who,
+            pb.CreateModelRequest(
+                is_fine_tuned_model=True,
+                base_model_id=base,
+                suffix=suffix,
+                source_repository=OBJECT_STORE,
+                model_file_location=f"s3://bucket/jobs/{suffix}",
+            ),
+        )
+
+    async def loaded_fine_tuned(self, base: str, suffix: str, who: Identity = WHO) -> str:
+        model = await self.fine_tuned(base, suffix, who)
+        claim = await self.worker.acquire_unloaded_model(WORKER, pb.AcquireUnloadedModelRequest())
+        assert claim.model_id == model.id
+        await self.worker.update_model_loading_status(
+            WORKER, pb.UpdateModelLoadingStatusRequest(id=model.id, success=pb.UpdateModelLoadingStatusRequestSuccess())
+        )
+        return model.id
+
+    async def get(self, model_id: str, who: Identity = WHO, loading: bool = True) -> pb.Model:
+        return await self.models.get_model(who, pb.GetModelRequest(id=model_id, include_loading_model=loading))
+
+    async def list(self, who: Identity = WHO, **kw: object) -> pb.ListModelsResponse:
+        return await self.models.list_models(who, pb.ListModelsRequest(**kw))
+
+    async def activate(self, model_id: str, who: Identity = WHO) -> None:
+        await self.models.activate_model(who, pb.ActivateModelRequest(id=model_id))
+
+    async def acquire_base(self, holder: str = "loader-1") -> pb.AcquireUnloadedBaseModelResponse:
+        return await self.worker.acquire_unloaded_base_model(WORKER, pb.AcquireUnloadedBaseModelRequest(holder=holder))
+
+    async def base_status(self, model_id: str, **kw: object) -> None:
+        await self.worker.update_base_model_loading_status(
+            WORKER, pb.UpdateBaseModelLoadingStatusRequest(id=model_id, **kw)
+        )
