@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from grpclib.client import Channel
 
+from model_manager.aio import wait_for_stop
 from model_manager.api.gen.llmariner.models.server.v1 import ListModelsRequest, ModelsWorkerServiceStub
 from model_manager.api.grpc import InFlight, ModelsServicer, WorkerServicer, build_server
 from model_manager.api.rest import RestApi
@@ -93,10 +94,7 @@ class Server:
                 n = await loading.expire_leases(conn, self.ctx.clock(), self.config.loading.max_attempts)
             if n:
                 log.warning("%d model(s) had an expired loader lease and were given back", n)
-            try:
-                await asyncio.wait_for(stop.wait(), interval)
-            except TimeoutError:
-                pass
+            await wait_for_stop(stop, interval)
 
     async def stop(self) -> None:
         # In-flight calls finish (up to DRAIN_SECONDS) before connections close.
@@ -120,15 +118,15 @@ async def idle_loader(config: Config, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 listed = await stub.list_models(ListModelsRequest(), timeout=5)
-                log.info("loader connected to the worker API at %s (%d models)", config.loader.worker_service_addr,
-                         len(listed.data))
+                log.info(
+                    "loader connected to the worker API at %s (%d models)",
+                    config.loader.worker_service_addr,
+                    len(listed.data),
+                )
                 break
-            except (OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, OSError) as e:
                 log.warning("worker API at %s unreachable (%s); retrying", config.loader.worker_service_addr, e)
-                try:
-                    await asyncio.wait_for(stop.wait(), 2)
-                except TimeoutError:
-                    pass
+                await wait_for_stop(stop, 2)
         await stop.wait()
     finally:
         channel.close()

@@ -146,7 +146,7 @@ class _Section:
     def section(self, key: str) -> _Section:
         return _Section(self.raw(key), self._key(key))
 
-    def str(self, key: str, default: str = "", required: bool = False) -> str:
+    def string(self, key: str, default: str = "", required: bool = False) -> str:
         value = self.raw(key)
         if value is None:
             if required:
@@ -156,7 +156,7 @@ class _Section:
             raise ConfigError(f"{self._key(key)}: must be a string")
         return value
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def boolean(self, key: str, default: bool = False) -> bool:
         value = self.raw(key)
         if value is None:
             return default
@@ -164,7 +164,7 @@ class _Section:
             raise ConfigError(f"{self._key(key)}: must be true or false")
         return value
 
-    def int(self, key: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    def integer(self, key: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
         value = self.raw(key)
         if value is None:
             return default
@@ -176,7 +176,7 @@ class _Section:
         return value
 
     def port(self, key: str, default: int) -> int:
-        return self.int(key, default, minimum=0, maximum=65535)
+        return self.integer(key, default, minimum=0, maximum=65535)
 
     def duration(self, key: str, default: float) -> float:
         value = self.raw(key)
@@ -214,14 +214,14 @@ class _Section:
 def _s3(sec: _Section, require_bucket: bool) -> S3Config:
     assume = sec.section("assumeRole")
     cfg = S3Config(
-        endpoint_url=sec.str("endpointUrl"),
-        region=sec.str("region"),
-        bucket=sec.str("bucket", required=require_bucket),
-        path_prefix=sec.str("pathPrefix"),
-        base_model_path_prefix=sec.str("baseModelPathPrefix"),
-        insecure_skip_verify=sec.bool("insecureSkipVerify"),
-        assume_role_arn=assume.str("roleArn", required=assume.has("externalId")),
-        assume_role_external_id=assume.str("externalId"),
+        endpoint_url=sec.string("endpointUrl"),
+        region=sec.string("region"),
+        bucket=sec.string("bucket", required=require_bucket),
+        path_prefix=sec.string("pathPrefix"),
+        base_model_path_prefix=sec.string("baseModelPathPrefix"),
+        insecure_skip_verify=sec.boolean("insecureSkipVerify"),
+        assume_role_arn=assume.string("roleArn", required=assume.has("externalId")),
+        assume_role_external_id=assume.string("externalId"),
     )
     assume.check_unknown()
     sec.check_unknown()
@@ -231,14 +231,14 @@ def _s3(sec: _Section, require_bucket: bool) -> S3Config:
 def _database(sec: _Section) -> DatabaseConfig:
     ssl = sec.section("ssl")
     cfg = DatabaseConfig(
-        host=sec.str("host", required=True),
+        host=sec.string("host", required=True),
         port=sec.port("port", 5432),
-        username=sec.str("username", "postgres"),
-        database=sec.str("database", required=True),
-        password_env_name=sec.str("passwordEnvName"),
-        ssl_mode=ssl.str("mode"),
-        create_database=sec.bool("createDatabase"),
-        auto_migrate=sec.bool("autoMigrate"),
+        username=sec.string("username", "postgres"),
+        database=sec.string("database", required=True),
+        password_env_name=sec.string("passwordEnvName"),
+        ssl_mode=ssl.string("mode"),
+        create_database=sec.boolean("createDatabase"),
+        auto_migrate=sec.boolean("autoMigrate"),
     )
     ssl.check_unknown()
     sec.check_unknown()
@@ -248,7 +248,7 @@ def _database(sec: _Section) -> DatabaseConfig:
 def _object_store(sec: _Section) -> ObjectStoreConfig:
     s3 = _s3(sec.section("s3"), require_bucket=False) if sec.has("s3") else None
     local = sec.section("local")
-    local_path = local.str("path", "./data/objects")
+    local_path = local.string("path", "./data/objects")
     local.check_unknown()
     sec.check_unknown()
     return ObjectStoreConfig(
@@ -269,10 +269,10 @@ def _models(sec: _Section, key: str) -> tuple[FineTunedModelSpec, ...]:
     for i, item in enumerate(raw):
         m = _Section(item, f"{sec._key(key)}[{i}]")
         spec = FineTunedModelSpec(
-            model=m.str("model", required=True),
-            base_model=m.str("baseModel", required=True),
-            adapter_type=m.str("adapterType").lower(),
-            quantization_type=m.str("quantizationType").lower(),
+            model=m.string("model", required=True),
+            base_model=m.string("baseModel", required=True),
+            adapter_type=m.string("adapterType").lower(),
+            quantization_type=m.string("quantizationType").lower(),
         )
         if spec.adapter_type not in ("", "lora", "qlora"):
             raise ConfigError(f"{m._key('adapterType')}: must be lora or qlora")
@@ -284,27 +284,25 @@ def _models(sec: _Section, key: str) -> tuple[FineTunedModelSpec, ...]:
 
 
 def _downloader(sec: _Section) -> DownloaderConfig:
-    kind = sec.str("kind", "huggingFace")
+    kind = sec.string("kind", "huggingFace")
     if kind not in ("huggingFace", "s3", "ollama"):
         raise ConfigError(f"{sec._key('kind')}: must be one of huggingFace, s3, ollama; got {kind!r}")
     hf = sec.section("huggingFace")
-    cache_dir = hf.str("cacheDir")
+    cache_dir = hf.string("cacheDir")
     hf.check_unknown()
     s3: S3Config | None = None
     is_public = False
     if sec.has("s3"):
         s3sec = sec.section("s3")
-        is_public = s3sec.bool("isPublic")
+        is_public = s3sec.boolean("isPublic")
         s3 = _s3(s3sec, require_bucket=kind == "s3")
     elif kind == "s3":
         raise ConfigError(f"{sec._key('s3')}: required when kind is s3")
     ollama = sec.section("ollama")
-    registry = ollama.str("registry", "https://registry.ollama.ai").rstrip("/")
+    registry = ollama.string("registry", "https://registry.ollama.ai").rstrip("/")
     ollama.check_unknown()
     sec.check_unknown()
-    return DownloaderConfig(
-        kind=kind, hf_cache_dir=cache_dir, s3=s3, s3_is_public=is_public, ollama_registry=registry
-    )
+    return DownloaderConfig(kind=kind, hf_cache_dir=cache_dir, s3=s3, s3_is_public=is_public, ollama_registry=registry)
 
 
 def _loader(root: _Section) -> LoaderConfig:
@@ -314,19 +312,19 @@ def _loader(root: _Section) -> LoaderConfig:
     def pick(key: str) -> _Section:
         return sec if sec.has(key) or not root.has(key) else root
 
-    worker_addr = pick("workerServiceAddr").str("workerServiceAddr")
+    worker_addr = pick("workerServiceAddr").string("workerServiceAddr")
     if not worker_addr:
-        worker_addr = pick("modelManagerServerWorkerServiceAddr").str("modelManagerServerWorkerServiceAddr")
+        worker_addr = pick("modelManagerServerWorkerServiceAddr").string("modelManagerServerWorkerServiceAddr")
     cfg = LoaderConfig(
-        enable=sec.bool("enable", True),
+        enable=sec.boolean("enable", True),
         model_load_interval=pick("modelLoadInterval").duration("modelLoadInterval", 10.0),
-        concurrency=sec.int("concurrency", 2, minimum=1, maximum=64),
-        run_once=pick("runOnce").bool("runOnce"),
+        concurrency=sec.integer("concurrency", 2, minimum=1, maximum=64),
+        run_once=pick("runOnce").boolean("runOnce"),
         base_models=pick("baseModels").str_list("baseModels"),
         models=_models(pick("models"), "models"),
         downloader=_downloader(pick("downloader").section("downloader")),
         worker_service_addr=worker_addr,
-        worker_service_tls=sec.bool("workerServiceTls"),
+        worker_service_tls=sec.boolean("workerServiceTls"),
     )
     if cfg.model_load_interval <= 0:
         raise ConfigError("loader.modelLoadInterval: must be greater than 0")
@@ -349,14 +347,14 @@ def parse_config(data: Any) -> Config:
         worker_grpc_port=root.port(worker_port_key, 8082),
         graceful_shutdown_delay=root.duration("gracefulShutdownDelay", 0.0),
         database=_database(root.section("database")) if root.raw("database") is not None else None,
-        standalone=debug.bool("standalone"),
-        sqlite_path=debug.str("sqlitePath", "./data/model_manager.db"),
+        standalone=debug.boolean("standalone"),
+        sqlite_path=debug.string("sqlitePath", "./data/model_manager.db"),
         loading=LoadingConfig(
             lease_seconds=loading.duration("leaseDuration", 120.0),
-            max_attempts=loading.int("maxAttempts", 3, minimum=1),
+            max_attempts=loading.integer("maxAttempts", 3, minimum=1),
         ),
         object_store=_object_store(root.section("objectStore")),
-        auth_enable=auth.bool("enable"),
+        auth_enable=auth.boolean("enable"),
         loader=_loader(root),
     )
     if cfg.loading.lease_seconds <= 0:

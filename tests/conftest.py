@@ -25,9 +25,7 @@ from model_manager.store.migrate import migrate
 from model_manager.store.tables import metadata
 
 PG_URL = os.environ.get("MM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-SKIP_LINE = (
-    "PostgreSQL unreachable at {url}: set MM_TEST_PG_URL=postgresql://user@host:port/db to run these tests"
-)
+SKIP_LINE = "PostgreSQL unreachable at {url}: set MM_TEST_PG_URL=postgresql://user@host:port/db to run these tests"
 
 
 class FakeClock:
@@ -117,5 +115,6 @@ def objects(tmp_path: Path) -> LocalStore:
 
 @pytest.fixture
 def ctx(db: Database, objects: LocalStore, clock: FakeClock) -> Iterator[ServiceContext]:
-    yield ServiceContext(db=db, objects=objects, default_path_prefix="models", lease_seconds=60, max_attempts=3,
-                         clock=clock)
+    yield ServiceContext(
+        db=db, objects=objects, default_path_prefix="models", lease_seconds=60, max_attempts=3, clock=clock
+    )

@@ -26,8 +26,9 @@ class Api:
         self.models = ModelsService(ctx)
         self.worker = WorkerService(ctx)
 
-    async def request_base(self, model_id: str, source: pb.SourceRepository = HF, who: Identity = WHO,
-                           **kw: object) -> pb.Model:
+    async def request_base(
+        self, model_id: str, source: pb.SourceRepository = HF, who: Identity = WHO, **kw: object
+    ) -> pb.Model:
         return await self.models.create_model(who, pb.CreateModelRequest(id=model_id, source_repository=source, **kw))
 
     async def loaded_base(self, model_id: str, path: str | None = None, project_id: str = "") -> pb.BaseModel:

@@ -47,9 +47,9 @@ class InFlight:
         if self.count == 0:
             self._idle.set()
 
-    async def wait_idle(self, timeout: float) -> bool:
+    async def wait_idle(self, seconds: float) -> bool:
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), seconds)
             return True
         except TimeoutError:
             return False
@@ -80,9 +80,7 @@ class _Servicer:
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         mapping: dict[str, grpclib.const.Handler] = super().__mapping__()  # type: ignore[misc]
-        return {
-            name: h._replace(func=_wrap(h.func, self._identity, self.inflight)) for name, h in mapping.items()
-        }
+        return {name: h._replace(func=_wrap(h.func, self._identity, self.inflight)) for name, h in mapping.items()}
 
 
 class ModelsServicer(_Servicer, pb.ModelsServiceBase):
@@ -163,9 +161,7 @@ class WorkerServicer(_Servicer, pb.ModelsWorkerServiceBase):
     ) -> pb.AcquireUnloadedBaseModelResponse:
         return await self.service.acquire_unloaded_base_model(_caller.get(), message)
 
-    async def acquire_unloaded_model(
-        self, message: pb.AcquireUnloadedModelRequest
-    ) -> pb.AcquireUnloadedModelResponse:
+    async def acquire_unloaded_model(self, message: pb.AcquireUnloadedModelRequest) -> pb.AcquireUnloadedModelResponse:
         return await self.service.acquire_unloaded_model(_caller.get(), message)
 
     async def update_base_model_loading_status(

@@ -129,9 +129,9 @@ def _decode_value(f: FieldDescriptor, owner: type, value: Any, where: str) -> An
 def _decode_int(value: Any, where: str, low: int, high: int) -> int:
     if isinstance(value, bool):
         raise InvalidArgument(f"{where}: must be an integer")
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        value = int(value)
-    elif isinstance(value, float) and value.is_integer():
+    if (isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip())) or (
+        isinstance(value, float) and value.is_integer()
+    ):
         value = int(value)
     if not isinstance(value, int):
         raise InvalidArgument(f"{where}: must be an integer")

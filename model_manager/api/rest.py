@@ -57,7 +57,7 @@ _STATUS_BY_HTTP = {404: Status.NOT_FOUND, 405: Status.UNIMPLEMENTED, 413: Status
 
 
 def error_response(status: Status, message: str, http_status: int | None = None) -> web.Response:
-    body = {
+    body: dict[str, Any] = {
         "code": status.value,
         "message": message,
         "details": [],

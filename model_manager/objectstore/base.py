@@ -29,18 +29,20 @@ class ObjectStore(ABC):
     async def get_bytes(self, key: str) -> bytes: ...
 
     @abstractmethod
-    async def list(self, prefix: str) -> list[ObjectInfo]:
+    async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         """Objects whose key starts with `prefix`, sorted by key."""
 
     @abstractmethod
     async def delete_keys(self, keys: list[str]) -> None: ...
 
-    def check_configured(self) -> None:
+    def check_configured(self) -> None:  # noqa: B027 - deliberately a no-op for usable stores
         """Raise when the store cannot be used at all (e.g. no bucket configured)."""
 
     async def delete_model_files(self, path: str) -> int:
         """Remove the file `path` or everything under the directory `path/`; return how many objects went."""
-        keys = [o.key for o in await self.list(path) if o.key == path or o.key.startswith(path.rstrip("/") + "/")]
+        keys = [
+            o.key for o in await self.list_objects(path) if o.key == path or o.key.startswith(path.rstrip("/") + "/")
+        ]
         if keys:
             await self.delete_keys(keys)
         return len(keys)
@@ -65,7 +67,7 @@ class UnconfiguredStore(ObjectStore):
         self.check_configured()
         return b""
 
-    async def list(self, prefix: str) -> list[ObjectInfo]:
+    async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         self.check_configured()
         return []
 

@@ -38,10 +38,10 @@ class LocalStore(ObjectStore):
     async def get_bytes(self, key: str) -> bytes:
         return await asyncio.to_thread(self._path(key).read_bytes)
 
-    async def list(self, prefix: str) -> list[ObjectInfo]:
-        return await asyncio.to_thread(self._list, prefix)
+    async def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        return await asyncio.to_thread(self._list_objects, prefix)
 
-    def _list(self, prefix: str) -> list[ObjectInfo]:
+    def _list_objects(self, prefix: str) -> list[ObjectInfo]:
         # Walk only the deepest directory the prefix names, not the whole store.
         start = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
         if not start.is_dir():

@@ -61,7 +61,7 @@ class S3Store(ObjectStore):
         async with resp["Body"] as body:
             return await body.read()  # type: ignore[no-any-return]
 
-    async def list(self, prefix: str) -> list[ObjectInfo]:
+    async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         s3 = await self.client()
         out: list[ObjectInfo] = []
         paginator = s3.get_paginator("list_objects_v2")

@@ -67,7 +67,7 @@ def _child(msg: betterproto2.Message, name: str) -> betterproto2.Message:
     """The sub-message `name` of `msg`, created empty when unset."""
     value = getattr(msg, name)
     if value is None:
-        value = type(msg)._betterproto.cls_by_field[name]()
+        value = type(msg)._betterproto.cls_by_field[name]()  # type: ignore[arg-type]
         setattr(msg, name, value)
     return value  # type: ignore[no-any-return]
 

@@ -16,6 +16,7 @@ from model_manager.api.gen.llmariner.models.server.v1 import (
     ListModelsRequest,
     ListModelsResponse,
     Model,
+    ModelConfig,
     SourceRepository,
     UpdateModelRequest,
 )
@@ -80,7 +81,7 @@ class ModelsService:
             return await self._create_fine_tuned(who, req, config)
         return await self._create_base(who, req, config)
 
-    async def _create_base(self, who: Identity, req: CreateModelRequest, config: model_config.ModelConfig) -> Model:
+    async def _create_base(self, who: Identity, req: CreateModelRequest, config: ModelConfig) -> Model:
         revision = ""
         source = req.source_repository
         if source == SourceRepository.HUGGING_FACE:
@@ -118,9 +119,7 @@ class ModelsService:
             )
         return to_model(rec)
 
-    async def _create_fine_tuned(
-        self, who: Identity, req: CreateModelRequest, config: model_config.ModelConfig
-    ) -> Model:
+    async def _create_fine_tuned(self, who: Identity, req: CreateModelRequest, config: ModelConfig) -> Model:
         base_model_id = ids.check_id(req.base_model_id, "base_model_id")
         suffix = ids.check_suffix(req.suffix)
         if req.source_repository == SourceRepository.OBJECT_STORE:
@@ -204,4 +203,3 @@ class ModelsService:
             rec = await find_visible(conn, who, model_id, False, who.project_id)
             if rec.activation_status != status:
                 await catalog.update_model(conn, rec, {"activation_status": status})
-

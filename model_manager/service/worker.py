@@ -42,6 +42,7 @@ from model_manager.service.convert import to_model
 from model_manager.service.loading_status import LoadingStatusService
 from model_manager.service.models import find_visible
 from model_manager.store import catalog, listing, loading, registry
+from model_manager.store.database import Conn
 from model_manager.store.records import LOADING, SUCCEEDED, Kind, ModelRecord, encode_formats
 
 _REGISTER_TRIES = 8
@@ -113,7 +114,7 @@ class WorkerService(LoadingStatusService):
             )
         return RegisterModelResponse(id=model_id, path=path)
 
-    async def _fresh_id(self, conn: catalog.Conn, tenant_id: str, base: str, suffix: str) -> str:
+    async def _fresh_id(self, conn: Conn, tenant_id: str, base: str, suffix: str) -> str:
         for _ in range(_REGISTER_TRIES):
             candidate = ids.fine_tuned_id(base, f"{suffix}-{ids.random_suffix()}")
             if await catalog.find_fine_tuned(conn, tenant_id, candidate, published_only=False) is None:
@@ -177,8 +178,7 @@ class WorkerService(LoadingStatusService):
                 # The loader finishing a model requested under this very id.
                 rec = await catalog.update_model(conn, existing, values)
             else:
-                if await catalog.base_id_taken(conn, who.tenant_id, [req.id], req.project_id or None):
-                    raise AlreadyExists(f'model "{req.id}" already exists')
+                # A project-scoped model may share its id with a global one: inside its project it wins.
                 rec = await catalog.insert_model(
                     conn,
                     Kind.BASE,

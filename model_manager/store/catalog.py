@@ -20,11 +20,21 @@ def now_seconds() -> int:
 
 
 def base_visibility(tenant_id: str, project_id: str | None) -> ColumnElement[bool]:
-    """Base models a caller sees: the tenant's global ones plus those of its project (None: every project)."""
-    cond = base_models.c.tenant_id == tenant_id
-    if project_id is not None:
-        cond = and_(cond, base_models.c.project_id.in_(("", project_id)))
-    return cond
+    """Base models a caller sees: its project's ones, and the tenant's global ones that its project does not
+    shadow with a model of the same id (None: every row of the tenant)."""
+    t = base_models
+    cond = t.c.tenant_id == tenant_id
+    if project_id is None:
+        return cond
+    if not project_id:
+        return and_(cond, t.c.project_id == "")
+    shadow = base_models.alias("shadow")
+    shadowed = (
+        select(literal(1))
+        .where(shadow.c.tenant_id == tenant_id, shadow.c.model_id == t.c.model_id, shadow.c.project_id == project_id)
+        .exists()
+    )
+    return and_(cond, or_(t.c.project_id == project_id, and_(t.c.project_id == "", ~shadowed)))
 
 
 def loaded(kind: Kind) -> ColumnElement[bool]:
@@ -112,7 +122,7 @@ async def delete_model(conn: Conn, rec: ModelRecord) -> None:
 
 async def path_in_use(conn: Conn, path: str) -> bool:
     """Whether any model of any tenant still points at `path` (as its directory or its GGUF file)."""
-    for t, cols in ((base_models, (base_models.c.path, base_models.c.gguf_model_path)), (models, (models.c.path,))):
+    for cols in ((base_models.c.path, base_models.c.gguf_model_path), (models.c.path,)):
         q = select(literal(1)).where(or_(*(c == path for c in cols))).limit(1)
         if (await conn.execute(q)).first():
             return True

@@ -102,7 +102,7 @@ class Database:
             async with self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             return True
-        except Exception:  # noqa: BLE001 - readiness only reports yes or no
+        except Exception:
             return False
 
     async def close(self) -> None:

@@ -60,8 +60,7 @@ async def expire_leases(conn: Conn, now: float, max_attempts: int) -> int:
     """
     total = 0
     reason = (
-        f"loading did not finish after {max_attempts} attempts: the loader stopped reporting progress "
-        "(lease expired)"
+        f"loading did not finish after {max_attempts} attempts: the loader stopped reporting progress (lease expired)"
     )
     for kind in Kind:
         t = kind.table

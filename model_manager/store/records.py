@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -67,7 +68,7 @@ class ModelRecord:
 _FIELDS = {f.name for f in fields(ModelRecord)}
 
 
-def encode_formats(formats: list[int] | tuple[int, ...]) -> str:
+def encode_formats(formats: Sequence[int]) -> str:
     return ",".join(str(int(f)) for f in formats)
 
 

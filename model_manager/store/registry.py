@@ -39,7 +39,9 @@ async def create_hf_repo(conn: Conn, tenant_id: str, project_id: str, name: str)
 async def hf_repo_exists(conn: Conn, tenant_id: str, project_id: str, name: str) -> bool:
     """A record in the given project, or a global one, counts."""
     t = hf_model_repos
-    q = select(t.c.id).where(
-        t.c.tenant_id == tenant_id, t.c.name == name, t.c.project_id.in_(("", project_id))
-    ).limit(1)
+    q = (
+        select(t.c.id)
+        .where(t.c.tenant_id == tenant_id, t.c.name == name, t.c.project_id.in_(("", project_id)))
+        .limit(1)
+    )
     return (await conn.execute(q)).first() is not None

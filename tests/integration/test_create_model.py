@@ -89,7 +89,7 @@ async def test_duplicate_and_converted_ids_are_taken(api: Api) -> None:
     ids=["no-runtime", "zero-replicas", "negative-gpu"],
 )
 async def test_invalid_config_is_rejected_and_nothing_created(api: Api, config: pb.ModelConfig) -> None:
-    with pytest.raises(InvalidArgument, match="config.runtime_config"):
+    with pytest.raises(InvalidArgument, match=r"config\.runtime_config"):
         await api.request_base("org/name", config=config)
     assert (await api.list(include_loading_models=True)).total_items == 0
 
@@ -136,7 +136,10 @@ async def test_fine_tuned_dest_path_uses_the_tenant_storage_config(api: Api) -> 
 async def test_fine_tuned_from_hugging_face(api: Api) -> None:
     await api.loaded_base("base-model")
     req = pb.CreateModelRequest(
-        is_fine_tuned_model=True, base_model_id="base-model", suffix="hf", source_repository=HF,
+        is_fine_tuned_model=True,
+        base_model_id="base-model",
+        suffix="hf",
+        source_repository=HF,
         model_file_location="org/adapter",
     )
     assert (await api.models.create_model(WHO, req)).id == "ft:base-model:hf"
@@ -161,7 +164,10 @@ async def test_fine_tuned_needs_an_existing_base_and_a_valid_location(api: Api) 
     await api.loaded_base("base-model")
     for location in ["bucket/path", "s3://bucket", "s3:///path"]:
         req = pb.CreateModelRequest(
-            is_fine_tuned_model=True, base_model_id="base-model", suffix="x", source_repository=OBJECT_STORE,
+            is_fine_tuned_model=True,
+            base_model_id="base-model",
+            suffix="x",
+            source_repository=OBJECT_STORE,
             model_file_location=location,
         )
         with pytest.raises(InvalidArgument, match="model_file_location"):
