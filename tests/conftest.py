@@ -7,10 +7,15 @@ PostgreSQL variants skip with one line saying how to point them at a server.
 
 from __future__ import annotations
 
+import importlib
 import os
+import socket
+import sys
+import types
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -24,6 +29,7 @@ from model_manager.store.database import Database, _sqlite_engine
 from model_manager.store.migrate import migrate
 from model_manager.store.tables import metadata
 
+ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("MM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SKIP_LINE = "PostgreSQL unreachable at {url}: set MM_TEST_PG_URL=postgresql://user@host:port/db to run these tests"
 
@@ -118,3 +124,30 @@ def ctx(db: Database, objects: LocalStore, clock: FakeClock) -> Iterator[Service
     yield ServiceContext(
         db=db, objects=objects, default_path_prefix="models", lease_seconds=60, max_attempts=3, clock=clock
     )
+
+
+@pytest.fixture(scope="session")
+def grpcio_pb(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Google grpcio messages and stubs generated from our .proto, as an independent client would have them."""
+    from grpc_tools import protoc
+
+    out = tmp_path_factory.mktemp("grpcio_gen")
+    proto = "llmariner/models/server/v1/model_manager_service.proto"
+    include = str(Path(protoc.__file__).parent / "_proto")
+    rc = protoc.main(
+        ["protoc", f"-I{ROOT / 'protos'}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}", proto]
+    )
+    assert rc == 0, "grpc_tools.protoc failed"
+    sys.path.insert(0, str(out))
+    try:
+        pb2 = importlib.import_module("llmariner.models.server.v1.model_manager_service_pb2")
+        pb2_grpc = importlib.import_module("llmariner.models.server.v1.model_manager_service_pb2_grpc")
+    finally:
+        sys.path.remove(str(out))
+    return types.SimpleNamespace(pb2=pb2, grpc=pb2_grpc)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
