@@ -72,13 +72,17 @@ def _child(msg: betterproto2.Message, name: str) -> betterproto2.Message:
     return value  # type: ignore[no-any-return]
 
 
-def apply_mask(current: ModelConfig, update: ModelConfig | None, paths: list[str]) -> ModelConfig:
-    """Copy the masked paths (relative to the model, so starting with "config") from `update` into `current`."""
+def check_mask(paths: list[str]) -> None:
     if not paths:
         raise InvalidArgument("update_mask is required: list the fields to change, e.g. config.runtime_config.replicas")
     for path in paths:
         if path not in UPDATABLE_PATHS:
             raise InvalidArgument(f"update_mask path {path!r} cannot be updated; only config and its fields can")
+
+
+def apply_mask(current: ModelConfig, update: ModelConfig | None, paths: list[str]) -> ModelConfig:
+    """Copy the masked paths (relative to the model, so starting with "config") from `update` into `current`."""
+    check_mask(paths)
     result = _copy(current)
     source: Any = update if update is not None else ModelConfig()
     for path in sorted(paths, key=len):  # a parent path first, so a child path can refine it

@@ -183,6 +183,7 @@ class ModelsService:
             raise InvalidArgument("model is required")
         ids.check_id(req.model.id, "model.id")
         paths = list(req.update_mask.paths) if req.update_mask is not None else []
+        model_config.check_mask(paths)
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, req.model.id, True, who.project_id)
             config = model_config.apply_mask(model_config.decode(rec.config), req.model.config, paths)

@@ -221,9 +221,7 @@ class FieldMask(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return GOOGLE_PROTOBUF_FIELD_MASK_PROTO_DESCRIPTOR.message_types_by_name[
-            "FieldMask"
-        ]
+        return GOOGLE_PROTOBUF_FIELD_MASK_PROTO_DESCRIPTOR.message_types_by_name["FieldMask"]
 
     paths: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
     """

@@ -90,9 +90,7 @@ class ActivationStatus(betterproto2.Enum):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> EnumDescriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.enum_types_by_name[
-            "ActivationStatus"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.enum_types_by_name["ActivationStatus"]
 
     UNSPECIFIED = 0
 
@@ -121,9 +119,7 @@ class AdapterType(betterproto2.Enum):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> EnumDescriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.enum_types_by_name[
-            "AdapterType"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.enum_types_by_name["AdapterType"]
 
     UNSPECIFIED = 0
 
@@ -152,9 +148,7 @@ class ModelFormat(betterproto2.Enum):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> EnumDescriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.enum_types_by_name[
-            "ModelFormat"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.enum_types_by_name["ModelFormat"]
 
     UNSPECIFIED = 0
 
@@ -230,9 +224,7 @@ class QuantizationType(betterproto2.Enum):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> EnumDescriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.enum_types_by_name[
-            "QuantizationType"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.enum_types_by_name["QuantizationType"]
 
     UNSPECIFIED = 0
 
@@ -261,9 +253,7 @@ class SourceRepository(betterproto2.Enum):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> EnumDescriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.enum_types_by_name[
-            "SourceRepository"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.enum_types_by_name["SourceRepository"]
 
     UNSPECIFIED = 0
 
@@ -312,9 +302,7 @@ class AcquireUnloadedBaseModelRequest(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "AcquireUnloadedBaseModelRequest",
-    AcquireUnloadedBaseModelRequest,
+    "llmariner.models.server.v1", "AcquireUnloadedBaseModelRequest", AcquireUnloadedBaseModelRequest
 )
 
 
@@ -348,9 +336,7 @@ class AcquireUnloadedBaseModelResponse(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "AcquireUnloadedBaseModelResponse",
-    AcquireUnloadedBaseModelResponse,
+    "llmariner.models.server.v1", "AcquireUnloadedBaseModelResponse", AcquireUnloadedBaseModelResponse
 )
 
 
@@ -370,9 +356,7 @@ class AcquireUnloadedModelRequest(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "AcquireUnloadedModelRequest",
-    AcquireUnloadedModelRequest,
+    "llmariner.models.server.v1", "AcquireUnloadedModelRequest", AcquireUnloadedModelRequest
 )
 
 
@@ -404,9 +388,7 @@ class AcquireUnloadedModelResponse(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "AcquireUnloadedModelResponse",
-    AcquireUnloadedModelResponse,
+    "llmariner.models.server.v1", "AcquireUnloadedModelResponse", AcquireUnloadedModelResponse
 )
 
 
@@ -422,9 +404,7 @@ class ActivateModelRequest(betterproto2.Message):
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "ActivateModelRequest", ActivateModelRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "ActivateModelRequest", ActivateModelRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -439,9 +419,7 @@ class ActivateModelResponse(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "ActivateModelResponse", ActivateModelResponse
-)
+default_message_pool.register_message("llmariner.models.server.v1", "ActivateModelResponse", ActivateModelResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -449,9 +427,7 @@ class BaseModel(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
-            "BaseModel"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name["BaseModel"]
 
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -460,9 +436,7 @@ class BaseModel(betterproto2.Message):
     object: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "BaseModel", BaseModel
-)
+default_message_pool.register_message("llmariner.models.server.v1", "BaseModel", BaseModel)
 
 
 @dataclass(eq=False, repr=False)
@@ -478,9 +452,7 @@ class CreateBaseModelRequest(betterproto2.Message):
 
     path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
-    formats: "list[ModelFormat]" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, repeated=True
-    )
+    formats: "list[ModelFormat]" = betterproto2.field(4, betterproto2.TYPE_ENUM, repeated=True)
 
     gguf_model_path: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
@@ -496,9 +468,7 @@ class CreateBaseModelRequest(betterproto2.Message):
     """
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "CreateBaseModelRequest", CreateBaseModelRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "CreateBaseModelRequest", CreateBaseModelRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -543,16 +513,12 @@ class CreateModelRequest(betterproto2.Message):
 
     model_file_location: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
-    config: "ModelConfig | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config: "ModelConfig | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
 
     is_project_scoped: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "CreateModelRequest", CreateModelRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "CreateModelRequest", CreateModelRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -568,9 +534,7 @@ class CreateStorageConfigRequest(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "CreateStorageConfigRequest",
-    CreateStorageConfigRequest,
+    "llmariner.models.server.v1", "CreateStorageConfigRequest", CreateStorageConfigRequest
 )
 
 
@@ -586,9 +550,7 @@ class DeactivateModelRequest(betterproto2.Message):
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "DeactivateModelRequest", DeactivateModelRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "DeactivateModelRequest", DeactivateModelRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -603,9 +565,7 @@ class DeactivateModelResponse(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "DeactivateModelResponse", DeactivateModelResponse
-)
+default_message_pool.register_message("llmariner.models.server.v1", "DeactivateModelResponse", DeactivateModelResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -620,9 +580,7 @@ class DeleteModelRequest(betterproto2.Message):
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "DeleteModelRequest", DeleteModelRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "DeleteModelRequest", DeleteModelRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -641,9 +599,7 @@ class DeleteModelResponse(betterproto2.Message):
     deleted: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "DeleteModelResponse", DeleteModelResponse
-)
+default_message_pool.register_message("llmariner.models.server.v1", "DeleteModelResponse", DeleteModelResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -660,9 +616,7 @@ class GetBaseModelPathRequest(betterproto2.Message):
     project_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "GetBaseModelPathRequest", GetBaseModelPathRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "GetBaseModelPathRequest", GetBaseModelPathRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -674,9 +628,7 @@ class GetBaseModelPathResponse(betterproto2.Message):
             "GetBaseModelPathResponse"
         ]
 
-    formats: "list[ModelFormat]" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, repeated=True
-    )
+    formats: "list[ModelFormat]" = betterproto2.field(3, betterproto2.TYPE_ENUM, repeated=True)
 
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -702,9 +654,7 @@ class GetHfModelRepoRequest(betterproto2.Message):
     project_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "GetHFModelRepoRequest", GetHfModelRepoRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "GetHFModelRepoRequest", GetHfModelRepoRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -736,9 +686,7 @@ class GetModelPathRequest(betterproto2.Message):
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "GetModelPathRequest", GetModelPathRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "GetModelPathRequest", GetModelPathRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -753,9 +701,7 @@ class GetModelPathResponse(betterproto2.Message):
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "GetModelPathResponse", GetModelPathResponse
-)
+default_message_pool.register_message("llmariner.models.server.v1", "GetModelPathResponse", GetModelPathResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -772,9 +718,7 @@ class GetModelRequest(betterproto2.Message):
     include_loading_model: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "GetModelRequest", GetModelRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "GetModelRequest", GetModelRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -789,9 +733,7 @@ class GetStorageConfigRequest(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "GetStorageConfigRequest", GetStorageConfigRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "GetStorageConfigRequest", GetStorageConfigRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -799,16 +741,12 @@ class HfModelRepo(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
-            "HFModelRepo"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name["HFModelRepo"]
 
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "HFModelRepo", HfModelRepo
-)
+default_message_pool.register_message("llmariner.models.server.v1", "HFModelRepo", HfModelRepo)
 
 
 @dataclass(eq=False, repr=False)
@@ -827,9 +765,7 @@ class ListModelsRequest(betterproto2.Message):
     limit: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "ListModelsRequest", ListModelsRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "ListModelsRequest", ListModelsRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -843,18 +779,14 @@ class ListModelsResponse(betterproto2.Message):
 
     object: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    data: "list[Model]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    data: "list[Model]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     has_more: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
     total_items: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "ListModelsResponse", ListModelsResponse
-)
+default_message_pool.register_message("llmariner.models.server.v1", "ListModelsResponse", ListModelsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -862,9 +794,7 @@ class Model(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
-            "Model"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name["Model"]
 
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -886,9 +816,7 @@ class Model(betterproto2.Message):
 
     loading_status_message: "str" = betterproto2.field(13, betterproto2.TYPE_STRING)
 
-    formats: "list[ModelFormat]" = betterproto2.field(
-        8, betterproto2.TYPE_ENUM, repeated=True
-    )
+    formats: "list[ModelFormat]" = betterproto2.field(8, betterproto2.TYPE_ENUM, repeated=True)
 
     is_base_model: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
 
@@ -898,13 +826,9 @@ class Model(betterproto2.Message):
         11, betterproto2.TYPE_ENUM, default_factory=lambda: ActivationStatus(0)
     )
 
-    config: "ModelConfig | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config: "ModelConfig | None" = betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True)
 
-    project: "Project | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    project: "Project | None" = betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True)
 
     revision: "str" = betterproto2.field(100, betterproto2.TYPE_STRING)
     """
@@ -929,18 +853,14 @@ class ModelAttributes(betterproto2.Message):
 
     base_model: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
-    adapter: "AdapterType" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: AdapterType(0)
-    )
+    adapter: "AdapterType" = betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: AdapterType(0))
 
     quantization: "QuantizationType" = betterproto2.field(
         4, betterproto2.TYPE_ENUM, default_factory=lambda: QuantizationType(0)
     )
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "ModelAttributes", ModelAttributes
-)
+default_message_pool.register_message("llmariner.models.server.v1", "ModelAttributes", ModelAttributes)
 
 
 @dataclass(eq=False, repr=False)
@@ -948,22 +868,16 @@ class ModelConfig(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
-            "ModelConfig"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name["ModelConfig"]
 
-    runtime_config: "ModelConfigRuntimeConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    runtime_config: "ModelConfigRuntimeConfig | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    cluster_allocation_policy: "ModelConfigClusterAllocationPolicy | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    cluster_allocation_policy: "ModelConfigClusterAllocationPolicy | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "ModelConfig", ModelConfig
-)
+default_message_pool.register_message("llmariner.models.server.v1", "ModelConfig", ModelConfig)
 
 
 @dataclass(eq=False, repr=False)
@@ -975,17 +889,13 @@ class ModelConfigClusterAllocationPolicy(betterproto2.Message):
             "ModelConfig.ClusterAllocationPolicy"
         ]
 
-    allowed_cluster_ids: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    allowed_cluster_ids: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     enable_on_demand_allocation: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "ModelConfig.ClusterAllocationPolicy",
-    ModelConfigClusterAllocationPolicy,
+    "llmariner.models.server.v1", "ModelConfig.ClusterAllocationPolicy", ModelConfigClusterAllocationPolicy
 )
 
 
@@ -1004,9 +914,7 @@ class ModelConfigRuntimeConfig(betterproto2.Message):
 
     replicas: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
 
-    extra_args: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    extra_args: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message(
@@ -1027,9 +935,7 @@ class ModelConfigRuntimeConfigResources(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "ModelConfig.RuntimeConfig.Resources",
-    ModelConfigRuntimeConfigResources,
+    "llmariner.models.server.v1", "ModelConfig.RuntimeConfig.Resources", ModelConfigRuntimeConfigResources
 )
 
 
@@ -1038,18 +944,12 @@ class ModelFormats(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
-            "ModelFormats"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name["ModelFormats"]
 
-    formats: "list[ModelFormat]" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, repeated=True
-    )
+    formats: "list[ModelFormat]" = betterproto2.field(1, betterproto2.TYPE_ENUM, repeated=True)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "ModelFormats", ModelFormats
-)
+default_message_pool.register_message("llmariner.models.server.v1", "ModelFormats", ModelFormats)
 
 
 @dataclass(eq=False, repr=False)
@@ -1057,15 +957,11 @@ class Project(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
-            "Project"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name["Project"]
 
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    assignments: "list[ProjectAssignment]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    assignments: "list[ProjectAssignment]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     kubernetes_namespace: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
@@ -1093,9 +989,7 @@ class ProjectAssignment(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "ProjectAssignment", ProjectAssignment
-)
+default_message_pool.register_message("llmariner.models.server.v1", "ProjectAssignment", ProjectAssignment)
 
 
 @dataclass(eq=False, repr=False)
@@ -1113,9 +1007,7 @@ class ProjectAssignmentNodeSelector(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "ProjectAssignment.NodeSelector",
-    ProjectAssignmentNodeSelector,
+    "llmariner.models.server.v1", "ProjectAssignment.NodeSelector", ProjectAssignmentNodeSelector
 )
 
 
@@ -1131,9 +1023,7 @@ class PublishModelRequest(betterproto2.Message):
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "PublishModelRequest", PublishModelRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "PublishModelRequest", PublishModelRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1148,9 +1038,7 @@ class PublishModelResponse(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "PublishModelResponse", PublishModelResponse
-)
+default_message_pool.register_message("llmariner.models.server.v1", "PublishModelResponse", PublishModelResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1172,9 +1060,7 @@ class RegisterModelRequest(betterproto2.Message):
 
     project_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
-    adapter: "AdapterType" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: AdapterType(0)
-    )
+    adapter: "AdapterType" = betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: AdapterType(0))
 
     quantization: "QuantizationType" = betterproto2.field(
         6, betterproto2.TYPE_ENUM, default_factory=lambda: QuantizationType(0)
@@ -1183,9 +1069,7 @@ class RegisterModelRequest(betterproto2.Message):
     path: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "RegisterModelRequest", RegisterModelRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "RegisterModelRequest", RegisterModelRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1202,9 +1086,7 @@ class RegisterModelResponse(betterproto2.Message):
     path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "RegisterModelResponse", RegisterModelResponse
-)
+default_message_pool.register_message("llmariner.models.server.v1", "RegisterModelResponse", RegisterModelResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1212,16 +1094,12 @@ class StorageConfig(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
     def DESCRIPTOR() -> Descriptor:
-        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
-            "StorageConfig"
-        ]
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name["StorageConfig"]
 
     path_prefix: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "StorageConfig", StorageConfig
-)
+default_message_pool.register_message("llmariner.models.server.v1", "StorageConfig", StorageConfig)
 
 
 @dataclass(eq=False, repr=False)
@@ -1267,9 +1145,7 @@ class UpdateBaseModelLoadingStatusRequest(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "UpdateBaseModelLoadingStatusRequest",
-    UpdateBaseModelLoadingStatusRequest,
+    "llmariner.models.server.v1", "UpdateBaseModelLoadingStatusRequest", UpdateBaseModelLoadingStatusRequest
 )
 
 
@@ -1324,9 +1200,7 @@ class UpdateBaseModelLoadingStatusResponse(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "UpdateBaseModelLoadingStatusResponse",
-    UpdateBaseModelLoadingStatusResponse,
+    "llmariner.models.server.v1", "UpdateBaseModelLoadingStatusResponse", UpdateBaseModelLoadingStatusResponse
 )
 
 
@@ -1370,9 +1244,7 @@ class UpdateModelLoadingStatusRequest(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "UpdateModelLoadingStatusRequest",
-    UpdateModelLoadingStatusRequest,
+    "llmariner.models.server.v1", "UpdateModelLoadingStatusRequest", UpdateModelLoadingStatusRequest
 )
 
 
@@ -1389,9 +1261,7 @@ class UpdateModelLoadingStatusRequestFailure(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "UpdateModelLoadingStatusRequest.Failure",
-    UpdateModelLoadingStatusRequestFailure,
+    "llmariner.models.server.v1", "UpdateModelLoadingStatusRequest.Failure", UpdateModelLoadingStatusRequestFailure
 )
 
 
@@ -1408,9 +1278,7 @@ class UpdateModelLoadingStatusRequestSuccess(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "UpdateModelLoadingStatusRequest.Success",
-    UpdateModelLoadingStatusRequestSuccess,
+    "llmariner.models.server.v1", "UpdateModelLoadingStatusRequest.Success", UpdateModelLoadingStatusRequestSuccess
 )
 
 
@@ -1427,9 +1295,7 @@ class UpdateModelLoadingStatusResponse(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "llmariner.models.server.v1",
-    "UpdateModelLoadingStatusResponse",
-    UpdateModelLoadingStatusResponse,
+    "llmariner.models.server.v1", "UpdateModelLoadingStatusResponse", UpdateModelLoadingStatusResponse
 )
 
 
@@ -1442,18 +1308,14 @@ class UpdateModelRequest(betterproto2.Message):
             "UpdateModelRequest"
         ]
 
-    model: "Model | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    model: "Model | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     update_mask: "____google__protobuf__.FieldMask | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
-default_message_pool.register_message(
-    "llmariner.models.server.v1", "UpdateModelRequest", UpdateModelRequest
-)
+default_message_pool.register_message("llmariner.models.server.v1", "UpdateModelRequest", UpdateModelRequest)
 
 
 class ModelsServiceStub(betterproto2_grpclib.ServiceStub):
@@ -1908,9 +1770,7 @@ class ModelsServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def delete_model(
-        self, message: "DeleteModelRequest"
-    ) -> "DeleteModelResponse":
+    async def delete_model(self, message: "DeleteModelRequest") -> "DeleteModelResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -1922,29 +1782,21 @@ class ModelsServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def activate_model(
-        self, message: "ActivateModelRequest"
-    ) -> "ActivateModelResponse":
+    async def activate_model(self, message: "ActivateModelRequest") -> "ActivateModelResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def deactivate_model(
-        self, message: "DeactivateModelRequest"
-    ) -> "DeactivateModelResponse":
+    async def deactivate_model(self, message: "DeactivateModelRequest") -> "DeactivateModelResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def __rpc_get_model(
-        self, stream: "grpclib.server.Stream[GetModelRequest, Model]"
-    ) -> None:
+    async def __rpc_get_model(self, stream: "grpclib.server.Stream[GetModelRequest, Model]") -> None:
         request = await stream.recv_message()
         assert request is not None
         response = await self.get_model(request)
         await stream.send_message(response)
 
-    async def __rpc_list_models(
-        self, stream: "grpclib.server.Stream[ListModelsRequest, ListModelsResponse]"
-    ) -> None:
+    async def __rpc_list_models(self, stream: "grpclib.server.Stream[ListModelsRequest, ListModelsResponse]") -> None:
         request = await stream.recv_message()
         assert request is not None
         response = await self.list_models(request)
@@ -1958,25 +1810,20 @@ class ModelsServiceBase(betterproto2_grpclib.ServiceBase):
         response = await self.delete_model(request)
         await stream.send_message(response)
 
-    async def __rpc_create_model(
-        self, stream: "grpclib.server.Stream[CreateModelRequest, Model]"
-    ) -> None:
+    async def __rpc_create_model(self, stream: "grpclib.server.Stream[CreateModelRequest, Model]") -> None:
         request = await stream.recv_message()
         assert request is not None
         response = await self.create_model(request)
         await stream.send_message(response)
 
-    async def __rpc_update_model(
-        self, stream: "grpclib.server.Stream[UpdateModelRequest, Model]"
-    ) -> None:
+    async def __rpc_update_model(self, stream: "grpclib.server.Stream[UpdateModelRequest, Model]") -> None:
         request = await stream.recv_message()
         assert request is not None
         response = await self.update_model(request)
         await stream.send_message(response)
 
     async def __rpc_activate_model(
-        self,
-        stream: "grpclib.server.Stream[ActivateModelRequest, ActivateModelResponse]",
+        self, stream: "grpclib.server.Stream[ActivateModelRequest, ActivateModelResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -1984,8 +1831,7 @@ class ModelsServiceBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_deactivate_model(
-        self,
-        stream: "grpclib.server.Stream[DeactivateModelRequest, DeactivateModelResponse]",
+        self, stream: "grpclib.server.Stream[DeactivateModelRequest, DeactivateModelResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -2045,15 +1891,11 @@ class ModelsWorkerServiceBase(betterproto2_grpclib.ServiceBase):
     on workerServiceGrpcPort.
     """
 
-    async def create_storage_config(
-        self, message: "CreateStorageConfigRequest"
-    ) -> "StorageConfig":
+    async def create_storage_config(self, message: "CreateStorageConfigRequest") -> "StorageConfig":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def get_storage_config(
-        self, message: "GetStorageConfigRequest"
-    ) -> "StorageConfig":
+    async def get_storage_config(self, message: "GetStorageConfigRequest") -> "StorageConfig":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -2065,27 +1907,19 @@ class ModelsWorkerServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def register_model(
-        self, message: "RegisterModelRequest"
-    ) -> "RegisterModelResponse":
+    async def register_model(self, message: "RegisterModelRequest") -> "RegisterModelResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def publish_model(
-        self, message: "PublishModelRequest"
-    ) -> "PublishModelResponse":
+    async def publish_model(self, message: "PublishModelRequest") -> "PublishModelResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def get_model_path(
-        self, message: "GetModelPathRequest"
-    ) -> "GetModelPathResponse":
+    async def get_model_path(self, message: "GetModelPathRequest") -> "GetModelPathResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def get_model_attributes(
-        self, message: "GetModelAttributesRequest"
-    ) -> "ModelAttributes":
+    async def get_model_attributes(self, message: "GetModelAttributesRequest") -> "ModelAttributes":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -2093,21 +1927,15 @@ class ModelsWorkerServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def get_base_model_path(
-        self, message: "GetBaseModelPathRequest"
-    ) -> "GetBaseModelPathResponse":
+    async def get_base_model_path(self, message: "GetBaseModelPathRequest") -> "GetBaseModelPathResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def create_hf_model_repo(
-        self, message: "CreateHfModelRepoRequest"
-    ) -> "HfModelRepo":
+    async def create_hf_model_repo(self, message: "CreateHfModelRepoRequest") -> "HfModelRepo":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def get_hf_model_repo(
-        self, message: "GetHfModelRepoRequest"
-    ) -> "HfModelRepo":
+    async def get_hf_model_repo(self, message: "GetHfModelRepoRequest") -> "HfModelRepo":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -2117,9 +1945,7 @@ class ModelsWorkerServiceBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def acquire_unloaded_model(
-        self, message: "AcquireUnloadedModelRequest"
-    ) -> "AcquireUnloadedModelResponse":
+    async def acquire_unloaded_model(self, message: "AcquireUnloadedModelRequest") -> "AcquireUnloadedModelResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -2151,25 +1977,20 @@ class ModelsWorkerServiceBase(betterproto2_grpclib.ServiceBase):
         response = await self.get_storage_config(request)
         await stream.send_message(response)
 
-    async def __rpc_get_model(
-        self, stream: "grpclib.server.Stream[GetModelRequest, Model]"
-    ) -> None:
+    async def __rpc_get_model(self, stream: "grpclib.server.Stream[GetModelRequest, Model]") -> None:
         request = await stream.recv_message()
         assert request is not None
         response = await self.get_model(request)
         await stream.send_message(response)
 
-    async def __rpc_list_models(
-        self, stream: "grpclib.server.Stream[ListModelsRequest, ListModelsResponse]"
-    ) -> None:
+    async def __rpc_list_models(self, stream: "grpclib.server.Stream[ListModelsRequest, ListModelsResponse]") -> None:
         request = await stream.recv_message()
         assert request is not None
         response = await self.list_models(request)
         await stream.send_message(response)
 
     async def __rpc_register_model(
-        self,
-        stream: "grpclib.server.Stream[RegisterModelRequest, RegisterModelResponse]",
+        self, stream: "grpclib.server.Stream[RegisterModelRequest, RegisterModelResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -2193,25 +2014,21 @@ class ModelsWorkerServiceBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_get_model_attributes(
-        self,
-        stream: "grpclib.server.Stream[GetModelAttributesRequest, ModelAttributes]",
+        self, stream: "grpclib.server.Stream[GetModelAttributesRequest, ModelAttributes]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
         response = await self.get_model_attributes(request)
         await stream.send_message(response)
 
-    async def __rpc_create_base_model(
-        self, stream: "grpclib.server.Stream[CreateBaseModelRequest, BaseModel]"
-    ) -> None:
+    async def __rpc_create_base_model(self, stream: "grpclib.server.Stream[CreateBaseModelRequest, BaseModel]") -> None:
         request = await stream.recv_message()
         assert request is not None
         response = await self.create_base_model(request)
         await stream.send_message(response)
 
     async def __rpc_get_base_model_path(
-        self,
-        stream: "grpclib.server.Stream[GetBaseModelPathRequest, GetBaseModelPathResponse]",
+        self, stream: "grpclib.server.Stream[GetBaseModelPathRequest, GetBaseModelPathResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -2235,8 +2052,7 @@ class ModelsWorkerServiceBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_acquire_unloaded_base_model(
-        self,
-        stream: "grpclib.server.Stream[AcquireUnloadedBaseModelRequest, AcquireUnloadedBaseModelResponse]",
+        self, stream: "grpclib.server.Stream[AcquireUnloadedBaseModelRequest, AcquireUnloadedBaseModelResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -2244,8 +2060,7 @@ class ModelsWorkerServiceBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_acquire_unloaded_model(
-        self,
-        stream: "grpclib.server.Stream[AcquireUnloadedModelRequest, AcquireUnloadedModelResponse]",
+        self, stream: "grpclib.server.Stream[AcquireUnloadedModelRequest, AcquireUnloadedModelResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -2253,8 +2068,7 @@ class ModelsWorkerServiceBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_update_base_model_loading_status(
-        self,
-        stream: "grpclib.server.Stream[UpdateBaseModelLoadingStatusRequest, UpdateBaseModelLoadingStatusResponse]",
+        self, stream: "grpclib.server.Stream[UpdateBaseModelLoadingStatusRequest, UpdateBaseModelLoadingStatusResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -2262,8 +2076,7 @@ class ModelsWorkerServiceBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_update_model_loading_status(
-        self,
-        stream: "grpclib.server.Stream[UpdateModelLoadingStatusRequest, UpdateModelLoadingStatusResponse]",
+        self, stream: "grpclib.server.Stream[UpdateModelLoadingStatusRequest, UpdateModelLoadingStatusResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None

@@ -1,0 +1,128 @@
+"""Both gRPC ports over real HTTP/2, driven by Google's grpcio stubs generated from the same .proto."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from grpclib.client import Channel
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from grpclib.reflection.v1.reflection_grpc import ServerReflectionStub
+from grpclib.reflection.v1.reflection_pb2 import ServerReflectionRequest
+
+from model_manager.api.grpc import InFlight, ModelsServicer, WorkerServicer, build_server
+from model_manager.service.context import ServiceContext
+from model_manager.service.models import ModelsService
+from model_manager.service.worker import WorkerService
+from tests.conftest import free_port
+
+MODELS = "llmariner.models.server.v1.ModelsService"
+WORKER = "llmariner.models.server.v1.ModelsWorkerService"
+
+
+@pytest.fixture
+async def ports(ctx: ServiceContext) -> AsyncIterator[tuple[int, int]]:
+    inflight = InFlight()
+    public = build_server([ModelsServicer(ModelsService(ctx), inflight)], with_health=True)
+    worker = build_server([WorkerServicer(WorkerService(ctx), inflight)], with_health=False)
+    ports = (free_port(), free_port())
+    await public.start("127.0.0.1", ports[0])
+    await worker.start("127.0.0.1", ports[1])
+    yield ports
+    for s in (public, worker):
+        s.close()
+        await s.wait_closed()
+
+
+@pytest.fixture
+async def stubs(ports: tuple[int, int], grpcio_pb: Any) -> AsyncIterator[tuple[Any, Any]]:
+    public = grpc.aio.insecure_channel(f"127.0.0.1:{ports[0]}")
+    worker = grpc.aio.insecure_channel(f"127.0.0.1:{ports[1]}")
+    yield grpcio_pb.grpc.ModelsServiceStub(public), grpcio_pb.grpc.ModelsWorkerServiceStub(worker)
+    await public.close()
+    await worker.close()
+
+
+async def test_a_model_through_both_services(stubs: tuple[Any, Any], grpcio_pb: Any) -> None:
+    pb2 = grpcio_pb.pb2
+    models, worker = stubs
+    created = await models.CreateModel(
+        pb2.CreateModelRequest(id="org/name@main", source_repository=pb2.SOURCE_REPOSITORY_HUGGING_FACE)
+    )
+    assert (created.id, created.loading_status) == ("org/name", pb2.MODEL_LOADING_STATUS_REQUESTED)
+    assert created.config.runtime_config.replicas == 1
+    claim = await worker.AcquireUnloadedBaseModel(pb2.AcquireUnloadedBaseModelRequest())
+    assert (claim.base_model_id, claim.attempt, claim.revision) == ("org/name", 1, "main")
+    await worker.CreateBaseModel(
+        pb2.CreateBaseModelRequest(
+            id="org-name",
+            path="models/base-models/org/name",
+            formats=[pb2.MODEL_FORMAT_HUGGING_FACE],
+            revision="abc123",
+        )
+    )
+    await worker.UpdateBaseModelLoadingStatus(
+        pb2.UpdateBaseModelLoadingStatusRequest(id="org/name", success={}, attempt=claim.attempt)
+    )
+    listed = await models.ListModels(pb2.ListModelsRequest())
+    assert [m.id for m in listed.data] == ["org-name"]
+    assert listed.data[0].revision == "abc123" and not listed.has_more
+    await models.ActivateModel(pb2.ActivateModelRequest(id="org-name"))
+    got = await models.GetModel(pb2.GetModelRequest(id="org-name"))
+    assert got.activation_status == pb2.ACTIVATION_STATUS_ACTIVE
+    path = await worker.GetBaseModelPath(pb2.GetBaseModelPathRequest(id="org-name"))
+    assert path.path == "models/base-models/org/name"
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        (lambda m, pb2: m.GetModel(pb2.GetModelRequest(id="missing")), grpc.StatusCode.NOT_FOUND),
+        (lambda m, pb2: m.ListModels(pb2.ListModelsRequest(limit=-1)), grpc.StatusCode.INVALID_ARGUMENT),
+        (lambda m, pb2: m.DeleteModel(pb2.DeleteModelRequest(id="")), grpc.StatusCode.INVALID_ARGUMENT),
+        (lambda m, pb2: m.UpdateModel(pb2.UpdateModelRequest(model={"id": "x"})), grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+async def test_errors_become_grpc_status_codes(stubs: tuple[Any, Any], grpcio_pb: Any, call: Any, code: Any) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call(stubs[0], grpcio_pb.pb2)
+    assert info.value.code() == code
+    assert info.value.details()
+
+
+async def test_already_exists_and_failed_precondition(stubs: tuple[Any, Any], grpcio_pb: Any) -> None:
+    pb2 = grpcio_pb.pb2
+    models, worker = stubs
+    req = pb2.CreateModelRequest(id="gemma:2b", source_repository=pb2.SOURCE_REPOSITORY_OLLAMA)
+    await models.CreateModel(req)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await models.CreateModel(req)
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await worker.UpdateBaseModelLoadingStatus(pb2.UpdateBaseModelLoadingStatusRequest(id="gemma:2b"))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_health_and_reflection(ports: tuple[int, int]) -> None:
+    async with Channel("127.0.0.1", ports[0]) as ch:
+        health = await HealthStub(ch).Check(HealthCheckRequest())
+        assert health.status == HealthCheckResponse.SERVING
+        names = await _services(ch)
+        assert MODELS in names and "grpc.health.v1.Health" in names
+        async with ServerReflectionStub(ch).ServerReflectionInfo.open() as stream:
+            await stream.send_message(ServerReflectionRequest(file_containing_symbol=MODELS), end=True)
+            reply = await stream.recv_message()
+        assert reply is not None and reply.file_descriptor_response.file_descriptor_proto
+    async with Channel("127.0.0.1", ports[1]) as ch:
+        assert WORKER in await _services(ch)
+
+
+async def _services(ch: Channel) -> list[str]:
+    async with ServerReflectionStub(ch).ServerReflectionInfo.open() as stream:
+        await stream.send_message(ServerReflectionRequest(list_services=""), end=True)
+        reply = await stream.recv_message()
+    assert reply is not None
+    return [s.name for s in reply.list_services_response.service]
