@@ -1,0 +1,97 @@
+"""Run `model-manager` as a real subprocess on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import free_port
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[bytes]
+    http: int
+    grpc: int
+    worker: int
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        return self.popen.wait(timeout)
+
+
+def start(config: dict[str, Any], tmp: Path, role: str = "all", wait_http: bool = True) -> Proc:
+    ports = {"httpPort": free_port(), "grpcPort": free_port(), "workerServiceGrpcPort": free_port()}
+    if "internalGrpcPort" in config:
+        ports.pop("workerServiceGrpcPort")
+        config = {**config, "internalGrpcPort": free_port()}
+    config = {**ports, **config}
+    path = tmp / f"config-{role}-{config['httpPort']}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = path.with_suffix(".log")
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "model_manager", "run", "--config", str(path), "--role", role],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    proc = Proc(
+        popen,
+        config["httpPort"],
+        config["grpcPort"],
+        config.get("workerServiceGrpcPort") or config["internalGrpcPort"],
+        log,
+    )
+    if wait_http:
+        wait_ready(proc)
+    return proc
+
+
+def wait_ready(proc: Proc, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise AssertionError(f"model-manager exited with {proc.popen.returncode}:\n{proc.output()}")
+        try:
+            with urllib.request.urlopen(f"{proc.base_url}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"model-manager not ready after {timeout}s:\n{proc.output()}")
+
+
+def embedded_config(tmp: Path) -> dict[str, Any]:
+    return {
+        "debug": {"sqlitePath": str(tmp / "db" / "mm.db")},
+        "objectStore": {"local": {"path": str(tmp / "objects")}},
+    }
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Proc]:
+    proc = start(embedded_config(tmp_path), tmp_path)
+    yield proc
+    proc.stop()
