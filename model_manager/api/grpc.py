@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import grpclib.const
 from grpclib import GRPCError
@@ -55,14 +55,28 @@ class InFlight:
             return False
 
 
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+async def _call(method: Callable[[Identity, Req], Awaitable[Resp]], message: Req) -> Resp:
+    """Run a service method as the current caller; service errors become gRPC statuses here and only here.
+
+    Network calls and direct in-process calls (the loader in role "all") both pass through this, so callers of the
+    servicer always see GRPCError, exactly as callers of the generated stub do.
+    """
+    try:
+        return await method(_caller.get(), message)
+    except ServiceError as e:
+        raise GRPCError(status_of(e), e.message) from e
+
+
 def _wrap(func: Handler, who: Callable[[Stream[Any, Any]], Identity], inflight: InFlight) -> Handler:
     async def handler(stream: Stream[Any, Any]) -> None:
         inflight.enter()
         token = _caller.set(who(stream))
         try:
             await func(stream)
-        except ServiceError as e:
-            raise GRPCError(status_of(e), e.message) from e
         finally:
             _caller.reset(token)
             inflight.leave()
@@ -89,25 +103,25 @@ class ModelsServicer(_Servicer, pb.ModelsServiceBase):
         self.inflight = inflight
 
     async def get_model(self, message: pb.GetModelRequest) -> pb.Model:
-        return await self.service.get_model(_caller.get(), message)
+        return await _call(self.service.get_model, message)
 
     async def list_models(self, message: pb.ListModelsRequest) -> pb.ListModelsResponse:
-        return await self.service.list_models(_caller.get(), message)
+        return await _call(self.service.list_models, message)
 
     async def delete_model(self, message: pb.DeleteModelRequest) -> pb.DeleteModelResponse:
-        return await self.service.delete_model(_caller.get(), message)
+        return await _call(self.service.delete_model, message)
 
     async def create_model(self, message: pb.CreateModelRequest) -> pb.Model:
-        return await self.service.create_model(_caller.get(), message)
+        return await _call(self.service.create_model, message)
 
     async def update_model(self, message: pb.UpdateModelRequest) -> pb.Model:
-        return await self.service.update_model(_caller.get(), message)
+        return await _call(self.service.update_model, message)
 
     async def activate_model(self, message: pb.ActivateModelRequest) -> pb.ActivateModelResponse:
-        return await self.service.activate_model(_caller.get(), message)
+        return await _call(self.service.activate_model, message)
 
     async def deactivate_model(self, message: pb.DeactivateModelRequest) -> pb.DeactivateModelResponse:
-        return await self.service.deactivate_model(_caller.get(), message)
+        return await _call(self.service.deactivate_model, message)
 
 
 class WorkerServicer(_Servicer, pb.ModelsWorkerServiceBase):
@@ -121,58 +135,58 @@ class WorkerServicer(_Servicer, pb.ModelsWorkerServiceBase):
         return DEFAULT_WORKER_IDENTITY
 
     async def create_storage_config(self, message: pb.CreateStorageConfigRequest) -> pb.StorageConfig:
-        return await self.service.create_storage_config(_caller.get(), message)
+        return await _call(self.service.create_storage_config, message)
 
     async def get_storage_config(self, message: pb.GetStorageConfigRequest) -> pb.StorageConfig:
-        return await self.service.get_storage_config(_caller.get(), message)
+        return await _call(self.service.get_storage_config, message)
 
     async def get_model(self, message: pb.GetModelRequest) -> pb.Model:
-        return await self.service.get_model(_caller.get(), message)
+        return await _call(self.service.get_model, message)
 
     async def list_models(self, message: pb.ListModelsRequest) -> pb.ListModelsResponse:
-        return await self.service.list_models(_caller.get(), message)
+        return await _call(self.service.list_models, message)
 
     async def register_model(self, message: pb.RegisterModelRequest) -> pb.RegisterModelResponse:
-        return await self.service.register_model(_caller.get(), message)
+        return await _call(self.service.register_model, message)
 
     async def publish_model(self, message: pb.PublishModelRequest) -> pb.PublishModelResponse:
-        return await self.service.publish_model(_caller.get(), message)
+        return await _call(self.service.publish_model, message)
 
     async def get_model_path(self, message: pb.GetModelPathRequest) -> pb.GetModelPathResponse:
-        return await self.service.get_model_path(_caller.get(), message)
+        return await _call(self.service.get_model_path, message)
 
     async def get_model_attributes(self, message: pb.GetModelAttributesRequest) -> pb.ModelAttributes:
-        return await self.service.get_model_attributes(_caller.get(), message)
+        return await _call(self.service.get_model_attributes, message)
 
     async def create_base_model(self, message: pb.CreateBaseModelRequest) -> pb.BaseModel:
-        return await self.service.create_base_model(_caller.get(), message)
+        return await _call(self.service.create_base_model, message)
 
     async def get_base_model_path(self, message: pb.GetBaseModelPathRequest) -> pb.GetBaseModelPathResponse:
-        return await self.service.get_base_model_path(_caller.get(), message)
+        return await _call(self.service.get_base_model_path, message)
 
     async def create_hf_model_repo(self, message: pb.CreateHfModelRepoRequest) -> pb.HfModelRepo:
-        return await self.service.create_hf_model_repo(_caller.get(), message)
+        return await _call(self.service.create_hf_model_repo, message)
 
     async def get_hf_model_repo(self, message: pb.GetHfModelRepoRequest) -> pb.HfModelRepo:
-        return await self.service.get_hf_model_repo(_caller.get(), message)
+        return await _call(self.service.get_hf_model_repo, message)
 
     async def acquire_unloaded_base_model(
         self, message: pb.AcquireUnloadedBaseModelRequest
     ) -> pb.AcquireUnloadedBaseModelResponse:
-        return await self.service.acquire_unloaded_base_model(_caller.get(), message)
+        return await _call(self.service.acquire_unloaded_base_model, message)
 
     async def acquire_unloaded_model(self, message: pb.AcquireUnloadedModelRequest) -> pb.AcquireUnloadedModelResponse:
-        return await self.service.acquire_unloaded_model(_caller.get(), message)
+        return await _call(self.service.acquire_unloaded_model, message)
 
     async def update_base_model_loading_status(
         self, message: pb.UpdateBaseModelLoadingStatusRequest
     ) -> pb.UpdateBaseModelLoadingStatusResponse:
-        return await self.service.update_base_model_loading_status(_caller.get(), message)
+        return await _call(self.service.update_base_model_loading_status, message)
 
     async def update_model_loading_status(
         self, message: pb.UpdateModelLoadingStatusRequest
     ) -> pb.UpdateModelLoadingStatusResponse:
-        return await self.service.update_model_loading_status(_caller.get(), message)
+        return await _call(self.service.update_model_loading_status, message)
 
 
 def build_server(services: list[Any], with_health: bool) -> Server:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from model_manager.api.gen.llmariner.models.server.v1 import (
     ActivationStatus,
     Model,
+    ModelFile,
     ModelFormat,
     ModelLoadingStatus,
     Project,
     SourceRepository,
 )
 from model_manager.service import model_config
-from model_manager.store.records import Kind, ModelRecord
+from model_manager.store.records import Kind, ModelRecord, StoredFile, encode_files
 
 
 def to_model(rec: ModelRecord) -> Model:
@@ -32,4 +33,10 @@ def to_model(rec: ModelRecord) -> Model:
         config=model_config.decode(rec.config),
         project=Project(id=rec.project_id) if rec.project_id else None,
         revision=rec.revision,
+        files=[ModelFile(path=f.path, size=f.size, sha256=f.sha256) for f in rec.files],
     )
+
+
+def stored_files(files: list[ModelFile]) -> str:
+    """The JSON column value for files reported by a loader."""
+    return encode_files([StoredFile(f.path, f.size, f.sha256) for f in files])

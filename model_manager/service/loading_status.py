@@ -14,6 +14,7 @@ from model_manager.errors import InvalidArgument
 from model_manager.identity import Identity
 from model_manager.service import ids
 from model_manager.service.context import ServiceContext
+from model_manager.service.convert import stored_files
 from model_manager.store import catalog, loading
 from model_manager.store.records import FAILED, REQUESTED, SUCCEEDED, Kind
 
@@ -47,7 +48,13 @@ class LoadingStatusService:
         if req.success is not None:
             if kind is Kind.BASE:
                 return None
-            return {"loading_status": SUCCEEDED, "loading_status_message": req.status_message, **ended}
+            files = stored_files(req.files) if isinstance(req, UpdateModelLoadingStatusRequest) else "[]"
+            return {
+                "loading_status": SUCCEEDED,
+                "loading_status_message": req.status_message,
+                "files": files,
+                **ended,
+            }
         if req.release:
             return {
                 "loading_status": REQUESTED,

@@ -38,7 +38,7 @@ from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
 from model_manager.identity import Identity
 from model_manager.service import ids, model_config
 from model_manager.service.context import ServiceContext
-from model_manager.service.convert import to_model
+from model_manager.service.convert import stored_files, to_model
 from model_manager.service.loading_status import LoadingStatusService
 from model_manager.service.models import find_visible
 from model_manager.store import catalog, listing, loading, registry
@@ -128,7 +128,14 @@ class WorkerService(LoadingStatusService):
             if rec is None:
                 raise NotFound(f'model "{req.id}" not found')
             await catalog.update_model(
-                conn, rec, {"is_published": True, "loading_status": SUCCEEDED, "lease_expires_at": None}
+                conn,
+                rec,
+                {
+                    "is_published": True,
+                    "loading_status": SUCCEEDED,
+                    "lease_expires_at": None,
+                    "files": stored_files(req.files),
+                },
             )
         return PublishModelResponse()
 
@@ -164,6 +171,7 @@ class WorkerService(LoadingStatusService):
             "gguf_model_path": req.gguf_model_path,
             "source_repository": int(req.source_repository),
             "revision": req.revision,
+            "files": stored_files(req.files),
             "loading_status": SUCCEEDED,
             "loading_failure_reason": "",
             "loading_status_message": "",

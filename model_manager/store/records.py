@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -27,6 +28,17 @@ class Kind(enum.Enum):
 
 
 @dataclass(frozen=True)
+class StoredFile:
+    path: str
+    size: int
+    sha256: str
+
+
+def encode_files(files: Sequence[StoredFile]) -> str:
+    return json.dumps([{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files])
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     """A row of either model table; fine-tuned-only fields keep their defaults on base models."""
 
@@ -46,6 +58,7 @@ class ModelRecord:
     config: bytes | None
     created_at: int
     updated_at: int
+    files: tuple[StoredFile, ...] = ()
     # base models only
     formats: tuple[int, ...] = ()
     gguf_model_path: str = ""
@@ -76,6 +89,8 @@ def to_record(kind: Kind, row: Any) -> ModelRecord:
     values = {k: v for k, v in row._mapping.items() if k in _FIELDS}
     if "formats" in values:
         values["formats"] = tuple(int(f) for f in values["formats"].split(",") if f)
+    if "files" in values:
+        values["files"] = tuple(StoredFile(**f) for f in json.loads(values["files"] or "[]"))
     if "is_published" in values:
         values["is_published"] = bool(values["is_published"])
     return ModelRecord(kind=kind, **values)

@@ -37,6 +37,8 @@ def _loading_columns() -> list[Column]:  # type: ignore[type-arg]
         Column("attempt", Integer, nullable=False, server_default="0"),
         Column("activation_status", Integer, nullable=False, server_default="2"),
         Column("config", LargeBinary, nullable=True),
+        # JSON list of {"path", "size", "sha256"}: the files the loader stored and verified.
+        Column("files", Text, nullable=False, server_default="[]"),
         Column("created_at", BigInteger, nullable=False),
         Column("updated_at", BigInteger, nullable=False),
     ]

@@ -154,3 +154,17 @@ async def test_hf_model_repo_records(api: Api) -> None:
     assert (await api.worker.get_hf_model_repo(WORKER, pb.GetHfModelRepoRequest(name="org/name"))).name == "org/name"
     with pytest.raises(AlreadyExists):
         await api.worker.create_hf_model_repo(WORKER, pb.CreateHfModelRepoRequest(name="org/name"))
+
+
+async def test_loaded_files_are_recorded_and_returned(api: Api) -> None:
+    files = [
+        pb.ModelFile(path="config.json", size=2, sha256="ab" * 32),
+        pb.ModelFile(path="w.gguf", size=9, sha256="cd" * 32),
+    ]
+    await api.worker.create_base_model(
+        WORKER, pb.CreateBaseModelRequest(id="m", path="p", gguf_model_path="p/w.gguf", files=files)
+    )
+    assert (await api.get("m")).files == files
+    resp = await api.worker.register_model(WORKER, _register(suffix="s"))
+    await api.worker.publish_model(WORKER, pb.PublishModelRequest(id=resp.id, files=files[:1]))
+    assert (await api.get(resp.id)).files == files[:1]
