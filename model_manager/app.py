@@ -6,16 +6,21 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
 from grpclib.client import Channel
 
 from model_manager.aio import wait_for_stop
-from model_manager.api.gen.llmariner.models.server.v1 import ListModelsRequest, ModelsWorkerServiceStub
+from model_manager.api.gen.llmariner.models.server.v1 import ModelsWorkerServiceStub
 from model_manager.api.grpc import InFlight, ModelsServicer, WorkerServicer, build_server
 from model_manager.api.rest import RestApi
 from model_manager.config import Config, ConfigError
+from model_manager.loader.runner import run_loader
+from model_manager.loader.worker_api import WorkerApi
+from model_manager.objectstore.base import UnconfiguredStore
 from model_manager.objectstore.factory import open_store
 from model_manager.service.context import ServiceContext
 from model_manager.service.models import ModelsService
@@ -109,36 +114,48 @@ class Server:
         await self.db.close()
 
 
-async def idle_loader(config: Config, stop: asyncio.Event) -> None:
-    """Role "loader": connect to the worker API and wait. Loading itself arrives with the loader."""
+@asynccontextmanager
+async def worker_for_loader(config: Config) -> AsyncIterator[WorkerApi]:
+    """Role "loader": the worker API over gRPC, or, standalone, an in-process one on the embedded SQLite."""
+    if config.standalone:
+        db = await open_database(config)
+        ctx = ServiceContext(
+            db=db, objects=open_store(config.object_store), default_path_prefix=config.object_store.path_prefix
+        )
+        try:
+            yield WorkerServicer(WorkerService(ctx), InFlight())
+        finally:
+            await db.close()
+        return
     host, _, port = config.loader.worker_service_addr.rpartition(":")
     channel = Channel(host or "localhost", int(port), ssl=config.loader.worker_service_tls)
     try:
-        stub = ModelsWorkerServiceStub(channel)
-        while not stop.is_set():
-            try:
-                listed = await stub.list_models(ListModelsRequest(), timeout=5)
-                log.info(
-                    "loader connected to the worker API at %s (%d models)",
-                    config.loader.worker_service_addr,
-                    len(listed.data),
-                )
-                break
-            except (TimeoutError, OSError) as e:
-                log.warning("worker API at %s unreachable (%s); retrying", config.loader.worker_service_addr, e)
-                await wait_for_stop(stop, 2)
-        await stop.wait()
+        yield ModelsWorkerServiceStub(channel)
     finally:
         channel.close()
+
+
+async def loader_role(config: Config, stop: asyncio.Event) -> None:
+    store = open_store(config.object_store)
+    try:
+        async with worker_for_loader(config) as worker:
+            await run_loader(config, worker, store, holder_name(), stop)
+    finally:
+        await store.close()
+    stop.set()  # runOnce finished: the process is done
 
 
 def check_role(config: Config, role: str) -> None:
     if role not in ROLES:
         raise ConfigError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
     if role == "loader":
+        if isinstance(open_store(config.object_store), UnconfiguredStore):
+            raise ConfigError("objectStore.s3.bucket: required for the loader")
         addr = config.loader.worker_service_addr
+        if config.standalone:
+            return
         if not addr:
-            raise ConfigError("loader.workerServiceAddr: required for --role loader")
+            raise ConfigError("loader.workerServiceAddr: required for --role loader (or set debug.standalone)")
         if not addr.rpartition(":")[2].isdigit():
             raise ConfigError(f"loader.workerServiceAddr: must be host:port, got {addr!r}")
 
@@ -153,7 +170,12 @@ async def run(config: Config, role: str, stop: asyncio.Event) -> None:
             if server is not None:
                 tg.create_task(server.sweep_leases(stop))
             if role == "loader":
-                tg.create_task(idle_loader(config, stop))
+                tg.create_task(loader_role(config, stop))
+            elif server is not None and config.loader.enable:
+                if isinstance(server.ctx.objects, UnconfiguredStore):
+                    log.warning("in-process loader not started: %s", server.ctx.objects.reason)
+                else:
+                    tg.create_task(run_loader(config, server.worker, server.ctx.objects, holder_name(), stop))
             await stop.wait()
             if config.graceful_shutdown_delay and server is not None:
                 log.info("shutting down in %.1fs (gracefulShutdownDelay)", config.graceful_shutdown_delay)

@@ -66,6 +66,9 @@ class S3Config:
     insecure_skip_verify: bool = False
     assume_role_arn: str = ""
     assume_role_external_id: str = ""
+    part_size: int = 64 * 1024 * 1024
+    parts_in_flight: int = 4
+    anonymous: bool = False  # unsigned requests, for public source buckets
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class LoaderConfig:
     downloader: DownloaderConfig = field(default_factory=DownloaderConfig)
     worker_service_addr: str = ""
     worker_service_tls: bool = False
+    progress_interval: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,9 @@ def _s3(sec: _Section, require_bucket: bool) -> S3Config:
         insecure_skip_verify=sec.boolean("insecureSkipVerify"),
         assume_role_arn=assume.string("roleArn", required=assume.has("externalId")),
         assume_role_external_id=assume.string("externalId"),
+        # S3 refuses parts under 5 MiB (but the last).
+        part_size=sec.integer("partSizeMiB", 64, minimum=5, maximum=5 * 1024) * 1024 * 1024,
+        parts_in_flight=sec.integer("partsInFlight", 4, minimum=1, maximum=64),
     )
     assume.check_unknown()
     sec.check_unknown()
@@ -325,6 +332,7 @@ def _loader(root: _Section) -> LoaderConfig:
         downloader=_downloader(pick("downloader").section("downloader")),
         worker_service_addr=worker_addr,
         worker_service_tls=sec.boolean("workerServiceTls"),
+        progress_interval=sec.duration("progressInterval", 5.0),
     )
     if cfg.model_load_interval <= 0:
         raise ConfigError("loader.modelLoadInterval: must be greater than 0")

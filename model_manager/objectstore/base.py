@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from model_manager.errors import FailedPrecondition, InvalidArgument
@@ -27,6 +28,17 @@ class ObjectStore(ABC):
 
     @abstractmethod
     async def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    async def upload(
+        self, key: str, chunks: AsyncIterator[bytes], before_commit: Callable[[], None] | None = None
+    ) -> None:
+        """Stream `chunks` into `key`. `before_commit` runs once every byte is read and may raise to refuse the
+        object (e.g. a hash mismatch); on any failure nothing is left at `key` and no upload stays open."""
+
+    @abstractmethod
+    def read(self, key: str) -> AsyncIterator[bytes]:
+        """Stream the object's bytes."""
 
     @abstractmethod
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
@@ -70,6 +82,15 @@ class UnconfiguredStore(ObjectStore):
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         self.check_configured()
         return []
+
+    async def upload(
+        self, key: str, chunks: AsyncIterator[bytes], before_commit: Callable[[], None] | None = None
+    ) -> None:
+        self.check_configured()
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        self.check_configured()
+        yield b""
 
     async def delete_keys(self, keys: list[str]) -> None:
         self.check_configured()

@@ -1,42 +1,61 @@
-"""S3-compatible object store through aiobotocore. Credentials come from the usual AWS environment or profile."""
+"""S3-compatible object store through aiobotocore. Credentials come from the usual AWS environment or profile.
+
+Uploads are multipart against the raw API (create, upload parts, complete; abort on any failure). One budget of
+`parts_in_flight` part buffers is shared by every upload of this store, so memory stays at parts_in_flight x
+part_size however many files move at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore import UNSIGNED
 
 from model_manager.config import S3Config
 from model_manager.objectstore.base import ObjectInfo, ObjectStore, check_key
+from model_manager.objectstore.streams import PartReader
 
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+READ_CHUNK = 1024 * 1024
 
 
 class S3Store(ObjectStore):
     def __init__(self, cfg: S3Config) -> None:
         self.cfg = cfg
         self.bucket = cfg.bucket
+        self.part_size = cfg.part_size
+        self._budget = asyncio.Semaphore(cfg.parts_in_flight)
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
+        self._lock = asyncio.Lock()
 
     async def client(self) -> Any:
         # Created on first use: the server starts even while the store is unreachable.
-        if self._client is None:
-            stack = AsyncExitStack()
-            session = get_session()
-            kwargs: dict[str, Any] = {
-                "region_name": self.cfg.region or None,
-                "config": AioConfig(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32),
-                "verify": not self.cfg.insecure_skip_verify,
-            }
-            if self.cfg.endpoint_url:
-                kwargs["endpoint_url"] = self.cfg.endpoint_url
-            if self.cfg.assume_role_arn:
-                kwargs.update(await self._assumed_credentials(session))
-            self._client = await stack.enter_async_context(session.create_client("s3", **kwargs))
-            self._stack = stack
+        async with self._lock:
+            if self._client is None:
+                stack = AsyncExitStack()
+                session = get_session()
+                kwargs: dict[str, Any] = {
+                    "region_name": self.cfg.region or None,
+                    "config": AioConfig(
+                        retries={"max_attempts": 5, "mode": "standard"},
+                        max_pool_connections=max(32, self.cfg.parts_in_flight * 2),
+                        signature_version=UNSIGNED if self.cfg.anonymous else None,
+                    ),
+                    "verify": not self.cfg.insecure_skip_verify,
+                }
+                if self.cfg.endpoint_url:
+                    kwargs["endpoint_url"] = self.cfg.endpoint_url
+                if self.cfg.assume_role_arn:
+                    kwargs.update(await self._assumed_credentials(session))
+                self._client = await stack.enter_async_context(session.create_client("s3", **kwargs))
+                self._stack = stack
         return self._client
 
     async def _assumed_credentials(self, session: Any) -> dict[str, str]:
@@ -61,6 +80,93 @@ class S3Store(ObjectStore):
         async with resp["Body"] as body:
             return await body.read()  # type: ignore[no-any-return]
 
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        s3 = await self.client()
+        resp = await s3.get_object(Bucket=self.bucket, Key=check_key(key))
+        async with resp["Body"] as body:
+            while chunk := await body.read(READ_CHUNK):
+                yield chunk
+
+    async def upload(
+        self, key: str, chunks: AsyncIterator[bytes], before_commit: Callable[[], None] | None = None
+    ) -> None:
+        check_key(key)
+        s3 = await self.client()
+        reader = PartReader(chunks)
+        await self._budget.acquire()
+        try:
+            first = await reader.read(self.part_size)
+        except BaseException:
+            self._budget.release()
+            raise
+        if len(first) < self.part_size:  # the whole object fits in one request
+            try:
+                if before_commit is not None:
+                    before_commit()
+                await s3.put_object(Bucket=self.bucket, Key=key, Body=first)
+            finally:
+                self._budget.release()
+            return
+        await self._multipart(s3, key, first, reader, before_commit)  # takes over the slot `first` holds
+
+    async def _multipart(
+        self,
+        s3: Any,
+        key: str,
+        first: bytearray,
+        reader: PartReader,
+        before_commit: Callable[[], None] | None,
+    ) -> None:
+        try:
+            upload_id = (await s3.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
+        except BaseException:
+            self._budget.release()
+            raise
+        etags: dict[int, str] = {}
+
+        async def send(number: int, data: bytearray) -> None:
+            try:
+                resp = await s3.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                )
+                etags[number] = resp["ETag"]
+            finally:
+                self._budget.release()
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(send(1, first))
+                number = 1
+                while True:
+                    await self._budget.acquire()
+                    try:
+                        data = await reader.read(self.part_size)
+                    except BaseException:
+                        self._budget.release()
+                        raise
+                    if not data:
+                        self._budget.release()
+                        break
+                    number += 1
+                    tg.create_task(send(number, data))
+                    if len(data) < self.part_size:
+                        break
+            if before_commit is not None:
+                before_commit()
+            parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+            await s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            # Shielded: a cancelled load must still release the parts it stored.
+            await asyncio.shield(self._abort(s3, key, upload_id))
+            raise
+
+    async def _abort(self, s3: Any, key: str, upload_id: str) -> None:
+        # The original error matters more than a failed abort; a bucket lifecycle rule is the backstop.
+        with contextlib.suppress(Exception):
+            await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         s3 = await self.client()
         out: list[ObjectInfo] = []
@@ -68,6 +174,12 @@ class S3Store(ObjectStore):
         async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
             out.extend(ObjectInfo(key=o["Key"], size=o["Size"]) for o in page.get("Contents", []))
         return out
+
+    async def open_uploads(self, prefix: str) -> list[str]:
+        """Keys of multipart uploads still open under `prefix` (a failed load must leave none)."""
+        s3 = await self.client()
+        resp = await s3.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
+        return [u["Key"] for u in resp.get("Uploads", [])]
 
     async def delete_keys(self, keys: list[str]) -> None:
         s3 = await self.client()

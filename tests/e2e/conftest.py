@@ -40,7 +40,9 @@ class Proc:
         return self.popen.wait(timeout)
 
 
-def start(config: dict[str, Any], tmp: Path, role: str = "all", wait_http: bool = True) -> Proc:
+def start(
+    config: dict[str, Any], tmp: Path, role: str = "all", wait_http: bool = True, env: dict[str, str] | None = None
+) -> Proc:
     ports = {"httpPort": free_port(), "grpcPort": free_port(), "workerServiceGrpcPort": free_port()}
     if "internalGrpcPort" in config:
         ports.pop("workerServiceGrpcPort")
@@ -54,7 +56,7 @@ def start(config: dict[str, Any], tmp: Path, role: str = "all", wait_http: bool 
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         cwd=tmp,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
     proc = Proc(
         popen,
@@ -83,10 +85,12 @@ def wait_ready(proc: Proc, timeout: float = 30) -> None:
     raise AssertionError(f"model-manager not ready after {timeout}s:\n{proc.output()}")
 
 
-def embedded_config(tmp: Path) -> dict[str, Any]:
+def embedded_config(tmp: Path, loader: bool = False) -> dict[str, Any]:
+    """The embedded default on tmp; the in-process loader is off unless a test is about loading."""
     return {
         "debug": {"sqlitePath": str(tmp / "db" / "mm.db")},
         "objectStore": {"local": {"path": str(tmp / "objects")}},
+        "loader": {"enable": loader, "modelLoadInterval": "200ms", "progressInterval": "200ms"},
     }
 
 

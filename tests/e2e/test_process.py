@@ -18,6 +18,8 @@ import openai
 import pytest
 
 from tests.e2e.conftest import Proc, embedded_config, start
+from tests.fakes.hub import Hub
+from tests.fakes.threaded import serve_in_thread
 
 
 def _http(proc: Proc, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -178,21 +180,41 @@ def test_postgres_with_create_database_and_auto_migrate(tmp_path: Path, pg_url: 
         )
 
 
-def test_loader_role_connects_to_a_server_role(tmp_path: Path) -> None:
-    server = start(embedded_config(tmp_path), tmp_path, role="server")
-    try:
-        loader = start(
-            {"loader": {"workerServiceAddr": f"127.0.0.1:{server.worker}"}}, tmp_path, role="loader", wait_http=False
-        )
-        deadline = time.monotonic() + 20
-        while "loader connected to the worker API" not in loader.output():
-            assert time.monotonic() < deadline, loader.output()
-            assert loader.popen.poll() is None, loader.output()
-            time.sleep(0.1)
-        assert loader.stop() == 0
-        assert not (tmp_path / "data").exists()  # the loader role opened no database
-    finally:
-        server.stop()
+def test_loader_role_loads_through_a_server_role(tmp_path: Path) -> None:
+    """Two processes: the server owns the database; the loader talks gRPC to it and writes the store."""
+    hub = Hub()
+    files = {"config.json": b'{"model_type": "bert"}', "model.safetensors": bytes(range(256)) * 4096}
+    hub.add("org/model", files)
+    with serve_in_thread(hub.app()) as hub_url:
+        server = start(embedded_config(tmp_path), tmp_path, role="server")
+        try:
+            loader_cfg = {
+                "objectStore": {"local": {"path": str(tmp_path / "objects")}},
+                "loader": {"workerServiceAddr": f"127.0.0.1:{server.worker}", "modelLoadInterval": "200ms"},
+            }
+            loader = start(loader_cfg, tmp_path, role="loader", wait_http=False, env={"HF_ENDPOINT": hub_url})
+            status, _ = _http(server, "POST", "/v1/models", {"id": "org/model", "source_repository": 2})
+            assert status == 200
+            model = _wait_for(server, "org-model", loader)
+            assert model["loading_status"] == "MODEL_LOADING_STATUS_SUCCEEDED"
+            assert model["formats"] == ["MODEL_FORMAT_HUGGING_FACE"]
+            stored = tmp_path / "objects" / "models" / "base-models" / "org" / "model"
+            assert {p.name: p.read_bytes() for p in stored.iterdir()} == files
+            assert loader.stop() == 0, loader.output()
+            assert not (tmp_path / "data").exists()  # the loader role opened no database
+        finally:
+            server.stop()
+
+
+def _wait_for(server: Proc, model_id: str, loader: Proc, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = _http(server, "GET", f"/v1/models/{model_id}")
+        if status == 200:
+            return body
+        assert loader.popen.poll() is None, loader.output()
+        time.sleep(0.1)
+    raise AssertionError(f"{model_id} not loaded in {timeout}s:\n{loader.output()}")
 
 
 def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:

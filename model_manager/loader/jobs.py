@@ -1,0 +1,228 @@
+"""Loading one model: list, detect its format, transfer, register it with the worker API.
+
+A job either finishes or raises: LoadError (report as the failure reason), LeaseLost (another loader owns the model
+now), or CancelledError (shutdown). In every failing case what it wrote to the store is removed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from grpclib import GRPCError
+from grpclib.const import Status
+
+from model_manager.api.gen.llmariner.models.server import v1 as pb
+from model_manager.config import FineTunedModelSpec
+from model_manager.loader.errors import LeaseLost, PermanentError
+from model_manager.loader.formats import Detected, detect
+from model_manager.loader.progress import Progress
+from model_manager.loader.retry import RetryPolicy
+from model_manager.loader.sources.base import RemoteFile, Source
+from model_manager.loader.sources.factory import SourceFactory
+from model_manager.loader.transfer import Transfer
+from model_manager.loader.worker_api import WorkerApi
+from model_manager.objectstore.base import ObjectStore
+from model_manager.service.ids import converted
+from model_manager.store.records import StoredFile
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Beat = Callable[[str], Awaitable[None]]  # sends a progress message; raises LeaseLost when refused
+
+_ADAPTERS = {"": pb.AdapterType.UNSPECIFIED, "lora": pb.AdapterType.LORA, "qlora": pb.AdapterType.QLORA}
+_QUANTIZATIONS = {"": pb.QuantizationType.UNSPECIFIED, "gguf": pb.QuantizationType.GGUF, "awq": pb.QuantizationType.AWQ}
+
+
+def _files(stored: list[StoredFile]) -> list[pb.ModelFile]:
+    return [pb.ModelFile(path=f.path, size=f.size, sha256=f.sha256) for f in stored]
+
+
+async def _not_found(call: Awaitable[object]) -> bool:
+    """Whether a worker lookup answered NOT_FOUND (any other error propagates)."""
+    try:
+        await call
+    except GRPCError as e:
+        if e.status == Status.NOT_FOUND:
+            return True
+        raise
+    return False
+
+
+async def _ignore_exists(call: Awaitable[T]) -> T | None:
+    try:
+        return await call
+    except GRPCError as e:
+        if e.status == Status.ALREADY_EXISTS:
+            return None
+        raise
+
+
+@dataclass
+class Jobs:
+    worker: WorkerApi
+    store: ObjectStore
+    sources: SourceFactory
+    path_prefix: str
+    base_model_path_prefix: str
+    progress_interval: float = 5.0
+    files_at_once: int = 4
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def base_prefix(self, model_id: str) -> str:
+        """Where a base model's files go: <pathPrefix>/<baseModelPathPrefix>/<repo id with ":" -> "-">."""
+        return "/".join(p for p in (self.path_prefix, self.base_model_path_prefix, model_id.replace(":", "-")) if p)
+
+    async def _transfer(
+        self, source: Source, files: list[RemoteFile], prefix: str, beat: Beat | None
+    ) -> list[StoredFile]:
+        progress = Progress(sum(f.size or 0 for f in files), len(files))
+        transfer = Transfer(self.store, progress, self.retry, self.files_at_once)
+        try:
+            work = transfer.copy_all(source, files, prefix)
+            return await (self._with_heartbeat(work, progress, beat) if beat else work)
+        except BaseException:
+            await asyncio.shield(transfer.remove_written())
+            raise
+
+    async def _with_heartbeat(self, work: Awaitable[T], progress: Progress, beat: Beat) -> T:
+        """Run `work` while reporting progress (which renews the lease); a refused report stops the work."""
+
+        async def heart() -> None:
+            while True:
+                await asyncio.sleep(self.progress_interval)
+                await beat(progress.message())
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                heartbeat = tg.create_task(heart())
+                try:
+                    result = await work
+                finally:
+                    heartbeat.cancel()
+        except BaseExceptionGroup as group:
+            lost = [e for e in group.exceptions if isinstance(e, LeaseLost)]
+            raise (lost[0] if lost else group.exceptions[0]) from group
+        return result
+
+    # ---- base models -------------------------------------------------------------------------------------
+
+    async def already_loaded(self, model_id: str, repo: pb.SourceRepository, project_id: str) -> bool:
+        """Skip what exists: a loaded base model under the converted id, or a recorded Hugging Face repo."""
+        path_req = pb.GetBaseModelPathRequest(id=converted(model_id), project_id=project_id)
+        if not await _not_found(self.worker.get_base_model_path(path_req)):
+            return True
+        if repo == pb.SourceRepository.HUGGING_FACE and model_id.count("/") == 1:
+            repo_req = pb.GetHfModelRepoRequest(name=model_id, project_id=project_id)
+            return not await _not_found(self.worker.get_hf_model_repo(repo_req))
+        return False
+
+    async def load_base(
+        self,
+        model_id: str,
+        repo: pb.SourceRepository,
+        project_id: str = "",
+        revision: str = "",
+        beat: Beat | None = None,
+    ) -> None:
+        if await self.already_loaded(model_id, repo, project_id):
+            log.info("base model %s is already loaded; skipping", model_id)
+            return
+        source = self.sources.base(model_id, repo, revision)
+        files = await source.list_files()
+        detected = detect([f.path for f in files])
+        prefix = self.base_prefix(model_id)
+        log.info("loading %s (%d files) into %s", source.name, len(files), prefix)
+        stored = await self._transfer(source, files, prefix, beat)
+        await self._register_base(model_id, repo, project_id, source, prefix, detected, stored)
+        log.info("loaded base model %s from %s at %s", model_id, source.name, source.revision or "-")
+
+    async def _register_base(
+        self,
+        model_id: str,
+        repo: pb.SourceRepository,
+        project_id: str,
+        source: Source,
+        prefix: str,
+        detected: Detected,
+        stored: list[StoredFile],
+    ) -> None:
+        base_id = converted(model_id)
+        common = {"source_repository": repo, "project_id": project_id, "revision": source.revision}
+        if detected.split_gguf:
+            by_path = {f.path: f for f in stored}
+            for name in detected.split_gguf:
+                stem = name.removesuffix(".gguf")
+                await _ignore_exists(
+                    self.worker.create_base_model(
+                        pb.CreateBaseModelRequest(
+                            id=f"{base_id}-{stem}",
+                            path=f"{prefix}/{stem}",
+                            formats=[pb.ModelFormat.GGUF],
+                            gguf_model_path=f"{prefix}/{name}",
+                            files=_files([by_path[name]]),
+                            **common,  # type: ignore[arg-type]
+                        )
+                    )
+                )
+        else:
+            gguf = f"{prefix}/{detected.gguf_file}" if detected.gguf_file else ""
+            await _ignore_exists(
+                self.worker.create_base_model(
+                    pb.CreateBaseModelRequest(
+                        id=base_id,
+                        path=prefix,
+                        formats=detected.formats,
+                        gguf_model_path=gguf,
+                        files=_files(stored),
+                        **common,  # type: ignore[arg-type]
+                    )
+                )
+            )
+        if repo == pb.SourceRepository.HUGGING_FACE and model_id.count("/") == 1:
+            await _ignore_exists(
+                self.worker.create_hf_model_repo(pb.CreateHfModelRepoRequest(name=model_id, project_id=project_id))
+            )
+
+    # ---- fine-tuned models -------------------------------------------------------------------------------
+
+    async def load_fine_tuned(self, claim: pb.AcquireUnloadedModelResponse, beat: Beat | None) -> list[StoredFile]:
+        source = self.sources.fine_tuned(claim.source_repository, claim.model_file_location)
+        files = await source.list_files()
+        if not files:
+            raise PermanentError("no files downloaded")
+        return await self._transfer(source, files, claim.dest_path.rstrip("/"), beat)
+
+    async def load_static_model(self, spec: FineTunedModelSpec) -> None:
+        """A fine-tuned model of the static `models` list: register, copy from Hugging Face, publish."""
+        model_id = f"ft:{converted(spec.base_model)}:{converted(spec.model)}"
+        if not await _not_found(self.worker.get_model_path(pb.GetModelPathRequest(id=model_id))):
+            log.info("model %s is already loaded; skipping", model_id)
+            return
+        registered = await self.worker.register_model(
+            pb.RegisterModelRequest(
+                id=model_id,
+                base_model=spec.base_model,
+                organization_id="default",
+                project_id="default",
+                adapter=_ADAPTERS[spec.adapter_type],
+                quantization=_QUANTIZATIONS[spec.quantization_type],
+            )
+        )
+        try:
+            source = self.sources.hugging_face(spec.model)
+            files = await source.list_files()
+            stored = await self._transfer(source, files, registered.path.rstrip("/"), None)
+        except Exception as e:
+            # Registered models carry no lease: mark the row failed rather than leave it LOADING for ever.
+            failure = pb.UpdateModelLoadingStatusRequestFailure(reason=str(e))
+            await self.worker.update_model_loading_status(
+                pb.UpdateModelLoadingStatusRequest(id=model_id, failure=failure)
+            )
+            raise
+        await self.worker.publish_model(pb.PublishModelRequest(id=model_id, files=_files(stored)))
+        log.info("loaded model %s from %s", model_id, source.name)

@@ -1,0 +1,209 @@
+"""The loader loop: static lists first, then claim requested models and load them, several at once.
+
+Shape: stop event; claim; run the job; persist the outcome under asyncio.shield so cancellation cannot lose it;
+progress reports (which renew the lease) as a side task of the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from grpclib import GRPCError
+from grpclib.const import Status
+
+from model_manager.aio import wait_for_stop
+from model_manager.api.gen.llmariner.models.server import v1 as pb
+from model_manager.config import LoaderConfig
+from model_manager.loader.errors import LeaseLost, LoadError
+from model_manager.loader.jobs import Jobs
+from model_manager.loader.worker_api import WorkerApi
+from model_manager.service.ids import parse_hugging_face
+from model_manager.store.records import StoredFile
+
+log = logging.getLogger(__name__)
+
+_STATIC_SOURCES = {
+    "huggingFace": pb.SourceRepository.HUGGING_FACE,
+    "ollama": pb.SourceRepository.OLLAMA,
+    "s3": pb.SourceRepository.OBJECT_STORE,
+}
+# Refusals that mean the model is no longer ours to report on.
+_LOST = (Status.FAILED_PRECONDITION, Status.NOT_FOUND)
+
+
+class LoaderLoop:
+    def __init__(self, worker: WorkerApi, jobs: Jobs, cfg: LoaderConfig, holder: str, stop_grace: float = 10.0) -> None:
+        self.worker = worker
+        self.jobs = jobs
+        self.cfg = cfg
+        self.holder = holder
+        self.stop_grace = stop_grace
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.ensure_storage_config()
+        await self.load_static(stop)
+        if self.cfg.run_once:
+            log.info("runOnce: static models loaded; exiting the loader")
+            return
+        while not stop.is_set():
+            try:
+                await self.drain(stop)
+            except (GRPCError, OSError) as e:
+                log.warning(
+                    "worker API error while claiming models: %s; retrying in %.0fs", e, self.cfg.model_load_interval
+                )
+            if await wait_for_stop(stop, self.cfg.model_load_interval):
+                break
+
+    async def ensure_storage_config(self) -> None:
+        """Record the tenant's path prefix on first start, as upstream loaders do."""
+        try:
+            await self.worker.get_storage_config(pb.GetStorageConfigRequest())
+        except GRPCError as e:
+            if e.status != Status.NOT_FOUND:
+                raise
+            try:
+                await self.worker.create_storage_config(
+                    pb.CreateStorageConfigRequest(path_prefix=self.jobs.path_prefix)
+                )
+            except GRPCError as e2:
+                if e2.status != Status.ALREADY_EXISTS:
+                    raise
+
+    async def load_static(self, stop: asyncio.Event) -> None:
+        repo = _STATIC_SOURCES[self.cfg.downloader.kind]
+        for model_id in self.cfg.base_models:
+            if stop.is_set():
+                return
+            revision = ""
+            if repo == pb.SourceRepository.HUGGING_FACE and "@" in model_id:
+                ref = parse_hugging_face(model_id)
+                model_id, revision = ref.model_id, ref.revision
+            await self._static(self.jobs.load_base(model_id, repo, revision=revision), model_id, stop)
+        for spec in self.cfg.models:
+            if stop.is_set():
+                return
+            await self._static(self.jobs.load_static_model(spec), spec.model, stop)
+
+    async def _static(self, job: Awaitable[None], name: str, stop: asyncio.Event) -> None:
+        outcome = await self._until_stop(job, stop)
+        if isinstance(outcome, BaseException):
+            log.error("could not load %s: %s", name, outcome)
+
+    async def drain(self, stop: asyncio.Event) -> None:
+        """Claim and load until nothing is requested, `concurrency` models at a time."""
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(self.cfg.concurrency):
+                tg.create_task(self._slot(stop))
+
+    async def _slot(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            base = await self.worker.acquire_unloaded_base_model(pb.AcquireUnloadedBaseModelRequest(holder=self.holder))
+            if base.base_model_id:
+                await self._base(base, stop)
+                continue
+            ft = await self.worker.acquire_unloaded_model(pb.AcquireUnloadedModelRequest(holder=self.holder))
+            if ft.model_id:
+                await self._fine_tuned(ft, stop)
+                continue
+            return
+
+    async def _until_stop(self, job: Awaitable[object], stop: asyncio.Event) -> object:
+        """Run `job`; on stop cancel it (it cleans up after itself). Returns its result, its exception, or
+        asyncio.CancelledError() when stopped."""
+        task = asyncio.ensure_future(job)
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=self.stop_grace)
+            return asyncio.CancelledError()
+        return task.exception() or task.result()
+
+    def _beat(self, send: Callable[[str], Awaitable[object]]) -> Callable[[str], Awaitable[None]]:
+        async def beat(message: str) -> None:
+            try:
+                await send(message)
+            except GRPCError as e:
+                if e.status in _LOST:
+                    raise LeaseLost(e.message or str(e.status)) from e
+                log.warning("progress report failed: %s", e)  # the lease has slack; keep going
+
+        return beat
+
+    async def _base(self, claim: pb.AcquireUnloadedBaseModelResponse, stop: asyncio.Event) -> None:
+        def update(report: Report) -> Awaitable[object]:
+            return self.worker.update_base_model_loading_status(
+                pb.UpdateBaseModelLoadingStatusRequest(
+                    id=claim.base_model_id,
+                    project_id=claim.project_id,
+                    attempt=claim.attempt,
+                    status_message=report.message,
+                    release=report.release,
+                    success=pb.UpdateBaseModelLoadingStatusRequestSuccess() if report.success else None,
+                    failure=pb.UpdateBaseModelLoadingStatusRequestFailure(reason=report.failure)
+                    if report.failure
+                    else None,
+                )
+            )
+
+        beat = self._beat(lambda msg: update(Report(message=msg)))
+        job = self.jobs.load_base(claim.base_model_id, claim.source_repository, claim.project_id, claim.revision, beat)
+        outcome = await self._until_stop(job, stop)
+        await asyncio.shield(self._report(claim.base_model_id, outcome, update))
+
+    async def _fine_tuned(self, claim: pb.AcquireUnloadedModelResponse, stop: asyncio.Event) -> None:
+        def update(report: Report) -> Awaitable[object]:
+            return self.worker.update_model_loading_status(
+                pb.UpdateModelLoadingStatusRequest(
+                    id=claim.model_id,
+                    attempt=claim.attempt,
+                    status_message=report.message,
+                    release=report.release,
+                    success=pb.UpdateModelLoadingStatusRequestSuccess() if report.success else None,
+                    failure=pb.UpdateModelLoadingStatusRequestFailure(reason=report.failure)
+                    if report.failure
+                    else None,
+                    files=[pb.ModelFile(path=f.path, size=f.size, sha256=f.sha256) for f in report.files],
+                )
+            )
+
+        beat = self._beat(lambda msg: update(Report(message=msg)))
+        outcome = await self._until_stop(self.jobs.load_fine_tuned(claim, beat), stop)
+        await asyncio.shield(self._report(claim.model_id, outcome, update))
+
+    async def _report(self, model_id: str, outcome: object, update: Callable[[Report], Awaitable[object]]) -> None:
+        """Persist a job's outcome: success (with its files), failure with a reason, or give the model back."""
+        try:
+            if isinstance(outcome, asyncio.CancelledError):
+                log.info("giving %s back: the loader is stopping", model_id)
+                await update(Report(release=True, message=f"loader {self.holder} stopped; waiting for a loader"))
+            elif isinstance(outcome, LeaseLost):
+                log.warning("stopped loading %s: %s", model_id, outcome)
+            elif isinstance(outcome, BaseException):
+                if isinstance(outcome, LoadError):
+                    reason = str(outcome)
+                else:
+                    reason = f"unexpected error: {outcome!r}"
+                    log.error("loading %s failed unexpectedly", model_id, exc_info=outcome)
+                log.warning("loading %s failed: %s", model_id, reason)
+                await update(Report(failure=reason))
+            else:
+                await update(Report(success=True, files=outcome if isinstance(outcome, list) else []))
+        except GRPCError as e:
+            log.warning("could not report the outcome for %s: %s", model_id, e.message or e.status)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One status update for a claimed model."""
+
+    message: str = ""
+    success: bool = False
+    failure: str = ""
+    release: bool = False
+    files: list[StoredFile] = field(default_factory=list)

@@ -1,0 +1,54 @@
+"""Build the loader from the configuration and run it until stopped (or, with runOnce, until done)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+
+from model_manager.aio import wait_for_stop
+from model_manager.config import Config
+from model_manager.loader.jobs import Jobs
+from model_manager.loader.loop import LoaderLoop
+from model_manager.loader.sources.factory import SourceFactory
+from model_manager.loader.worker_api import WorkerApi
+from model_manager.objectstore.base import ObjectStore
+
+log = logging.getLogger(__name__)
+
+# Generous read timeout: a registry may pause mid-blob; connection setup should be quick.
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+
+
+async def run_loader(
+    config: Config,
+    worker: WorkerApi,
+    store: ObjectStore,
+    holder: str,
+    stop: asyncio.Event,
+    hf_endpoint: str | None = None,
+) -> None:
+    store.check_configured()
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
+        sources = SourceFactory(http, config.loader.downloader, config.object_store.s3, hf_endpoint)
+        jobs = Jobs(
+            worker,
+            store,
+            sources,
+            config.object_store.path_prefix,
+            config.object_store.base_model_path_prefix,
+            progress_interval=config.loader.progress_interval,
+        )
+        loop = LoaderLoop(worker, jobs, config.loader, holder)
+        try:
+            while not stop.is_set():
+                try:
+                    await loop.ensure_storage_config()
+                    break
+                except OSError as e:
+                    log.warning("worker API unreachable (%s); retrying", e)
+                    await wait_for_stop(stop, 2)
+            await loop.run(stop)
+        finally:
+            await sources.close()

@@ -1,0 +1,77 @@
+"""Pick and build the source for a model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import aiohttp
+
+from model_manager.api.gen.llmariner.models.server.v1 import SourceRepository
+from model_manager.config import DownloaderConfig, S3Config
+from model_manager.errors import InvalidArgument
+from model_manager.loader.errors import PermanentError
+from model_manager.loader.sources.base import Source
+from model_manager.loader.sources.huggingface import HuggingFaceSource
+from model_manager.loader.sources.ollama import OllamaSource
+from model_manager.loader.sources.s3 import S3Source
+from model_manager.objectstore.s3 import S3Store
+from model_manager.service.ids import parse_hugging_face
+
+
+class SourceFactory:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        downloader: DownloaderConfig,
+        store_s3: S3Config | None,
+        hf_endpoint: str | None = None,
+    ) -> None:
+        self.http = http
+        self.downloader = downloader
+        self.store_s3 = store_s3  # endpoint and region for s3:// locations when the downloader names none
+        self.hf_endpoint = hf_endpoint
+        self._buckets: dict[str, S3Store] = {}
+
+    def hugging_face(self, model_id: str, revision: str = "") -> HuggingFaceSource:
+        try:
+            ref = parse_hugging_face(model_id)
+        except InvalidArgument as e:
+            raise PermanentError(str(e)) from e
+        if revision:
+            ref = replace(ref, revision=revision)
+        return HuggingFaceSource(self.http, ref, self.hf_endpoint, self.downloader.hf_cache_dir)
+
+    def base(self, model_id: str, repo: SourceRepository, revision: str = "") -> Source:
+        if repo == SourceRepository.HUGGING_FACE:
+            return self.hugging_face(model_id, revision)
+        if repo == SourceRepository.OLLAMA:
+            return OllamaSource(self.http, self.downloader.ollama_registry, model_id)
+        if repo == SourceRepository.OBJECT_STORE:
+            s3 = self.downloader.s3
+            if s3 is None or not s3.bucket:
+                raise PermanentError("loader.downloader.s3 is not configured: cannot load models from a bucket")
+            prefix = f"{s3.path_prefix.strip('/')}/{model_id}" if s3.path_prefix else model_id
+            return S3Source(self._bucket(s3.bucket, s3), prefix)
+        raise PermanentError(f"cannot load a base model from source repository {repo.name}")
+
+    def fine_tuned(self, repo: SourceRepository, location: str) -> Source:
+        if repo == SourceRepository.HUGGING_FACE:
+            return self.hugging_face(location)
+        if repo == SourceRepository.OBJECT_STORE:
+            bucket, _, key = location.removeprefix("s3://").partition("/")
+            if not location.startswith("s3://") or not bucket or not key:
+                raise PermanentError(f"model_file_location {location!r} is not an s3://bucket/path URL")
+            return S3Source(self._bucket(bucket, self.downloader.s3 or self.store_s3), key)
+        raise PermanentError(f"cannot load a fine-tuned model from source repository {repo.name}")
+
+    def _bucket(self, bucket: str, base: S3Config | None) -> S3Store:
+        if bucket not in self._buckets:
+            cfg = replace(base, bucket=bucket) if base is not None else S3Config(bucket=bucket)
+            if self.downloader.s3_is_public and base is self.downloader.s3:
+                cfg = replace(cfg, anonymous=True)
+            self._buckets[bucket] = S3Store(cfg)
+        return self._buckets[bucket]
+
+    async def close(self) -> None:
+        for store in self._buckets.values():
+            await store.close()

@@ -1,0 +1,38 @@
+"""An S3 bucket as a source: fine-tuned models at s3://bucket/path, or base models mirrored from a bucket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from model_manager.loader.errors import PermanentError, classify
+from model_manager.loader.sources.base import RemoteFile, Source
+from model_manager.objectstore.s3 import S3Store
+
+
+class S3Source(Source):
+    def __init__(self, store: S3Store, prefix: str) -> None:
+        self.store = store
+        self.prefix = prefix.strip("/")
+        self.name = f"s3://{store.bucket}/{self.prefix}"
+
+    async def list_files(self) -> list[RemoteFile]:
+        try:
+            objects = await self.store.list_objects(self.prefix)
+        except Exception as e:
+            raise classify(e) from e
+        files = []
+        for o in objects:
+            if o.key == self.prefix:  # the location names a single object
+                files.append(RemoteFile(o.key.rsplit("/", 1)[-1], o.size, source_key=o.key))
+            elif o.key.startswith(self.prefix + "/") and not o.key.endswith("/"):
+                files.append(RemoteFile(o.key[len(self.prefix) + 1 :], o.size, source_key=o.key))
+        if not files:
+            raise PermanentError(f"{self.name}: no objects found")
+        return files
+
+    async def open(self, f: RemoteFile) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.store.read(f.source_key):
+                yield chunk
+        except Exception as e:
+            raise classify(e) from e

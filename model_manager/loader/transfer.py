@@ -1,0 +1,129 @@
+"""Moving files from a source into the store: streamed, hashed on the way, verified, retried, cleaned up."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from model_manager.loader.errors import LoadError, PermanentError, classify
+from model_manager.loader.progress import Progress
+from model_manager.loader.retry import RetryPolicy
+from model_manager.loader.sources.base import RemoteFile, Source
+from model_manager.objectstore.base import ObjectStore
+from model_manager.store.records import StoredFile
+
+log = logging.getLogger(__name__)
+
+# Hashing a large chunk releases the GIL; doing it in a thread keeps the event loop free meanwhile.
+_THREAD_HASH_MIN = 256 * 1024
+
+T = TypeVar("T")
+
+
+class Verifier:
+    """Hashes a file's bytes as they pass and checks them against what the source published."""
+
+    def __init__(self, f: RemoteFile, what: str) -> None:
+        self.f = f
+        self.what = what
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        self.git = hashlib.sha1(f"blob {f.size}\0".encode()) if f.git_sha1 and f.size is not None else None
+
+    async def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if len(chunk) >= _THREAD_HASH_MIN:
+            await asyncio.to_thread(self._update, chunk)
+        else:
+            self._update(chunk)
+
+    def _update(self, chunk: bytes) -> None:
+        self.sha256.update(chunk)
+        if self.git is not None:
+            self.git.update(chunk)
+
+    def check(self) -> None:
+        if self.f.size is not None and self.size != self.f.size:
+            raise PermanentError(f"{self.what}: size mismatch, expected {self.f.size} bytes, got {self.size}")
+        got = self.sha256.hexdigest()
+        if self.f.sha256 and got != self.f.sha256.lower():
+            raise PermanentError(f"{self.what}: sha256 mismatch, expected {self.f.sha256}, got {got}")
+        if self.git is not None and self.git.hexdigest() != self.f.git_sha1:
+            raise PermanentError(f"{self.what}: content does not match the source's git blob id {self.f.git_sha1}")
+
+
+@dataclass
+class Transfer:
+    """One model's transfer. Remembers what it committed, so a failed load can remove it all."""
+
+    store: ObjectStore
+    progress: Progress
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    files_at_once: int = 4
+    written: list[str] = field(default_factory=list)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def _counted(self, chunks: AsyncIterator[bytes], verifier: Verifier) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            await verifier.update(chunk)
+            self.progress.add_bytes(len(chunk))
+            yield chunk
+
+    async def copy(self, source: Source, f: RemoteFile, key: str) -> StoredFile:
+        what = f"{f.path} from {source.name}"
+        attempt = 0
+        while True:
+            attempt += 1
+            verifier = Verifier(f, what)
+            try:
+                await self.store.upload(key, self._counted(source.open(f), verifier), verifier.check)
+            except Exception as e:  # sorted into retry or fail right below
+                self.progress.restart_file(verifier.size)
+                err = classify(e)
+                delay = self.retry.delay(attempt, err)
+                if delay is None:
+                    reason = str(err) if what in str(err) else f"{what}: {err}"
+                    raise type(err)(reason) from e
+                log.warning("%s failed (try %d): %s; retrying in %.1fs", what, attempt, err, delay)
+                await self.sleep(delay)
+                continue
+            self.written.append(key)
+            self.progress.file_done()
+            return StoredFile(path=f.path, size=verifier.size, sha256=verifier.sha256.hexdigest())
+
+    async def copy_all(self, source: Source, files: list[RemoteFile], prefix: str) -> list[StoredFile]:
+        """Copy every file under `prefix`, several at once; the first failure stops the rest."""
+        gate = asyncio.Semaphore(self.files_at_once)
+
+        async def one(f: RemoteFile) -> StoredFile:
+            async with gate:
+                return await self.copy(source, f, f"{prefix}/{f.path}")
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(one(f)) for f in files]
+        except BaseExceptionGroup as group:
+            raise _first_load_error(group) from group
+        return [t.result() for t in tasks]
+
+    async def remove_written(self) -> None:
+        """Delete what this transfer committed (a failed or cancelled load leaves nothing behind)."""
+        if self.written:
+            keys, self.written = self.written, []
+            try:
+                await self.store.delete_keys(keys)
+            except Exception:
+                log.exception("could not remove %d objects of a failed load: %s", len(keys), keys[:5])
+
+
+def _first_load_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for e in group.exceptions:
+        if isinstance(e, BaseExceptionGroup):
+            return _first_load_error(e)
+        if isinstance(e, LoadError | asyncio.CancelledError):
+            return e
+    return group.exceptions[0]

