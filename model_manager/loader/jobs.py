@@ -86,7 +86,7 @@ class Jobs:
             work = transfer.copy_all(source, files, prefix)
             return await (self._with_heartbeat(work, progress, beat) if beat else work)
         except BaseException:
-            await asyncio.shield(transfer.remove_written())
+            await asyncio.shield(transfer.cleanup())
             raise
 
     async def _with_heartbeat(self, work: Awaitable[T], progress: Progress, beat: Beat) -> T:

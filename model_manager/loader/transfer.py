@@ -58,13 +58,14 @@ class Verifier:
 
 @dataclass
 class Transfer:
-    """One model's transfer. Remembers what it committed, so a failed load can remove it all."""
+    """One model's transfer. Remembers every key it began to write, so a failed load can remove it all (a copy
+    cancelled at the very moment it committed would otherwise leave its object behind unrecorded)."""
 
     store: ObjectStore
     progress: Progress
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     files_at_once: int = 4
-    written: list[str] = field(default_factory=list)
+    touched: list[str] = field(default_factory=list)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def _counted(self, chunks: AsyncIterator[bytes], verifier: Verifier) -> AsyncIterator[bytes]:
@@ -75,6 +76,7 @@ class Transfer:
 
     async def copy(self, source: Source, f: RemoteFile, key: str) -> StoredFile:
         what = f"{f.path} from {source.name}"
+        self.touched.append(key)
         attempt = 0
         while True:
             attempt += 1
@@ -91,7 +93,6 @@ class Transfer:
                 log.warning("%s failed (try %d): %s; retrying in %.1fs", what, attempt, err, delay)
                 await self.sleep(delay)
                 continue
-            self.written.append(key)
             self.progress.file_done()
             return StoredFile(path=f.path, size=verifier.size, sha256=verifier.sha256.hexdigest())
 
@@ -110,10 +111,10 @@ class Transfer:
             raise _first_load_error(group) from group
         return [t.result() for t in tasks]
 
-    async def remove_written(self) -> None:
-        """Delete what this transfer committed (a failed or cancelled load leaves nothing behind)."""
-        if self.written:
-            keys, self.written = self.written, []
+    async def cleanup(self) -> None:
+        """Delete what this transfer wrote (a failed or cancelled load leaves nothing behind)."""
+        if self.touched:
+            keys, self.touched = self.touched, []
             try:
                 await self.store.delete_keys(keys)
             except Exception:

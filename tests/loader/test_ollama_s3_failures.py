@@ -1,0 +1,283 @@
+"""Ollama, S3 sources and the S3 store, fine-tuned models, and failures that must leave nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+
+import boto3
+import pytest
+
+from model_manager.api.gen.llmariner.models.server import v1 as pb
+from model_manager.config import S3Config
+from model_manager.errors import NotFound
+from model_manager.objectstore.s3 import S3Store
+from tests.fakes.ollama import OllamaModel, Registry
+from tests.helpers import HF, OBJECT_STORE, OLLAMA, WHO, WORKER, Api
+from tests.loader.conftest import Harness, minilm_files
+
+PREFIX = "models/base-models"
+
+
+def _gemma() -> OllamaModel:
+    return OllamaModel(
+        config=b'{"model_format": "gguf", "model_family": "gemma"}',
+        layers=[
+            ("application/vnd.ollama.image.model", b"GGUF" + bytes(range(256)) * 64),
+            ("application/vnd.ollama.image.template", b"{{ .Prompt }}"),
+            ("application/vnd.ollama.image.params", b'{"stop": ["<end>"]}'),
+        ],
+    )
+
+
+async def test_ollama_model_in_the_runtime_layout(harness: Harness, api: Api, registry: tuple[Registry, str]) -> None:
+    reg, url = registry
+    gemma = _gemma()
+    reg.add("library", "gemma", "2b", gemma)
+    await api.request_base("gemma:2b", OLLAMA)
+    await harness.drain()
+    model = await api.get("gemma:2b", loading=False)
+    assert (model.loading_status, model.formats) == (pb.ModelLoadingStatus.SUCCEEDED, [pb.ModelFormat.OLLAMA])
+    host = url.removeprefix("http://")
+    prefix = f"{PREFIX}/gemma-2b"
+    assert await harness.store.get_bytes(f"{prefix}/manifests/{host}/library/gemma/2b") == gemma.manifest()
+    for _, data in [("config", gemma.config), *gemma.layers]:
+        assert await harness.store.get_bytes(f"{prefix}/blobs/sha256-{hashlib.sha256(data).hexdigest()}") == data
+    assert reg.accepts == ["application/vnd.docker.distribution.manifest.v2+json"]
+    assert model.revision == "sha256:" + hashlib.sha256(gemma.manifest()).hexdigest()
+
+
+async def test_ollama_corrupt_blob_fails_and_leaves_nothing(
+    harness: Harness, api: Api, registry: tuple[Registry, str]
+) -> None:
+    reg, _ = registry
+    bad = _gemma()
+    bad.corrupt = {0}
+    reg.add("library", "bad", "latest", bad)
+    await api.request_base("bad:latest", OLLAMA)
+    await harness.drain()
+    model = await api.get("bad:latest")
+    assert model.loading_status == pb.ModelLoadingStatus.FAILED
+    assert (
+        "sha256 mismatch" in model.loading_failure_reason
+        and "Ollama model library/bad:latest" in model.loading_failure_reason
+    )
+    assert await harness.store.list_objects(PREFIX) == []
+
+
+async def test_unknown_ollama_model_fails(harness: Harness, api: Api) -> None:
+    await api.request_base("nothing:7b", OLLAMA)
+    await harness.drain()
+    assert "not found in the registry" in (await api.get("nothing:7b")).loading_failure_reason
+
+
+async def test_hash_mismatch_fails_and_leaves_nothing(harness: Harness, api: Api) -> None:
+    harness.hub.add(
+        "org/tampered",
+        {"config.json": b"{}", "model.safetensors": b"x" * 5000},
+        published_sha256={"model.safetensors": "0" * 64},
+    )
+    await api.request_base("org/tampered")
+    await harness.drain()
+    model = await api.get("org/tampered")
+    assert model.loading_status == pb.ModelLoadingStatus.FAILED
+    assert "model.safetensors" in model.loading_failure_reason and "sha256 mismatch" in model.loading_failure_reason
+    assert await harness.store.list_objects(PREFIX) == []
+
+
+async def test_a_source_that_dies_mid_file_once_is_retried(harness: Harness, api: Api) -> None:
+    data = bytes(range(256)) * 2048
+    repo = harness.hub.add(
+        "org/flaky",
+        {"config.json": b"{}", "model.safetensors": data},
+        die_after={"model.safetensors": 100_000},
+        die_times={"model.safetensors": 1},
+    )
+    await api.request_base("org/flaky")
+    await harness.drain()
+    assert (await api.get("org-flaky")).loading_status == pb.ModelLoadingStatus.SUCCEEDED
+    assert await harness.store.get_bytes(f"{PREFIX}/org/flaky/model.safetensors") == data
+    assert len([r for r in repo.requests if r.endswith("model.safetensors")]) == 2
+
+
+async def test_a_source_that_keeps_dying_fails_naming_the_file(harness: Harness, api: Api) -> None:
+    harness.hub.add(
+        "org/dead",
+        {"config.json": b"{}", "model.safetensors": b"y" * 300_000},
+        die_after={"model.safetensors": 70_000},
+        die_times={"model.safetensors": 99},
+    )
+    await api.request_base("org/dead")
+    await harness.drain()
+    model = await api.get("org/dead")
+    assert model.loading_status == pb.ModelLoadingStatus.FAILED
+    assert "model.safetensors from Hugging Face repo org/dead" in model.loading_failure_reason
+    assert await harness.store.list_objects(PREFIX) == []
+
+
+async def test_progress_is_reported_while_loading(harness: Harness, api: Api) -> None:
+    harness.hub.add("org/slow", {"config.json": b"{}", "model.safetensors": b"z" * (64 * 1024 * 12)}, throttle=0.05)
+    await api.request_base("org/slow")
+    task = asyncio.create_task(harness.drain())
+    messages: set[str] = set()
+    while not task.done():
+        try:
+            messages.add((await api.get("org/slow")).loading_status_message)
+        except NotFound:  # loaded: the requested row made way for org-slow
+            break
+        await asyncio.sleep(0.05)
+    await task
+    assert any(m.startswith("downloaded ") and "files)" in m and "/s" in m for m in messages), messages
+
+
+async def test_a_loader_that_lost_its_lease_stops_and_cleans_up(harness: Harness, api: Api) -> None:
+    harness.hub.add(
+        "org/contested", {"config.json": b"{}", "model.safetensors": b"q" * (64 * 1024 * 20)}, throttle=0.05
+    )
+    await api.request_base("org/contested")
+    task = asyncio.create_task(harness.drain())
+    while (await api.get("org/contested")).loading_status != pb.ModelLoadingStatus.LOADING:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    # Another loader takes the model over after the first one's lease expired.
+    harness.ctx.clock.advance(3600)  # type: ignore[attr-defined]
+    takeover = await api.acquire_base("loader-2")
+    assert takeover.attempt == 2
+    await asyncio.wait_for(task, 10)
+    model = await api.get("org/contested")
+    assert model.loading_status == pb.ModelLoadingStatus.LOADING  # still the new holder's; nothing overwritten
+    assert await harness.store.list_objects(PREFIX) == []
+
+
+# ---- fine-tuned models ------------------------------------------------------------------------------------
+
+
+async def test_fine_tuned_from_hugging_face_into_its_dest_path(harness: Harness, api: Api) -> None:
+    files = {"adapter_config.json": b'{"r": 8}', "adapter_model.safetensors": b"a" * 4096}
+    harness.hub.add("org/my-adapter", files)
+    await api.loaded_base("base")
+    created = await api.models.create_model(
+        WHO,
+        pb.CreateModelRequest(
+            is_fine_tuned_model=True,
+            base_model_id="base",
+            suffix="tuned",
+            source_repository=HF,
+            model_file_location="org/my-adapter",
+        ),
+    )
+    await harness.drain()
+    model = await api.get(created.id, loading=False)
+    assert model.loading_status == pb.ModelLoadingStatus.SUCCEEDED
+    dest = f"models/{WHO.tenant_id}/{WHO.project_id}/{created.id}"
+    assert {f.path for f in model.files} == set(files)
+    for name, data in files.items():
+        assert await harness.store.get_bytes(f"{dest}/{name}") == data
+
+
+# ---- S3: as the store, and as a source --------------------------------------------------------------------
+
+
+@pytest.fixture
+async def s3_harness(harness: Harness, s3_endpoint: str, s3_bucket: str) -> AsyncIterator[Harness]:
+    store = S3Store(
+        S3Config(
+            endpoint_url=s3_endpoint, region="us-east-1", bucket=s3_bucket, part_size=5 * 1024 * 1024, parts_in_flight=3
+        )
+    )
+    harness.store = store
+    harness.raw = {
+        **harness.raw,
+        "objectStore": {
+            "s3": {
+                "endpointUrl": s3_endpoint,
+                "region": "us-east-1",
+                "bucket": s3_bucket,
+                "partSizeMiB": 5,
+                "partsInFlight": 3,
+            }
+        },
+    }
+    yield harness
+    await store.close()
+
+
+async def test_real_model_into_s3_with_multipart_uploads(s3_harness: Harness, api: Api) -> None:
+    files = minilm_files()
+    assert max(len(d) for d in files.values()) > 5 * 1024 * 1024 * 3  # the weights need several parts
+    s3_harness.hub.add("sentence-transformers/all-MiniLM-L6-v2", files)
+    await api.request_base("sentence-transformers/all-MiniLM-L6-v2")
+    await s3_harness.drain()
+    assert (await api.get("sentence-transformers-all-MiniLM-L6-v2")).loading_status == pb.ModelLoadingStatus.SUCCEEDED
+    prefix = f"{PREFIX}/sentence-transformers/all-MiniLM-L6-v2"
+    for name, data in files.items():
+        assert await s3_harness.store.get_bytes(f"{prefix}/{name}") == data, name
+    head = boto3.client("s3", endpoint_url=s3_harness.raw["objectStore"]["s3"]["endpointUrl"], region_name="us-east-1")
+    bucket = s3_harness.raw["objectStore"]["s3"]["bucket"]
+    etag = head.head_object(Bucket=bucket, Key=f"{prefix}/model.safetensors")["ETag"]
+    assert "-" in etag  # a multipart object's ETag carries its part count
+
+
+async def test_failed_load_into_s3_aborts_its_uploads(s3_harness: Harness, api: Api) -> None:
+    big = bytes(range(256)) * (4096 * 20)  # 20 MiB: four parts
+    s3_harness.hub.add(
+        "org/broken",
+        {"config.json": b"{}", "model.safetensors": big},
+        die_after={"model.safetensors": 12 * 1024 * 1024},
+        die_times={"model.safetensors": 99},
+    )
+    await api.request_base("org/broken")
+    await s3_harness.drain()
+    assert (await api.get("org/broken")).loading_status == pb.ModelLoadingStatus.FAILED
+    store = s3_harness.store
+    assert isinstance(store, S3Store)
+    assert await store.list_objects(PREFIX) == []
+    assert await store.open_uploads(PREFIX) == []
+
+
+async def _source_bucket(endpoint: str, bucket: str, objects: dict[str, bytes]) -> None:
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    for key, data in objects.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+
+
+async def test_base_model_mirrored_from_a_source_bucket(
+    harness: Harness, api: Api, s3_endpoint: str, s3_bucket: str
+) -> None:
+    files = {"config.json": b"{}", "model.safetensors": b"m" * 10_000}
+    await _source_bucket(s3_endpoint, s3_bucket, {f"mirror/my-model/{k}": v for k, v in files.items()})
+    harness.raw["loader"]["downloader"] = {
+        "kind": "s3",
+        "s3": {"endpointUrl": s3_endpoint, "region": "us-east-1", "bucket": s3_bucket, "pathPrefix": "mirror"},
+    }
+    await api.request_base("my-model", OBJECT_STORE)
+    await harness.drain()
+    model = await api.get("my-model", loading=False)
+    assert model.formats == [pb.ModelFormat.HUGGING_FACE]
+    for name, data in files.items():
+        assert await harness.store.get_bytes(f"{PREFIX}/my-model/{name}") == data
+
+
+async def test_fine_tuned_from_an_s3_location(harness: Harness, api: Api, s3_endpoint: str, s3_bucket: str) -> None:
+    files = {"adapter_config.json": b"{}", "adapter_model.safetensors": b"t" * 777}
+    await _source_bucket(s3_endpoint, s3_bucket, {f"jobs/run-1/output/{k}": v for k, v in files.items()})
+    harness.raw["loader"]["downloader"] = {"s3": {"endpointUrl": s3_endpoint, "region": "us-east-1", "bucket": "other"}}
+    await api.loaded_base("base")
+    created = await api.models.create_model(
+        WHO,
+        pb.CreateModelRequest(
+            is_fine_tuned_model=True,
+            base_model_id="base",
+            suffix="run-1",
+            source_repository=OBJECT_STORE,
+            model_file_location=f"s3://{s3_bucket}/jobs/run-1/output",
+        ),
+    )
+    await harness.drain()
+    model = await api.get(created.id, loading=False)
+    assert model.loading_status == pb.ModelLoadingStatus.SUCCEEDED
+    path = (await api.worker.get_model_path(WORKER, pb.GetModelPathRequest(id=created.id))).path
+    assert path == f"models/{WHO.tenant_id}/{WHO.project_id}/{created.id}"
+    for name, data in files.items():
+        assert await harness.store.get_bytes(f"{path}/{name}") == data

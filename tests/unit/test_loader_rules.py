@@ -1,0 +1,90 @@
+"""Pure loader rules: format detection, retry decisions, progress messages, part reading."""
+
+from __future__ import annotations
+
+import pytest
+
+from model_manager.api.gen.llmariner.models.server.v1 import ModelFormat
+from model_manager.loader.errors import PermanentError, TransientError, classify, http_error
+from model_manager.loader.formats import detect, is_client_artifact
+from model_manager.loader.progress import Progress, human_bytes
+from model_manager.loader.retry import RetryPolicy
+from model_manager.objectstore.streams import PartReader
+
+
+def test_detect_formats() -> None:
+    assert detect(["config.json", "model.safetensors"]).formats == [ModelFormat.HUGGING_FACE]
+    assert detect(["adapter_config.json"]).formats == [ModelFormat.HUGGING_FACE]
+    assert detect(["blobs/sha256-1", "manifests/h/library/m/t"]).formats == [ModelFormat.OLLAMA]
+    assert detect(["x/tensorrt_llm/config.pbtxt"]).formats == [ModelFormat.NVIDIA_TRITON]
+    one = detect(["config.json", "m.gguf"])
+    assert (one.formats, one.gguf_file) == ([ModelFormat.HUGGING_FACE, ModelFormat.GGUF], "m.gguf")
+    split = detect(["b.gguf", "a.gguf", "README.md"])
+    assert (split.formats, split.split_gguf) == ([ModelFormat.GGUF], ["a.gguf", "b.gguf"])
+    with pytest.raises(PermanentError):  # only a config at the model's root counts
+        detect(["sub/config.json", "m.safetensors"])
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        ([], "no files downloaded"),
+        (["README.md"], "no model format found"),
+        (["config.json", "a.gguf", "b.gguf"], "GGUF files alongside another model format"),
+    ],
+)
+def test_detect_failures(paths: list[str], message: str) -> None:
+    with pytest.raises(PermanentError, match=message):
+        detect(paths)
+
+
+def test_client_artifacts_are_never_model_files() -> None:
+    assert is_client_artifact(".cache/huggingface/download/x.metadata")
+    assert is_client_artifact("model.safetensors.lock") and is_client_artifact("a/.locks/x")
+    assert not is_client_artifact("model.safetensors")
+
+
+def test_retry_policy_decides() -> None:
+    policy = RetryPolicy(max_attempts=3, base_delay=1, max_delay=3, jitter=0)
+    transient = TransientError("reset")
+    assert [policy.delay(a, transient) for a in (1, 2, 3)] == [1, 2, None]
+    assert policy.delay(1, PermanentError("404")) is None
+    assert RetryPolicy(base_delay=1, max_delay=100, jitter=0.5).delay(1, transient, rand=1.0) == 1.5
+    assert RetryPolicy(max_attempts=10, base_delay=1, max_delay=5, jitter=0).delay(9, transient) == 5
+
+
+def test_errors_are_sorted() -> None:
+    assert isinstance(http_error(503, "x"), TransientError) and isinstance(http_error(429, "x"), TransientError)
+    assert isinstance(http_error(404, "x"), PermanentError) and isinstance(http_error(401, "x"), PermanentError)
+    assert isinstance(classify(ConnectionResetError("peer")), TransientError)
+
+    class FakeClientError(Exception):
+        def __init__(self, code: str) -> None:
+            super().__init__(code)
+            self.response = {"Error": {"Code": code}}
+
+    assert isinstance(classify(FakeClientError("SlowDown")), TransientError)
+    assert isinstance(classify(FakeClientError("NoSuchBucket")), PermanentError)
+
+
+def test_progress_message() -> None:
+    now = [0.0]
+    p = Progress(total_bytes=int(4.9 * 1024**3), total_files=12, clock=lambda: now[0])
+    p.add_bytes(int(1.2 * 1024**3))
+    for _ in range(3):
+        p.file_done()
+    now[0] = 14.5
+    msg = p.message()
+    assert msg.startswith("downloaded 1.2 GiB of 4.9 GiB (3/12 files), 84.7 MiB/s, about ")
+    assert msg.endswith(" s left")
+    assert human_bytes(512) == "512 B"
+
+
+async def _chunks(*parts: bytes):  # type: ignore[no-untyped-def]
+    for p in parts:
+        yield p
+
+
+async def test_part_reader_carries_what_straddles_a_boundary() -> None:
+    reader = PartReader(_chunks(b"abc", b"defgh", b"", b"ij"))
+    assert [bytes(await reader.read(4)) for _ in range(4)] == [b"abcd", b"efgh", b"ij", b""]
