@@ -1,0 +1,116 @@
+"""The loader inside real processes: SIGTERM mid-load, and llmariner's standalone "upload to a bucket" recipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+from tests.e2e.conftest import Proc, embedded_config, start
+from tests.fakes.hub import Hub
+from tests.fakes.threaded import serve_in_thread
+
+
+def _get(proc: Proc, path: str) -> Any:
+    with urllib.request.urlopen(proc.base_url + path, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _post(proc: Proc, path: str, body: Any) -> Any:
+    req = urllib.request.Request(proc.base_url + path, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_sigterm_mid_load_gives_the_model_back_and_leaves_nothing(tmp_path: Path) -> None:
+    hub = Hub()
+    weights = bytes(range(256)) * (4096 * 8)  # 8 MiB, served slowly
+    hub.add("org/big", {"config.json": b"{}", "model.safetensors": weights}, throttle=0.02)
+    with serve_in_thread(hub.app()) as hub_url:
+        proc = start(embedded_config(tmp_path, loader=True), tmp_path, env={"HF_ENDPOINT": hub_url})
+        _post(proc, "/v1/models", {"id": "org/big", "source_repository": "SOURCE_REPOSITORY_HUGGING_FACE"})
+        deadline = time.monotonic() + 20
+        while "downloaded" not in _get(proc, "/v1/models/org/big?include_loading_model=true")["loading_status_message"]:
+            assert time.monotonic() < deadline, proc.output()
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        assert proc.stop(signal.SIGTERM) == 0, proc.output()
+        assert time.monotonic() - t0 < 10
+        assert "giving org/big back" in proc.output()
+        with sqlite3.connect(tmp_path / "db" / "mm.db") as db:
+            status, message = db.execute(
+                "SELECT loading_status, loading_status_message FROM base_models WHERE model_id = 'org/big'"
+            ).fetchone()
+        assert status == 1 and "stopped; waiting for a loader" in message  # REQUESTED, not FAILED
+        objects = tmp_path / "objects"
+        assert not [p for p in objects.rglob("*") if p.is_file()]  # no partial or committed files left
+
+        # Restarted, the model is still there, REQUESTED, and the next loader finishes it.
+        hub.repos["org/big"].throttle = 0
+        proc = start(embedded_config(tmp_path, loader=True), tmp_path, env={"HF_ENDPOINT": hub_url})
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                models = _get(proc, "/v1/models")["data"]
+                if models:
+                    break
+                assert time.monotonic() < deadline, proc.output()
+                time.sleep(0.1)
+            assert models[0]["id"] == "org-big"
+            assert (objects / "models/base-models/org/big/model.safetensors").read_bytes() == weights
+        finally:
+            proc.stop()
+
+
+def test_upstream_standalone_loader_uploads_to_a_bucket_and_exits(
+    tmp_path: Path, s3_endpoint: str, s3_bucket: str
+) -> None:
+    """llmariner's README recipe: `--role loader`, debug.standalone, runOnce, baseModels; no server needed."""
+    hub = Hub()
+    files = {"config.json": b'{"a": 1}', "model.safetensors": b"w" * 100_000}
+    hub.add("google/gemma-2b-it", files)
+    config = {
+        "objectStore": {
+            "s3": {
+                "endpointUrl": s3_endpoint,
+                "region": "us-east-1",
+                "bucket": s3_bucket,
+                "pathPrefix": "models",
+                "baseModelPathPrefix": "base-models",
+            }
+        },
+        "baseModels": ["google/gemma-2b-it"],
+        "runOnce": True,
+        "downloader": {"kind": "huggingFace", "huggingFace": {"cacheDir": str(tmp_path / "hf-cache")}},
+        "debug": {"standalone": True, "sqlitePath": str(tmp_path / "loader.db")},
+        "componentStatusSender": {"enable": False},
+    }
+    path = tmp_path / "loader.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with serve_in_thread(hub.app()) as hub_url:
+        r = subprocess.run(
+            [sys.executable, "-m", "model_manager", "run", "--config", str(path), "--role", "loader"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={**os.environ, "HF_ENDPOINT": hub_url},
+        )
+    assert r.returncode == 0, r.stderr
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    for name, data in files.items():
+        key = f"models/base-models/google/gemma-2b-it/{name}"
+        assert s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == data
+    listed = s3.list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert len(listed) == len(files)  # the Hugging Face cache's own files were not uploaded
+    assert any((tmp_path / "hf-cache").rglob("model.safetensors"))  # and the cache was used
