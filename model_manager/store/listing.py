@@ -12,8 +12,8 @@ from sqlalchemy import ColumnElement, Select, and_, func, select
 
 from model_manager.store.catalog import base_visibility, loaded
 from model_manager.store.database import Conn
-from model_manager.store.records import ACTIVE, INACTIVE, Kind, ModelRecord, to_record
-from model_manager.store.tables import base_models, models
+from model_manager.store.records import ACTIVE, INACTIVE, LOADED_STATUSES, Kind, ModelRecord, to_record
+from model_manager.store.tables import base_models, model_counts, models
 
 GROUPS: tuple[tuple[int, Kind], ...] = (
     (ACTIVE, Kind.BASE),
@@ -77,11 +77,36 @@ async def page(
 
 
 async def count(conn: Conn, scope: ListScope) -> int:
-    total = 0
-    for kind in (Kind.BASE, Kind.FINE_TUNED):
-        q = select(func.count()).select_from(kind.table).where(_visible(kind, scope))
-        total += int((await conn.execute(q)).scalar_one())
-    return total
+    """How many models the listing holds across all pages: read from the trigger-kept counters, minus the global
+    base models the caller's project shadows (a join over that project's own base models only)."""
+    c = model_counts
+    total = func.coalesce(func.sum(c.c.n), 0)
+    loaded_only = [] if scope.include_loading else [c.c.loaded == 1]
+    base = select(total).where(
+        c.c.tenant_id == scope.tenant_id, c.c.kind == 0, c.c.project_id.in_(("", scope.project_id)), *loaded_only
+    )
+    fine_tuned = select(total).where(
+        c.c.tenant_id == scope.tenant_id,
+        c.c.kind == 1,
+        c.c.project_id == scope.project_id,
+        c.c.published == 1,
+        *loaded_only,
+    )
+    own, glob = base_models, base_models.alias("glob")
+    shadowed = (
+        select(func.count())
+        .select_from(
+            own.join(
+                glob,
+                and_(glob.c.tenant_id == own.c.tenant_id, glob.c.model_id == own.c.model_id, glob.c.project_id == ""),
+            )
+        )
+        .where(own.c.tenant_id == scope.tenant_id, own.c.project_id == scope.project_id)
+    )
+    if not scope.include_loading:
+        shadowed = shadowed.where(glob.c.loading_status.in_(LOADED_STATUSES))
+    q = select(base.scalar_subquery() + fine_tuned.scalar_subquery() - shadowed.scalar_subquery())
+    return int((await conn.execute(q)).scalar_one())
 
 
 async def all_loaded(conn: Conn, tenant_id: str) -> list[ModelRecord]:

@@ -61,6 +61,7 @@ base_models = Table(
     UniqueConstraint("tenant_id", "model_id", "project_id", name="uq_base_models_tenant_model_project"),
     Index("ix_base_models_listing", "tenant_id", "activation_status", "model_id"),
     Index("ix_base_models_claim", "tenant_id", "loading_status", "created_at"),
+    Index("ix_base_models_project", "tenant_id", "project_id", "model_id"),
 )
 
 models = Table(
@@ -103,4 +104,17 @@ storage_configs = Table(
     Column("path_prefix", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("tenant_id", name="uq_storage_configs_tenant"),
+)
+
+# Maintained by triggers (migration 0003): how many rows each (tenant, project, kind, loaded, published) has, so
+# total_items is a handful of key lookups instead of a count over the catalogue. kind: 0 base, 1 fine-tuned.
+model_counts = Table(
+    "model_counts",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("project_id", String(ID_LEN), primary_key=True),
+    Column("kind", Integer, primary_key=True),
+    Column("loaded", Integer, primary_key=True),
+    Column("published", Integer, primary_key=True),
+    Column("n", BigInteger, nullable=False),
 )

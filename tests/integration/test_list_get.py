@@ -149,3 +149,46 @@ async def test_a_project_scoped_model_shadows_the_global_one_of_the_same_id(api:
     assert listed.total_items == 1
     assert (await api.get("m", who=OTHER_PROJECT)).project.id == OTHER_PROJECT.project_id  # type: ignore[union-attr]
     assert (await api.get("m")).project is None
+
+
+async def _all_pages(api: Api, **kw: object) -> list[str]:
+    ids: list[str] = []
+    after = ""
+    while True:
+        resp = await api.list(limit=2, after=after, **kw)
+        ids += [m.id for m in resp.data]
+        if not resp.has_more:
+            return ids
+        after = resp.data[-1].id
+
+
+async def test_total_items_stays_exact_through_a_models_life(api: Api) -> None:
+    """total_items comes from trigger-kept counters: check it against the pages after every kind of change."""
+
+    async def check() -> None:
+        for loading in (False, True):
+            ids = await _all_pages(api, include_loading_models=loading)
+            assert (await api.list(include_loading_models=loading)).total_items == len(ids), (loading, ids)
+
+    await api.request_base("org/a")
+    await api.request_base("org/b")
+    await check()
+    claim = await api.acquire_base()
+    await api.loaded_base("org-a")
+    await api.base_status(claim.base_model_id, success=pb.UpdateBaseModelLoadingStatusRequestSuccess())
+    await check()
+    await api.acquire_base()
+    await api.base_status("org/b", failure=pb.UpdateBaseModelLoadingStatusRequestFailure(reason="x"))
+    await check()
+    ft = await api.loaded_fine_tuned("org-a", "s")
+    reg = await api.worker.register_model(
+        WORKER, pb.RegisterModelRequest(base_model="org-a", suffix="r", organization_id="o", project_id="default")
+    )
+    await check()
+    await api.worker.publish_model(WORKER, pb.PublishModelRequest(id=reg.id))
+    await api.loaded_base("org-a", path="scoped", project_id=WHO.project_id)  # shadows the global org-a
+    await check()
+    await api.models.delete_model(WHO, pb.DeleteModelRequest(id=ft))
+    await api.models.delete_model(WHO, pb.DeleteModelRequest(id="org/b"))
+    await check()
+    assert (await api.list(include_loading_models=True)).total_items == 2
