@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import betterproto2
@@ -47,30 +49,55 @@ def _enum_names(enum_cls: Any) -> dict[int, str]:
 # ---- encoding ------------------------------------------------------------------------------------------------
 
 
-def to_json(msg: betterproto2.Message) -> dict[str, Any]:
-    cls = type(msg)
-    out: dict[str, Any] = {}
+Encoder = Callable[[Any], Any]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _bytes(value: Any) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _mask(value: Any) -> str:
+    return ",".join(value.paths)
+
+
+def _enum(enum_cls: Any) -> Encoder:
+    names = _enum_names(enum_cls)
+    return lambda value: names.get(int(value), int(value))
+
+
+@functools.cache
+def _plan(cls: type) -> tuple[tuple[str, Encoder, bool, bool], ...]:
+    """Per message class, once: (field name, value encoder, repeated, omit when unset). Responses are encoded on
+    every request, so the descriptor walk is done here and not per value."""
+    plan = []
     for f in cls.DESCRIPTOR.fields:  # type: ignore[attr-defined]
-        value = getattr(msg, f.name)
-        if f.is_repeated:
-            out[f.name] = [_encode_value(f, cls, v) for v in value]
-        elif f.type == FieldDescriptor.TYPE_MESSAGE and value is None:
+        encoder: Encoder = _identity
+        if f.type == FieldDescriptor.TYPE_MESSAGE:
+            encoder = _mask if f.message_type.full_name == _FIELD_MASK else to_json
+        elif f.type == FieldDescriptor.TYPE_ENUM:
+            encoder = _enum(cls._betterproto.cls_by_field[f.name])  # type: ignore[attr-defined]
+        elif f.type == FieldDescriptor.TYPE_BYTES:
+            encoder = _bytes
+        omit_unset = f.type == FieldDescriptor.TYPE_MESSAGE and not f.is_repeated
+        plan.append((f.name, encoder, bool(f.is_repeated), omit_unset))
+    return tuple(plan)
+
+
+def to_json(msg: betterproto2.Message) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, encode, repeated, omit_unset in _plan(type(msg)):
+        value = getattr(msg, name)
+        if repeated:
+            out[name] = value if encode is _identity else [encode(v) for v in value]
+        elif value is None and omit_unset:
             continue
         else:
-            out[f.name] = _encode_value(f, cls, value)
+            out[name] = encode(value)
     return out
-
-
-def _encode_value(f: FieldDescriptor, owner: type, value: Any) -> Any:
-    if f.type == FieldDescriptor.TYPE_MESSAGE:
-        if f.message_type.full_name == _FIELD_MASK:
-            return ",".join(value.paths)
-        return to_json(value)
-    if f.type == FieldDescriptor.TYPE_ENUM:
-        return _enum_names(owner._betterproto.cls_by_field[f.name]).get(int(value), int(value))  # type: ignore[attr-defined]
-    if f.type == FieldDescriptor.TYPE_BYTES:
-        return base64.b64encode(value).decode()
-    return value
 
 
 # ---- decoding ------------------------------------------------------------------------------------------------

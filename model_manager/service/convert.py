@@ -30,7 +30,7 @@ def to_model(rec: ModelRecord) -> Model:
         is_base_model=is_base,
         base_model_id=rec.base_model_id,
         activation_status=ActivationStatus(rec.activation_status),
-        config=model_config.decode(rec.config),
+        config=model_config.decode_shared(rec.config),
         project=Project(id=rec.project_id) if rec.project_id else None,
         revision=rec.revision,
         files=[ModelFile(path=f.path, size=f.size, sha256=f.sha256) for f in rec.files],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import betterproto2
@@ -52,7 +53,15 @@ def encode(config: ModelConfig) -> bytes:
 
 
 def decode(data: bytes | None) -> ModelConfig:
+    """A fresh config, safe for the caller to change."""
     return ModelConfig.parse(data) if data else default_config()
+
+
+@functools.lru_cache(maxsize=1024)
+def decode_shared(data: bytes | None) -> ModelConfig:
+    """A config shared between callers that only read it (listings): most models carry one of a few configs,
+    and parsing them again for every row of every page dominated the cost of a listing."""
+    return decode(data)
 
 
 def _copy(value: Any) -> Any:

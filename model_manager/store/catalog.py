@@ -19,22 +19,29 @@ def now_seconds() -> int:
     return int(time.time())
 
 
+_SHADOW = base_models.alias("shadow")  # built once: aliasing a table on every call showed in listing profiles
+
+
 def base_visibility(tenant_id: str, project_id: str | None) -> ColumnElement[bool]:
-    """Base models a caller sees: its project's ones, and the tenant's global ones that its project does not
-    shadow with a model of the same id (None: every row of the tenant)."""
+    """Base models a caller sees (None: every row of the tenant; "": the global ones only)."""
     t = base_models
-    cond = t.c.tenant_id == tenant_id
     if project_id is None:
-        return cond
+        return t.c.tenant_id == tenant_id
     if not project_id:
-        return and_(cond, t.c.project_id == "")
-    shadow = base_models.alias("shadow")
+        return and_(t.c.tenant_id == tenant_id, t.c.project_id == "")
+    return project_visibility(literal(tenant_id), literal(project_id))
+
+
+def project_visibility(tenant_id: ColumnElement[str], project_id: ColumnElement[str]) -> ColumnElement[bool]:
+    """A project's own base models, and the tenant's global ones that it does not shadow with a model of the
+    same id. Takes SQL expressions so listings can build it once with bound parameters."""
+    t, shadow = base_models, _SHADOW
     shadowed = (
         select(literal(1))
         .where(shadow.c.tenant_id == tenant_id, shadow.c.model_id == t.c.model_id, shadow.c.project_id == project_id)
         .exists()
     )
-    return and_(cond, or_(t.c.project_id == project_id, and_(t.c.project_id == "", ~shadowed)))
+    return and_(t.c.tenant_id == tenant_id, or_(t.c.project_id == project_id, and_(t.c.project_id == "", ~shadowed)))
 
 
 def loaded(kind: Kind) -> ColumnElement[bool]:

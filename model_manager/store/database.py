@@ -81,7 +81,13 @@ class Database:
             return cls(_sqlite_engine(config.sqlite_path))
         db = config.database
         engine = create_async_engine(
-            postgres_url(db), connect_args=_pg_connect_args(db), pool_size=10, max_overflow=20, pool_pre_ping=True
+            # No pre-ping: it costs a round trip per transaction; a dropped connection surfaces as Unavailable and
+            # is replaced, and pool_recycle retires connections before servers or proxies time them out.
+            postgres_url(db),
+            connect_args=_pg_connect_args(db),
+            pool_size=10,
+            max_overflow=20,
+            pool_recycle=1800,
         )
         return cls(engine)
 

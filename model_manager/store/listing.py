@@ -6,11 +6,12 @@ one range scan of its listing index, so a page costs the same whatever the catal
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Integer, Select, String, and_, bindparam, func, select
 
-from model_manager.store.catalog import base_visibility, loaded
+from model_manager.store.catalog import loaded, project_visibility
 from model_manager.store.database import Conn
 from model_manager.store.records import ACTIVE, INACTIVE, LOADED_STATUSES, Kind, ModelRecord, to_record
 from model_manager.store.tables import base_models, model_counts, models
@@ -30,28 +31,48 @@ class ListScope:
     include_loading: bool
 
 
-def _visible(kind: Kind, scope: ListScope) -> ColumnElement[bool]:
+# Statements are built once per shape with bound parameters: building SQLAlchemy expressions for every request
+# cost more than running them.
+_TENANT = bindparam("tenant", type_=String)
+_PROJECT = bindparam("project", type_=String)
+_AFTER = bindparam("after", type_=String)
+_LIMIT = bindparam("limit", type_=Integer)
+
+
+def _params(scope: ListScope, **more: object) -> dict[str, object]:
+    return {"tenant": scope.tenant_id, "project": scope.project_id, **more}
+
+
+@functools.cache
+def _visible(kind: Kind, include_loading: bool) -> ColumnElement[bool]:
     if kind is Kind.BASE:
-        cond = base_visibility(scope.tenant_id, scope.project_id)
+        cond = project_visibility(_TENANT, _PROJECT)
     else:
         t = models
-        cond = and_(t.c.tenant_id == scope.tenant_id, t.c.project_id == scope.project_id, t.c.is_published.is_(True))
-    if not scope.include_loading:
-        cond = and_(cond, loaded(kind))
-    return cond
+        cond = and_(t.c.tenant_id == _TENANT, t.c.project_id == _PROJECT, t.c.is_published.is_(True))
+    return cond if include_loading else and_(cond, loaded(kind))
 
 
-def _group_query(kind: Kind, activation: int, scope: ListScope) -> Select:  # type: ignore[type-arg]
+@functools.cache
+def _group_query(kind: Kind, activation: int, include_loading: bool, after: bool) -> Select:  # type: ignore[type-arg]
     t = kind.table
-    return select(t).where(_visible(kind, scope), t.c.activation_status == activation)
+    q = select(t).where(_visible(kind, include_loading), t.c.activation_status == activation)
+    if after:
+        q = q.where(t.c.model_id > _AFTER)
+    return q.order_by(t.c.model_id).limit(_LIMIT)
+
+
+@functools.cache
+def _activation_of(kind: Kind, include_loading: bool) -> Select:  # type: ignore[type-arg]
+    t = kind.table
+    return select(t.c.activation_status).where(_visible(kind, include_loading), t.c.model_id == _AFTER).limit(1)
 
 
 async def group_of(conn: Conn, scope: ListScope, model_id: str) -> int | None:
     """Index in GROUPS of the visible model `model_id`, or None when the caller cannot see it."""
     for kind in (Kind.BASE, Kind.FINE_TUNED):
-        t = kind.table
-        q = select(t.c.activation_status).where(_visible(kind, scope), t.c.model_id == model_id).limit(1)
-        activation = (await conn.execute(q)).scalar()
+        q = _activation_of(kind, scope.include_loading)
+        activation = (await conn.execute(q, _params(scope, after=model_id))).scalar()
         if activation is not None:
             return GROUPS.index((ACTIVE if activation == ACTIVE else INACTIVE, kind))
     return None
@@ -66,47 +87,39 @@ async def page(
     start = after[0] if after else 0
     for index in range(start, len(GROUPS)):
         activation, kind = GROUPS[index]
-        q = _group_query(kind, activation, scope)
-        if after and index == after[0]:
-            q = q.where(kind.table.c.model_id > after[1])
-        q = q.order_by(kind.table.c.model_id).limit(want - len(out))
-        out.extend(to_record(kind, r) for r in (await conn.execute(q)).all())
+        keyed = after is not None and index == after[0]
+        q = _group_query(kind, activation, scope.include_loading, keyed)
+        params = _params(scope, limit=want - len(out), after=after[1] if after else "")
+        out.extend(to_record(kind, r) for r in (await conn.execute(q, params)).all())
         if len(out) >= want:
             break
     return out[:limit], len(out) > limit
 
 
+@functools.cache
+def _count_query(include_loading: bool) -> Select:  # type: ignore[type-arg]
+    c = model_counts
+    total = func.coalesce(func.sum(c.c.n), 0)
+    loaded_only = [] if include_loading else [c.c.loaded == 1]
+    base = select(total).where(
+        c.c.tenant_id == _TENANT, c.c.kind == 0, c.c.project_id.in_(("", _PROJECT)), *loaded_only
+    )
+    fine_tuned = select(total).where(
+        c.c.tenant_id == _TENANT, c.c.kind == 1, c.c.project_id == _PROJECT, c.c.published == 1, *loaded_only
+    )
+    own, glob = base_models, base_models.alias("glob")
+    on = and_(glob.c.tenant_id == own.c.tenant_id, glob.c.model_id == own.c.model_id, glob.c.project_id == "")
+    shadowed = select(func.count()).select_from(own.join(glob, on))
+    shadowed = shadowed.where(own.c.tenant_id == _TENANT, own.c.project_id == _PROJECT)
+    if not include_loading:
+        shadowed = shadowed.where(glob.c.loading_status.in_(LOADED_STATUSES))
+    return select(base.scalar_subquery() + fine_tuned.scalar_subquery() - shadowed.scalar_subquery())
+
+
 async def count(conn: Conn, scope: ListScope) -> int:
     """How many models the listing holds across all pages: read from the trigger-kept counters, minus the global
     base models the caller's project shadows (a join over that project's own base models only)."""
-    c = model_counts
-    total = func.coalesce(func.sum(c.c.n), 0)
-    loaded_only = [] if scope.include_loading else [c.c.loaded == 1]
-    base = select(total).where(
-        c.c.tenant_id == scope.tenant_id, c.c.kind == 0, c.c.project_id.in_(("", scope.project_id)), *loaded_only
-    )
-    fine_tuned = select(total).where(
-        c.c.tenant_id == scope.tenant_id,
-        c.c.kind == 1,
-        c.c.project_id == scope.project_id,
-        c.c.published == 1,
-        *loaded_only,
-    )
-    own, glob = base_models, base_models.alias("glob")
-    shadowed = (
-        select(func.count())
-        .select_from(
-            own.join(
-                glob,
-                and_(glob.c.tenant_id == own.c.tenant_id, glob.c.model_id == own.c.model_id, glob.c.project_id == ""),
-            )
-        )
-        .where(own.c.tenant_id == scope.tenant_id, own.c.project_id == scope.project_id)
-    )
-    if not scope.include_loading:
-        shadowed = shadowed.where(glob.c.loading_status.in_(LOADED_STATUSES))
-    q = select(base.scalar_subquery() + fine_tuned.scalar_subquery() - shadowed.scalar_subquery())
-    return int((await conn.execute(q)).scalar_one())
+    return int((await conn.execute(_count_query(scope.include_loading), _params(scope))).scalar_one())
 
 
 async def all_loaded(conn: Conn, tenant_id: str) -> list[ModelRecord]:

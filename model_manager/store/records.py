@@ -90,7 +90,8 @@ def to_record(kind: Kind, row: Any) -> ModelRecord:
     if "formats" in values:
         values["formats"] = tuple(int(f) for f in values["formats"].split(",") if f)
     if "files" in values:
-        values["files"] = tuple(StoredFile(**f) for f in json.loads(values["files"] or "[]"))
+        raw = values["files"]
+        values["files"] = tuple(StoredFile(**f) for f in json.loads(raw)) if raw and raw != "[]" else ()
     if "is_published" in values:
         values["is_published"] = bool(values["is_published"])
     return ModelRecord(kind=kind, **values)

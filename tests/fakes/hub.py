@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 
@@ -24,6 +25,8 @@ def git_blob_sha1(data: bytes) -> str:
 @dataclass
 class Repo:
     files: dict[str, bytes]
+    # Large files (benchmarks) live on disk: path in the repo -> (local file, sha256, git blob id).
+    disk: dict[str, tuple[Path, str]] = field(default_factory=dict)
     commit: str = "0123456789abcdef0123456789abcdef01234567"
     gated: bool = False
     token: str = ""  # a request with "Authorization: Bearer <token>" may read a gated repo
@@ -92,12 +95,18 @@ class Hub:
                 sha = repo.published_sha256.get(path, hashlib.sha256(data).hexdigest())
                 entry["lfs"] = {"oid": sha, "size": len(data), "pointerSize": 134}
             entries.append(entry)
+        for path, (local, sha) in sorted(repo.disk.items()):
+            size = local.stat().st_size
+            entries.append({"type": "file", "oid": "0" * 40, "size": size, "path": path,
+                            "lfs": {"oid": sha, "size": size, "pointerSize": 134}})
         entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": d} for d in sorted(dirs)]
         return web.json_response(entries)
 
     async def resolve(self, request: web.Request) -> web.StreamResponse:
         _, repo = self._repo(request)
         path = request.match_info["path"]
+        if path in repo.disk:
+            return web.FileResponse(repo.disk[path][0], headers={"X-Repo-Commit": repo.commit})
         if path not in repo.files:
             raise web.HTTPNotFound(headers={"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found"})
         data = repo.files[path]

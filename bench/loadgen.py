@@ -1,0 +1,58 @@
+"""HTTP load generator, run as its own process: N connections hammer one URL for D seconds.
+
+Prints one JSON line: {"requests": n, "rps": r, "p50_ms": x, "p99_ms": y, "errors": e}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+import aiohttp
+
+
+async def main(url: str, connections: int, duration: float, warmup: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        measure_from = start + warmup
+        end = measure_from + duration
+
+        async def worker() -> None:
+            nonlocal errors
+            while (now := time.perf_counter()) < end:
+                try:
+                    async with session.get(url) as resp:
+                        await resp.read()
+                        ok = resp.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+                done = time.perf_counter()
+                if now >= measure_from:
+                    latencies.append(done - now)
+                    errors += 0 if ok else 1
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "rps": n / duration,
+        "p50_ms": latencies[n // 2] * 1000 if n else 0.0,
+        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
+        "errors": errors,
+    }
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("url")
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--warmup", type=float, default=1.0)
+    a = p.parse_args()
+    print(json.dumps(asyncio.run(main(a.url, a.connections, a.duration, a.warmup))))

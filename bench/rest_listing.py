@@ -1,0 +1,58 @@
+"""REST listing: GET /v1/models?limit=100 on PostgreSQL with 1,000 and 100,000 models, against a bare aiohttp app
+returning a pre-built body of the same size, under the same load generator in a separate process."""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench import pgdb
+from bench.common import Process, Report, alternate, free_port, median, run_json, server_process, wait_http, yes
+
+
+def _load(url: str, seconds: float, warmup: float) -> dict[str, Any]:
+    return run_json([sys.executable, "-m", "bench.loadgen", url, "--connections", "32",
+                     "--duration", str(seconds), "--warmup", str(warmup)])
+
+
+def run(report: Report, tmp: Path, sizes: tuple[int, ...] = (1_000, 100_000), seconds: float = 5.0,
+        warmup: float = 1.0, rounds: int = 3) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    for size in sizes:
+        name = pgdb.bench_db_name(f"rest{size}")
+        pgdb.run(pgdb.create(name))
+        pgdb.run(pgdb.fill(name, size))
+        server, ports = server_process(name, tmp)
+        url = f"http://127.0.0.1:{ports['httpPort']}/v1/models?limit=100"
+        body = tmp / f"body-{size}.json"
+        with urllib.request.urlopen(url) as r:
+            body.write_bytes(r.read())
+        port = free_port()
+        baseline = Process([sys.executable, "-m", "bench.baseline_rest", str(body), str(port)], tmp / "baseline.log")
+        base_url = f"http://127.0.0.1:{port}/v1/models?limit=100"
+        try:
+            wait_http(base_url, baseline)
+            results = alternate(rounds, {"ours": lambda u=url: _load(u, seconds, warmup),
+                                         "baseline": lambda u=base_url: _load(u, seconds, warmup)})
+        finally:
+            server.stop()
+            baseline.stop()
+            pgdb.run(pgdb.drop(name))
+        out[size] = {k: {m: median([r[m] for r in v]) for m in ("rps", "p50_ms", "p99_ms", "errors")}
+                     for k, v in results.items()}
+        ours, base = out[size]["ours"], out[size]["baseline"]
+        ratio = ours["rps"] / base["rps"] if base["rps"] else 0.0
+        report.add(f"REST list, {size:,} models", "requests/s", f"{ours['rps']:.0f}", f"{base['rps']:.0f}",
+                   f"{ratio:.2f}x", ">= 0.5x", yes(ratio >= 0.5))
+        report.add(f"REST list, {size:,} models", "p50 / p99 ms", f"{ours['p50_ms']:.1f} / {ours['p99_ms']:.1f}",
+                   f"{base['p50_ms']:.1f} / {base['p99_ms']:.1f}", "", "", "")
+        if ours["errors"]:
+            report.notes.append(f"REST list {size}: {ours['errors']} failed requests")
+    if len(sizes) == 2:
+        small, large = (out[s]["ours"]["p99_ms"] for s in sizes)
+        growth = large / small if small else 0.0
+        report.add("REST list", f"p99 at {sizes[1]:,} / p99 at {sizes[0]:,}", f"{large:.1f} / {small:.1f} ms", "",
+                   f"{growth:.2f}x", "<= 1.3x", yes(growth <= 1.3))
+    return out
