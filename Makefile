@@ -23,8 +23,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check model_manager tests
-	$(BIN)/ruff format --check model_manager tests
+	$(BIN)/ruff check model_manager tests bench
+	$(BIN)/ruff format --check model_manager tests bench
 	$(BIN)/mypy
 
 proto: $(STAMP)
@@ -33,6 +33,10 @@ proto: $(STAMP)
 	  --python_betterproto2_out=$(GEN) \
 	  --python_betterproto2_opt=client_generation=async,server_generation=async,google_protobuf_descriptors \
 	  $(PROTO)
+
+bench: $(STAMP)
+	./scripts/ensure-postgres.sh
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) data

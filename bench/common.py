@@ -96,7 +96,10 @@ class Process:
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.log = log
         self.popen = subprocess.Popen(
-            args, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=cwd or ROOT,
+            args,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=cwd or ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
@@ -145,15 +148,21 @@ def server_process(db_name: str, tmp: Path, role: str = "server") -> tuple[Proce
     ports = {"httpPort": free_port(), "grpcPort": free_port(), "workerServiceGrpcPort": free_port()}
     cfg = {
         **ports,
-        "database": {"host": url.host or "127.0.0.1", "port": url.port or 5432, "username": url.username or "postgres",
-                     "database": db_name},
+        "database": {
+            "host": url.host or "127.0.0.1",
+            "port": url.port or 5432,
+            "username": url.username or "postgres",
+            "database": db_name,
+        },
         "objectStore": {"local": {"path": str(tmp / "objects")}},
         "loader": {"enable": False},
     }
     path = tmp / f"server-{db_name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = Process([sys.executable, "-m", "model_manager", "run", "--config", str(path), "--role", role],
-                   tmp / f"server-{db_name}.log")
+    proc = Process(
+        [sys.executable, "-m", "model_manager", "run", "--config", str(path), "--role", role],
+        tmp / f"server-{db_name}.log",
+    )
     wait_http(f"http://127.0.0.1:{ports['httpPort']}/readyz", proc)
     return proc, ports
 

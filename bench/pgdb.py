@@ -51,7 +51,9 @@ async def fill(name: str, count: int, status: int = 3) -> None:
                SELECT 'default-tenant-id', '', 'org-model-' || lpad(g::text, 7, '0'),
                       'models/base-models/org/model-' || g, '2', 2, $1, 2, $2, 1700000000 + g, 1700000000 + g
                FROM generate_series(1, $3) g""",
-            status, model_config.encode(model_config.default_config()), count,
+            status,
+            model_config.encode(model_config.default_config()),
+            count,
         )
         await conn.execute("ANALYZE")
     finally:

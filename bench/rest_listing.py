@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,31 @@ from bench.common import Process, Report, alternate, free_port, median, run_json
 
 
 def _load(url: str, seconds: float, warmup: float) -> dict[str, Any]:
-    return run_json([sys.executable, "-m", "bench.loadgen", url, "--connections", "32",
-                     "--duration", str(seconds), "--warmup", str(warmup)])
+    result: dict[str, Any] = run_json(
+        [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            url,
+            "--connections",
+            "32",
+            "--duration",
+            str(seconds),
+            "--warmup",
+            str(warmup),
+        ]
+    )
+    return result
 
 
-def run(report: Report, tmp: Path, sizes: tuple[int, ...] = (1_000, 100_000), seconds: float = 5.0,
-        warmup: float = 1.0, rounds: int = 3) -> dict[int, dict[str, Any]]:
+def run(
+    report: Report,
+    tmp: Path,
+    sizes: tuple[int, ...] = (1_000, 100_000),
+    seconds: float = 5.0,
+    warmup: float = 1.0,
+    rounds: int = 3,
+) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     for size in sizes:
         name = pgdb.bench_db_name(f"rest{size}")
@@ -34,25 +54,49 @@ def run(report: Report, tmp: Path, sizes: tuple[int, ...] = (1_000, 100_000), se
         base_url = f"http://127.0.0.1:{port}/v1/models?limit=100"
         try:
             wait_http(base_url, baseline)
-            results = alternate(rounds, {"ours": lambda u=url: _load(u, seconds, warmup),
-                                         "baseline": lambda u=base_url: _load(u, seconds, warmup)})
+            results = alternate(
+                rounds,
+                {"ours": partial(_load, url, seconds, warmup), "baseline": partial(_load, base_url, seconds, warmup)},
+            )
         finally:
             server.stop()
             baseline.stop()
             pgdb.run(pgdb.drop(name))
-        out[size] = {k: {m: median([r[m] for r in v]) for m in ("rps", "p50_ms", "p99_ms", "errors")}
-                     for k, v in results.items()}
+        out[size] = {
+            k: {m: median([r[m] for r in v]) for m in ("rps", "p50_ms", "p99_ms", "errors")} for k, v in results.items()
+        }
         ours, base = out[size]["ours"], out[size]["baseline"]
         ratio = ours["rps"] / base["rps"] if base["rps"] else 0.0
-        report.add(f"REST list, {size:,} models", "requests/s", f"{ours['rps']:.0f}", f"{base['rps']:.0f}",
-                   f"{ratio:.2f}x", ">= 0.5x", yes(ratio >= 0.5))
-        report.add(f"REST list, {size:,} models", "p50 / p99 ms", f"{ours['p50_ms']:.1f} / {ours['p99_ms']:.1f}",
-                   f"{base['p50_ms']:.1f} / {base['p99_ms']:.1f}", "", "", "")
+        report.add(
+            f"REST list, {size:,} models",
+            "requests/s",
+            f"{ours['rps']:.0f}",
+            f"{base['rps']:.0f}",
+            f"{ratio:.2f}x",
+            ">= 0.5x",
+            yes(ratio >= 0.5),
+        )
+        report.add(
+            f"REST list, {size:,} models",
+            "p50 / p99 ms",
+            f"{ours['p50_ms']:.1f} / {ours['p99_ms']:.1f}",
+            f"{base['p50_ms']:.1f} / {base['p99_ms']:.1f}",
+            "",
+            "",
+            "",
+        )
         if ours["errors"]:
             report.notes.append(f"REST list {size}: {ours['errors']} failed requests")
     if len(sizes) == 2:
         small, large = (out[s]["ours"]["p99_ms"] for s in sizes)
         growth = large / small if small else 0.0
-        report.add("REST list", f"p99 at {sizes[1]:,} / p99 at {sizes[0]:,}", f"{large:.1f} / {small:.1f} ms", "",
-                   f"{growth:.2f}x", "<= 1.3x", yes(growth <= 1.3))
+        report.add(
+            "REST list",
+            f"p99 at {sizes[1]:,} / p99 at {sizes[0]:,}",
+            f"{large:.1f} / {small:.1f} ms",
+            "",
+            f"{growth:.2f}x",
+            "<= 1.3x",
+            yes(growth <= 1.3),
+        )
     return out

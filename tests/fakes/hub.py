@@ -97,8 +97,15 @@ class Hub:
             entries.append(entry)
         for path, (local, sha) in sorted(repo.disk.items()):
             size = local.stat().st_size
-            entries.append({"type": "file", "oid": "0" * 40, "size": size, "path": path,
-                            "lfs": {"oid": sha, "size": size, "pointerSize": 134}})
+            entries.append(
+                {
+                    "type": "file",
+                    "oid": "0" * 40,
+                    "size": size,
+                    "path": path,
+                    "lfs": {"oid": sha, "size": size, "pointerSize": 134},
+                }
+            )
         entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": d} for d in sorted(dirs)]
         return web.json_response(entries)
 

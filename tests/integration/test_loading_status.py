@@ -101,7 +101,7 @@ async def test_expired_lease_gives_the_model_back_and_fences_the_old_loader(api:
     await api.base_status("org/name", status_message="halfway", attempt=first.attempt)  # renews to now+60
     clock.advance(59)
     assert (await api.acquire_base("loader-2")).base_model_id == ""  # still held
-    clock.advance(2)
+    clock.advance(11)  # expired, and past the sweep interval (a quarter of the lease, at most 10 s)
     second = await api.acquire_base("loader-2")
     assert (second.base_model_id, second.attempt) == ("org/name", 2)
     # The first loader lost its lease: its updates are refused, so it cannot overwrite the new attempt.

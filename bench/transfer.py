@@ -1,0 +1,208 @@
+"""Loader transfer: a model in Hugging Face layout (config.json and two safetensors shards of random bytes) from the
+hub stand-in into moto's S3 server. (a) our loader, (b) the sequential way (snapshot_download to disk, then boto3
+upload_file), (c) the limit: the larger of download-only and upload-only time for the same bytes. Plus the loader
+process's peak RSS for two model sizes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import yaml
+
+from bench.common import ROOT, Process, Report, alternate, free_port, median, wait_http, wait_port, yes
+
+MiB = 1024 * 1024
+REPO = "bench/big-model"
+
+
+def _make_model(root: Path, total_mib: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text('{"model_type": "llama", "hidden_size": 4096}')
+    shard = total_mib // 2
+    for i in (1, 2):
+        with (root / f"model-0000{i}-of-00002.safetensors").open("wb") as f:
+            for _ in range(shard // 64):
+                f.write(os.urandom(64 * MiB))
+            if shard % 64:
+                f.write(os.urandom((shard % 64) * MiB))
+
+
+def _timed(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        args, env={**os.environ, **(env or {})}, cwd=cwd or ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{args} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def _empty_bucket(s3_url: str, bucket: str) -> None:
+    s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
+def _loader(tmp: Path, hub_url: str, s3_url: str, bucket: str, **s3: int) -> tuple[float, int]:
+    """One run of `model-manager run --role loader` (standalone, runOnce): wall seconds and peak RSS."""
+    db = tmp / "loader.db"
+    db.unlink(missing_ok=True)
+    cfg = {
+        "objectStore": {
+            "s3": {
+                "endpointUrl": s3_url,
+                "region": "us-east-1",
+                "bucket": bucket,
+                "pathPrefix": "models",
+                "baseModelPathPrefix": "base-models",
+                **s3,
+            }
+        },
+        "baseModels": [REPO],
+        "runOnce": True,
+        "debug": {"standalone": True, "sqlitePath": str(db)},
+    }
+    path = tmp / "loader.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return _timed(
+        [sys.executable, "-m", "model_manager", "run", "--config", str(path), "--role", "loader"],
+        env={"HF_ENDPOINT": hub_url},
+        cwd=tmp,
+    )
+
+
+def run(report: Report, tmp: Path, sizes_mib: tuple[int, ...] = (2048, 4096), rounds: int = 3) -> None:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    s3_port = free_port()
+    moto = Process(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(s3_port)], tmp / "moto.log"
+    )
+    s3_url = f"http://127.0.0.1:{s3_port}"
+    try:
+        wait_port(s3_port, moto)
+        bucket = "bench"
+        boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1").create_bucket(Bucket=bucket)
+        rss: dict[int, int] = {}
+        for n, size in enumerate(sizes_mib):
+            model_dir = tmp / f"model-{size}"
+            _make_model(model_dir, size)
+            hub_port = free_port()
+            hub = Process(
+                [sys.executable, "-m", "bench.hub_server", str(hub_port), REPO, str(model_dir)], tmp / "hub.log"
+            )
+            hub_url = f"http://127.0.0.1:{hub_port}"
+            try:
+                wait_http(f"{hub_url}/api/models/{REPO}", hub)
+                if n == 0:
+                    _compare(report, tmp, size, hub_url, s3_url, bucket, model_dir, rounds, rss)
+                    _empty_bucket(s3_url, bucket)
+                    elapsed, peak = _loader(tmp, hub_url, s3_url, bucket, partSizeMiB=16, partsInFlight=8)
+                    report.add(
+                        f"loader, {size / 1024:g} GiB, partSizeMiB 16 x partsInFlight 8",
+                        "time / peak RSS",
+                        f"{elapsed:.1f} s / {peak / MiB:.0f} MiB",
+                        "",
+                        "",
+                        "< 300 MiB",
+                        yes(peak < 300 * MiB),
+                    )
+                else:
+                    _empty_bucket(s3_url, bucket)
+                    rss[size] = _loader(tmp, hub_url, s3_url, bucket)[1]
+            finally:
+                hub.stop()
+                shutil.rmtree(model_dir, ignore_errors=True)
+                _empty_bucket(s3_url, bucket)
+        for size, peak in rss.items():
+            report.add(
+                f"loader, {size / 1024:g} GiB, defaults (64 MiB x 4)",
+                "peak RSS",
+                f"{peak / MiB:.0f} MiB",
+                "",
+                "",
+                "< 300 MiB",
+                yes(peak < 300 * MiB),
+            )
+        if len(rss) == 2:
+            small, large = rss.values()
+            report.add(
+                "loader",
+                "peak RSS, larger / smaller model",
+                "",
+                "",
+                f"{large / small:.2f}x",
+                "within 10%",
+                yes(abs(large / small - 1) <= 0.10),
+            )
+    finally:
+        moto.stop()
+
+
+def _compare(
+    report: Report,
+    tmp: Path,
+    size: int,
+    hub_url: str,
+    s3_url: str,
+    bucket: str,
+    model_dir: Path,
+    rounds: int,
+    rss: dict[int, int],
+) -> None:
+    def ours() -> float:
+        _empty_bucket(s3_url, bucket)
+        elapsed, peak = _loader(tmp, hub_url, s3_url, bucket)
+        rss[size] = max(rss.get(size, 0), peak)
+        return elapsed
+
+    def sequential() -> float:
+        _empty_bucket(s3_url, bucket)
+        out = tmp / "snapshot"
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            return _timed(
+                [sys.executable, "-m", "bench.transfer_sides", "sequential", hub_url, REPO, bucket, s3_url, str(out)]
+            )[0]
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+    def limit() -> float:
+        _empty_bucket(s3_url, bucket)
+        down = _timed([sys.executable, "-m", "bench.transfer_sides", "download", hub_url, REPO])[0]
+        up = _timed([sys.executable, "-m", "bench.transfer_sides", "upload", s3_url, bucket, str(model_dir)])[0]
+        return max(down, up)
+
+    results = alternate(rounds, {"a": ours, "b": sequential, "c": limit})
+    a, b, c = (median(results[k]) for k in ("a", "b", "c"))
+    gib = size / 1024
+    report.add(
+        f"transfer {gib:g} GiB",
+        "(a) loader vs (c) limit",
+        f"{a:.1f} s",
+        f"{c:.1f} s",
+        f"{a / c:.2f}x",
+        "<= 1.15x",
+        yes(a / c <= 1.15),
+    )
+    report.add(
+        f"transfer {gib:g} GiB",
+        "(a) loader vs (b) sequential",
+        f"{a:.1f} s",
+        f"{b:.1f} s",
+        f"{a / b:.2f}x",
+        "clearly < 1x",
+        yes(a / b < 0.9),
+    )
+    report.notes.append(f"transfer {gib:g} GiB: loader {size / a:.0f} MiB/s; sequential {size / b:.0f} MiB/s")
