@@ -54,7 +54,7 @@ class ModelsService:
 
     async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
         ids.check_id(req.id)
-        async with self.ctx.db.transaction() as conn:
+        async with self.ctx.db.reading() as conn:
             return to_model(await find_visible(conn, who, req.id, req.include_loading_model, who.project_id))
 
     async def list_models(self, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
@@ -62,7 +62,7 @@ class ModelsService:
             raise InvalidArgument(f"limit must not be negative, got {req.limit}")
         limit = min(req.limit or DEFAULT_LIMIT, MAX_LIMIT)
         scope = listing.ListScope(who.tenant_id, who.project_id, req.include_loading_models)
-        async with self.ctx.db.transaction() as conn:
+        async with self.ctx.db.reading() as conn:
             after: tuple[int, str] | None = None
             if req.after:
                 group = await listing.group_of(conn, scope, req.after)

@@ -60,7 +60,7 @@ class WorkerService(LoadingStatusService):
         return StorageConfig(path_prefix=req.path_prefix)
 
     async def get_storage_config(self, who: Identity, req: GetStorageConfigRequest) -> StorageConfig:
-        async with self.ctx.db.transaction() as conn:
+        async with self.ctx.db.reading() as conn:
             prefix = await registry.get_storage_prefix(conn, who.tenant_id)
         if prefix is None:
             raise NotFound("storage config not found")
@@ -68,11 +68,11 @@ class WorkerService(LoadingStatusService):
 
     async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
         ids.check_id(req.id)
-        async with self.ctx.db.transaction() as conn:
+        async with self.ctx.db.reading() as conn:
             return to_model(await find_visible(conn, who, req.id, True, None))
 
     async def list_models(self, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
-        async with self.ctx.db.transaction() as conn:
+        async with self.ctx.db.reading() as conn:
             records = await listing.all_loaded(conn, who.tenant_id)
         return ListModelsResponse(
             object="list", data=[to_model(r) for r in records], has_more=False, total_items=len(records)
@@ -142,7 +142,7 @@ class WorkerService(LoadingStatusService):
 
     async def _published(self, who: Identity, model_id: str) -> ModelRecord:
         ids.check_id(model_id)
-        async with self.ctx.db.transaction() as conn:
+        async with self.ctx.db.reading() as conn:
             rec = await catalog.find_fine_tuned(conn, who.tenant_id, model_id)
         if rec is None:
             raise NotFound(f'model "{model_id}" not found')
@@ -203,7 +203,7 @@ class WorkerService(LoadingStatusService):
 
     async def get_base_model_path(self, who: Identity, req: GetBaseModelPathRequest) -> GetBaseModelPathResponse:
         ids.check_id(req.id)
-        async with self.ctx.db.transaction() as conn:
+        async with self.ctx.db.reading() as conn:
             rec = await catalog.find_base(conn, who.tenant_id, req.id, req.project_id, loaded_only=True)
         if rec is None:
             raise NotFound(f'model "{req.id}" not found')
@@ -220,7 +220,7 @@ class WorkerService(LoadingStatusService):
 
     async def get_hf_model_repo(self, who: Identity, req: GetHfModelRepoRequest) -> HfModelRepo:
         ids.check_id(req.name, "name")
-        async with self.ctx.db.transaction() as conn:
+        async with self.ctx.db.reading() as conn:
             found = await registry.hf_repo_exists(conn, who.tenant_id, req.project_id, req.name)
         if not found:
             raise NotFound(f'hugging face repo "{req.name}" not found')

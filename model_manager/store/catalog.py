@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from model_manager.errors import AlreadyExists
@@ -20,16 +21,6 @@ def now_seconds() -> int:
 
 
 _SHADOW = base_models.alias("shadow")  # built once: aliasing a table on every call showed in listing profiles
-
-
-def base_visibility(tenant_id: str, project_id: str | None) -> ColumnElement[bool]:
-    """Base models a caller sees (None: every row of the tenant; "": the global ones only)."""
-    t = base_models
-    if project_id is None:
-        return t.c.tenant_id == tenant_id
-    if not project_id:
-        return and_(t.c.tenant_id == tenant_id, t.c.project_id == "")
-    return project_visibility(literal(tenant_id), literal(project_id))
 
 
 def project_visibility(tenant_id: ColumnElement[str], project_id: ColumnElement[str]) -> ColumnElement[bool]:
@@ -48,29 +39,44 @@ def loaded(kind: Kind) -> ColumnElement[bool]:
     return kind.table.c.loading_status.in_(LOADED_STATUSES)
 
 
+_FIND_BASE = select(base_models).where(
+    base_models.c.tenant_id == bindparam("tenant"), base_models.c.model_id == bindparam("model_id")
+)
+
+
 async def find_base(
     conn: Conn, tenant_id: str, model_id: str, project_id: str | None, *, loaded_only: bool = False
 ) -> ModelRecord | None:
-    """The base model `model_id` as `project_id` sees it; a project-scoped row wins over a global one."""
-    t = base_models
-    q = select(t).where(base_visibility(tenant_id, project_id), t.c.model_id == model_id)
+    """The base model `model_id` as `project_id` sees it (None: any project; "": global only).
+
+    All rows of one id are few (the global one and project-scoped ones), so they are read by key and the
+    project's own row is preferred here rather than in SQL.
+    """
+    rows = (await conn.execute(_FIND_BASE, {"tenant": tenant_id, "model_id": model_id})).all()
+    found = [to_record(Kind.BASE, r) for r in rows]
+    found = [r for r in found if (project_id is None or r.project_id in ("", project_id))]
     if loaded_only:
-        q = q.where(loaded(Kind.BASE))
-    q = q.order_by(t.c.project_id.desc()).limit(1)
-    row = (await conn.execute(q)).first()
-    return to_record(Kind.BASE, row) if row else None
+        found = [r for r in found if r.is_loaded]
+    return max(found, key=lambda r: r.project_id, default=None)  # "" sorts first: a project's own row wins
+
+
+@functools.cache
+def _find_fine_tuned(published_only: bool, by_project: bool) -> Select:  # type: ignore[type-arg]
+    t = models
+    q = select(t).where(t.c.tenant_id == bindparam("tenant"), t.c.model_id == bindparam("model_id"))
+    if published_only:
+        q = q.where(t.c.is_published.is_(True))
+    if by_project:
+        q = q.where(t.c.project_id == bindparam("project"))
+    return q
 
 
 async def find_fine_tuned(
     conn: Conn, tenant_id: str, model_id: str, *, published_only: bool = True, project_id: str | None = None
 ) -> ModelRecord | None:
-    t = models
-    q = select(t).where(t.c.tenant_id == tenant_id, t.c.model_id == model_id)
-    if published_only:
-        q = q.where(t.c.is_published.is_(True))
-    if project_id is not None:
-        q = q.where(t.c.project_id == project_id)
-    row = (await conn.execute(q)).first()
+    q = _find_fine_tuned(published_only, project_id is not None)
+    params = {"tenant": tenant_id, "model_id": model_id, "project": project_id}
+    row = (await conn.execute(q, params)).first()
     return to_record(Kind.FINE_TUNED, row) if row else None
 
 

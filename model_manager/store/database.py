@@ -60,7 +60,8 @@ def _sqlite_engine(path: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":  # reads take no lock
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
@@ -93,9 +94,19 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
+        async with self._translated(), self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[Conn]:
+        """For requests that only read: autocommit, so no BEGIN and COMMIT round trips around the queries."""
+        async with self._translated(), self.engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    @asynccontextmanager
+    async def _translated(self) -> AsyncIterator[None]:
         try:
-            async with self.engine.begin() as conn:
-                yield conn
+            yield
         except ServiceError:
             raise
         except (OperationalError, OSError, ConnectionError) as e:
