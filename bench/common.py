@@ -73,6 +73,40 @@ class Report:
         return f"# Benchmark results\n\n{stamp}; {machine()}\n\n{self.table()}\n{notes}"
 
 
+def latency_summary(latencies: list[float], errors: int, duration: float) -> dict[str, float]:
+    """What both load generators print: throughput and latency percentiles of the measured window."""
+    latencies = sorted(latencies)
+    n = len(latencies)
+    return {
+        "requests": n,
+        "rps": n / duration,
+        "p50_ms": latencies[n // 2] * 1000 if n else 0.0,
+        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
+        "errors": errors,
+    }
+
+
+def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: median([r[k] for r in runs]) for k in ("rps", "p50_ms", "p99_ms", "errors")}
+
+
+def report_load(report: Report, label: str, unit: str, ours: dict[str, float], base: dict[str, float]) -> None:
+    """Two rows for a load test against its baseline: throughput with the 0.5x target, then latencies."""
+    ratio = ours["rps"] / base["rps"] if base["rps"] else 0.0
+    report.add(label, unit, f"{ours['rps']:.0f}", f"{base['rps']:.0f}", f"{ratio:.2f}x", ">= 0.5x", yes(ratio >= 0.5))
+    report.add(
+        label,
+        "p50 / p99 ms",
+        f"{ours['p50_ms']:.1f} / {ours['p99_ms']:.1f}",
+        f"{base['p50_ms']:.1f} / {base['p99_ms']:.1f}",
+        "",
+        "",
+        "",
+    )
+    if ours["errors"]:
+        report.notes.append(f"{label}: {ours['errors']:.0f} failed requests")
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
 

@@ -11,7 +11,17 @@ from typing import Any
 from grpclib.client import Channel
 
 from bench import pgdb
-from bench.common import Process, Report, alternate, free_port, median, run_json, server_process, wait_port, yes
+from bench.common import (
+    Process,
+    Report,
+    alternate,
+    free_port,
+    medians,
+    report_load,
+    run_json,
+    server_process,
+    wait_port,
+)
 from model_manager.api.gen.llmariner.models.server import v1 as pb
 
 
@@ -67,29 +77,7 @@ def run(report: Report, tmp: Path, models: int = 1_000, seconds: float = 5.0, ro
                     "baseline": partial(_load, port, method, model_id, seconds),
                 },
             )
-            ours = {k: median([r[k] for r in results["ours"]]) for k in ("rps", "p50_ms", "p99_ms", "errors")}
-            base = {k: median([r[k] for r in results["baseline"]]) for k in ("rps", "p50_ms", "p99_ms")}
-            ratio = ours["rps"] / base["rps"] if base["rps"] else 0.0
-            report.add(
-                f"gRPC {label}",
-                "calls/s",
-                f"{ours['rps']:.0f}",
-                f"{base['rps']:.0f}",
-                f"{ratio:.2f}x",
-                ">= 0.5x",
-                yes(ratio >= 0.5),
-            )
-            report.add(
-                f"gRPC {label}",
-                "p50 / p99 ms",
-                f"{ours['p50_ms']:.1f} / {ours['p99_ms']:.1f}",
-                f"{base['p50_ms']:.1f} / {base['p99_ms']:.1f}",
-                "",
-                "",
-                "",
-            )
-            if ours["errors"]:
-                report.notes.append(f"gRPC {label}: {ours['errors']} failed calls")
+            report_load(report, f"gRPC {label}", "calls/s", medians(results["ours"]), medians(results["baseline"]))
     finally:
         server.stop()
         if baseline is not None:

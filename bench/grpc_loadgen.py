@@ -12,6 +12,7 @@ import time
 
 from grpclib.client import Channel
 
+from bench.common import latency_summary
 from model_manager.api.gen.llmariner.models.server.v1 import GetModelRequest, ListModelsRequest, ModelsServiceStub
 
 
@@ -43,15 +44,7 @@ async def main(
     await asyncio.gather(*(worker(stubs[i % len(stubs)]) for i in range(concurrency)))
     for c in channels:
         c.close()
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "requests": n,
-        "rps": n / duration,
-        "p50_ms": latencies[n // 2] * 1000 if n else 0.0,
-        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
-        "errors": errors,
-    }
+    return latency_summary(latencies, errors, duration)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import time
 
 import aiohttp
 
+from bench.common import latency_summary
+
 
 async def main(url: str, connections: int, duration: float, warmup: float) -> dict[str, float]:
     latencies: list[float] = []
@@ -37,15 +39,7 @@ async def main(url: str, connections: int, duration: float, warmup: float) -> di
                     errors += 0 if ok else 1
 
         await asyncio.gather(*(worker() for _ in range(connections)))
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "requests": n,
-        "rps": n / duration,
-        "p50_ms": latencies[n // 2] * 1000 if n else 0.0,
-        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
-        "errors": errors,
-    }
+    return latency_summary(latencies, errors, duration)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from bench import pgdb
-from bench.common import Process, Report, alternate, free_port, median, run_json, server_process, wait_http, yes
+from bench.common import (
+    Process,
+    Report,
+    alternate,
+    free_port,
+    medians,
+    report_load,
+    run_json,
+    server_process,
+    wait_http,
+    yes,
+)
 
 
 def _load(url: str, seconds: float, warmup: float) -> dict[str, Any]:
@@ -62,31 +73,8 @@ def run(
             server.stop()
             baseline.stop()
             pgdb.run(pgdb.drop(name))
-        out[size] = {
-            k: {m: median([r[m] for r in v]) for m in ("rps", "p50_ms", "p99_ms", "errors")} for k, v in results.items()
-        }
-        ours, base = out[size]["ours"], out[size]["baseline"]
-        ratio = ours["rps"] / base["rps"] if base["rps"] else 0.0
-        report.add(
-            f"REST list, {size:,} models",
-            "requests/s",
-            f"{ours['rps']:.0f}",
-            f"{base['rps']:.0f}",
-            f"{ratio:.2f}x",
-            ">= 0.5x",
-            yes(ratio >= 0.5),
-        )
-        report.add(
-            f"REST list, {size:,} models",
-            "p50 / p99 ms",
-            f"{ours['p50_ms']:.1f} / {ours['p99_ms']:.1f}",
-            f"{base['p50_ms']:.1f} / {base['p99_ms']:.1f}",
-            "",
-            "",
-            "",
-        )
-        if ours["errors"]:
-            report.notes.append(f"REST list {size}: {ours['errors']} failed requests")
+        out[size] = {name: medians(runs) for name, runs in results.items()}
+        report_load(report, f"REST list, {size:,} models", "requests/s", out[size]["ours"], out[size]["baseline"])
     if len(sizes) == 2:
         small, large = (out[s]["ours"]["p99_ms"] for s in sizes)
         growth = large / small if small else 0.0
