@@ -25,7 +25,7 @@ def git_blob_sha1(data: bytes) -> str:
 @dataclass
 class Repo:
     files: dict[str, bytes]
-    # Large files (benchmarks) live on disk: path in the repo -> (local file, sha256, git blob id).
+    # Large files (benchmarks) live on disk: path in the repo -> (local file, its sha256).
     disk: dict[str, tuple[Path, str]] = field(default_factory=dict)
     commit: str = "0123456789abcdef0123456789abcdef01234567"
     gated: bool = False
