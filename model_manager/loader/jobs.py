@@ -17,7 +17,7 @@ from grpclib.const import Status
 
 from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.config import FineTunedModelSpec
-from model_manager.loader.errors import LeaseLost, PermanentError
+from model_manager.loader.errors import LeaseLost, PermanentError, classify
 from model_manager.loader.formats import Detected, detect
 from model_manager.loader.progress import Progress
 from model_manager.loader.retry import RetryPolicy
@@ -72,6 +72,21 @@ class Jobs:
     progress_interval: float = 5.0
     files_at_once: int = 4
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    async def _list(self, source: Source) -> list[RemoteFile]:
+        """The source's file list, retried like file transfers when the failure is transient."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await source.list_files()
+            except Exception as e:
+                err = classify(e)
+                delay = self.retry.delay(attempt, err)
+                if delay is None:
+                    raise err from e
+                log.warning("listing %s failed (try %d): %s; retrying in %.1fs", source.name, attempt, err, delay)
+                await asyncio.sleep(delay)
 
     def base_prefix(self, model_id: str) -> str:
         """Where a base model's files go: <pathPrefix>/<baseModelPathPrefix>/<repo id with ":" -> "-">."""
@@ -133,7 +148,7 @@ class Jobs:
             log.info("base model %s is already loaded; skipping", model_id)
             return
         source = self.sources.base(model_id, repo, revision)
-        files = await source.list_files()
+        files = await self._list(source)
         detected = detect([f.path for f in files])
         prefix = self.base_prefix(model_id)
         log.info("loading %s (%d files) into %s", source.name, len(files), prefix)
@@ -192,7 +207,7 @@ class Jobs:
 
     async def load_fine_tuned(self, claim: pb.AcquireUnloadedModelResponse, beat: Beat | None) -> list[StoredFile]:
         source = self.sources.fine_tuned(claim.source_repository, claim.model_file_location)
-        files = await source.list_files()
+        files = await self._list(source)
         if not files:
             raise PermanentError("no files downloaded")
         return await self._transfer(source, files, claim.dest_path.rstrip("/"), beat)
@@ -215,7 +230,7 @@ class Jobs:
         )
         try:
             source = self.sources.hugging_face(spec.model)
-            files = await source.list_files()
+            files = await self._list(source)
             stored = await self._transfer(source, files, registered.path.rstrip("/"), None)
         except Exception as e:
             # Registered models carry no lease: mark the row failed rather than leave it LOADING for ever.

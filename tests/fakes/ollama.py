@@ -39,6 +39,7 @@ class Registry:
     def __init__(self) -> None:
         self.models: dict[tuple[str, str, str], OllamaModel] = {}
         self.accepts: list[str] = []
+        self.fail_manifests = 0  # answer manifest requests with 503 this many times
 
     def add(self, namespace: str, model: str, tag: str, m: OllamaModel) -> None:
         self.models[(namespace, model, tag)] = m
@@ -52,6 +53,9 @@ class Registry:
 
     async def manifest(self, request: web.Request) -> web.Response:
         self.accepts.append(request.headers.get("Accept", ""))
+        if self.fail_manifests > 0:
+            self.fail_manifests -= 1
+            return web.json_response({"errors": [{"code": "UNAVAILABLE"}]}, status=503)
         m = self.models.get((request.match_info["ns"], request.match_info["model"], request.match_info["tag"]))
         if m is None:
             return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)

@@ -101,6 +101,18 @@ async def test_a_source_that_dies_mid_file_once_is_retried(harness: Harness, api
     assert len([r for r in repo.requests if r.endswith("model.safetensors")]) == 2
 
 
+async def test_a_listing_that_fails_transiently_is_retried(
+    harness: Harness, api: Api, registry: tuple[Registry, str]
+) -> None:
+    reg, _ = registry
+    reg.add("library", "busy", "1b", _gemma())
+    reg.fail_manifests = 2
+    await api.request_base("busy:1b", OLLAMA)
+    await harness.drain()
+    assert (await api.get("busy:1b")).loading_status == pb.ModelLoadingStatus.SUCCEEDED
+    assert len(reg.accepts) == 3
+
+
 async def test_a_source_that_keeps_dying_fails_naming_the_file(harness: Harness, api: Api) -> None:
     harness.hub.add(
         "org/dead",
