@@ -145,7 +145,7 @@ async def test_progress_is_reported_while_loading(harness: Harness, api: Api) ->
 
 async def test_a_loader_that_lost_its_lease_stops_and_cleans_up(harness: Harness, api: Api) -> None:
     harness.hub.add(
-        "org/contested", {"config.json": b"{}", "model.safetensors": b"q" * (64 * 1024 * 20)}, throttle=0.05
+        "org/contested", {"config.json": b"{}", "model.safetensors": b"q" * (64 * 1024 * 50)}, throttle=0.05
     )
     await api.request_base("org/contested")
     task = asyncio.create_task(harness.drain())
