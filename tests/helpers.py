@@ -44,15 +44,22 @@ class Api:
             ),
         )
 
-    async def fine_tuned(self, base: str, suffix: str, who: Identity = WHO) -> pb.Model:
+    async def fine_tuned(
+        self,
+        base: str,
+        suffix: str,
+        who: Identity = WHO,
+        source: pb.SourceRepository = OBJECT_STORE,
+        location: str = "",
+    ) -> pb.Model:
         return await self.models.create_model(
             who,
             pb.CreateModelRequest(
                 is_fine_tuned_model=True,
                 base_model_id=base,
                 suffix=suffix,
-                source_repository=OBJECT_STORE,
-                model_file_location=f"s3://bucket/jobs/{suffix}",
+                source_repository=source,
+                model_file_location=location or f"s3://bucket/jobs/{suffix}",
             ),
         )
 

@@ -169,16 +169,7 @@ async def test_fine_tuned_from_hugging_face_into_its_dest_path(harness: Harness,
     files = {"adapter_config.json": b'{"r": 8}', "adapter_model.safetensors": b"a" * 4096}
     harness.hub.add("org/my-adapter", files)
     await api.loaded_base("base")
-    created = await api.models.create_model(
-        WHO,
-        pb.CreateModelRequest(
-            is_fine_tuned_model=True,
-            base_model_id="base",
-            suffix="tuned",
-            source_repository=HF,
-            model_file_location="org/my-adapter",
-        ),
-    )
+    created = await api.fine_tuned("base", "tuned", source=HF, location="org/my-adapter")
     await harness.drain()
     model = await api.get(created.id, loading=False)
     assert model.loading_status == pb.ModelLoadingStatus.SUCCEEDED
@@ -276,16 +267,7 @@ async def test_fine_tuned_from_an_s3_location(harness: Harness, api: Api, s3_end
     await _source_bucket(s3_endpoint, s3_bucket, {f"jobs/run-1/output/{k}": v for k, v in files.items()})
     harness.raw["loader"]["downloader"] = {"s3": {"endpointUrl": s3_endpoint, "region": "us-east-1", "bucket": "other"}}
     await api.loaded_base("base")
-    created = await api.models.create_model(
-        WHO,
-        pb.CreateModelRequest(
-            is_fine_tuned_model=True,
-            base_model_id="base",
-            suffix="run-1",
-            source_repository=OBJECT_STORE,
-            model_file_location=f"s3://{s3_bucket}/jobs/run-1/output",
-        ),
-    )
+    created = await api.fine_tuned("base", "run-1", location=f"s3://{s3_bucket}/jobs/run-1/output")
     await harness.drain()
     model = await api.get(created.id, loading=False)
     assert model.loading_status == pb.ModelLoadingStatus.SUCCEEDED
