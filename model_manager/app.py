@@ -75,7 +75,7 @@ class Server:
 
     async def start(self) -> None:
         models = ModelsService(self.ctx)
-        rest = RestApi(models, self.db, self.config.auth_enable)
+        rest = RestApi(models, self.db)
         self._runner = web.AppRunner(rest.app(), shutdown_timeout=DRAIN_SECONDS, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, port=self.config.http_port).start()

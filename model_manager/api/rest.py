@@ -101,10 +101,9 @@ def _ok(msg: Any) -> web.Response:
 
 
 class RestApi:
-    def __init__(self, service: ModelsService, db: Database, auth_enable: bool = False) -> None:
+    def __init__(self, service: ModelsService, db: Database) -> None:
         self.service = service
         self.db = db
-        self.auth_enable = auth_enable
 
     def who(self, request: web.Request) -> Identity:
         return identity_from_headers(request.headers)
