@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity
 from model_manager.service.context import ServiceContext
@@ -27,7 +29,7 @@ class Api:
         self.worker = WorkerService(ctx)
 
     async def request_base(
-        self, model_id: str, source: pb.SourceRepository = HF, who: Identity = WHO, **kw: object
+        self, model_id: str, source: pb.SourceRepository = HF, who: Identity = WHO, **kw: Any
     ) -> pb.Model:
         return await self.models.create_model(who, pb.CreateModelRequest(id=model_id, source_repository=source, **kw))
 
@@ -75,7 +77,7 @@ class Api:
     async def get(self, model_id: str, who: Identity = WHO, loading: bool = True) -> pb.Model:
         return await self.models.get_model(who, pb.GetModelRequest(id=model_id, include_loading_model=loading))
 
-    async def list(self, who: Identity = WHO, **kw: object) -> pb.ListModelsResponse:
+    async def list(self, who: Identity = WHO, **kw: Any) -> pb.ListModelsResponse:
         return await self.models.list_models(who, pb.ListModelsRequest(**kw))
 
     async def activate(self, model_id: str, who: Identity = WHO) -> None:
@@ -84,7 +86,7 @@ class Api:
     async def acquire_base(self, holder: str = "loader-1") -> pb.AcquireUnloadedBaseModelResponse:
         return await self.worker.acquire_unloaded_base_model(WORKER, pb.AcquireUnloadedBaseModelRequest(holder=holder))
 
-    async def base_status(self, model_id: str, **kw: object) -> None:
+    async def base_status(self, model_id: str, **kw: Any) -> None:
         await self.worker.update_base_model_loading_status(
             WORKER, pb.UpdateBaseModelLoadingStatusRequest(id=model_id, **kw)
         )

@@ -102,7 +102,8 @@ async def test_given_config_is_stored(api: Api) -> None:
 
 async def test_project_scoped_base_models_are_visible_only_in_their_project(api: Api) -> None:
     await api.request_base("org/scoped", is_project_scoped=True)
-    assert (await api.get("org/scoped")).project.id == WHO.project_id
+    project = (await api.get("org/scoped")).project
+    assert project is not None and project.id == WHO.project_id
     with pytest.raises(NotFound):
         await api.get("org/scoped", who=OTHER_PROJECT)
     # The same id may be requested in another project.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from model_manager.api.gen.llmariner.models.server import v1 as pb
@@ -151,7 +153,7 @@ async def test_a_project_scoped_model_shadows_the_global_one_of_the_same_id(api:
     assert (await api.get("m")).project is None
 
 
-async def _all_pages(api: Api, **kw: object) -> list[str]:
+async def _all_pages(api: Api, **kw: Any) -> list[str]:
     ids: list[str] = []
     after = ""
     while True:

@@ -99,12 +99,12 @@ async def test_not_found_is_404(http: TestClient) -> None:  # type: ignore[type-
     ],
 )
 async def test_bad_input_is_a_400_naming_the_problem_and_changes_nothing(
-    http: TestClient,
+    http: TestClient,  # type: ignore[type-arg]
     api: Api,
     method: str,
     path: str,
     kwargs: dict[str, Any],
-    field: str,  # type: ignore[type-arg]
+    field: str,
 ) -> None:
     r = await getattr(http, method)(path, **kwargs)
     assert r.status == 400
