@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PROTO := protos/llmariner/models/server/v1/model_manager_service.proto
-GEN := model_manager/api/gen
+GEN := model_manager/proto
 
 .PHONY: run test lint proto bench clean
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from grpclib.server import Server
 
-from model_manager.api.gen.llmariner.models.server import v1 as pb
+from model_manager.proto.llmariner.models.server import v1 as pb
 
 
 class Constant(pb.ModelsServiceBase):

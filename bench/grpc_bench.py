@@ -22,7 +22,7 @@ from bench.common import (
     server_process,
     wait_port,
 )
-from model_manager.api.gen.llmariner.models.server import v1 as pb
+from model_manager.proto.llmariner.models.server import v1 as pb
 
 
 def _load(port: int, method: str, model_id: str, seconds: float) -> dict[str, Any]:

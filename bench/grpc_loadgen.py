@@ -13,7 +13,7 @@ import time
 from grpclib.client import Channel
 
 from bench.common import latency_summary
-from model_manager.api.gen.llmariner.models.server.v1 import GetModelRequest, ListModelsRequest, ModelsServiceStub
+from model_manager.proto.llmariner.models.server.v1 import GetModelRequest, ListModelsRequest, ModelsServiceStub
 
 
 async def main(

@@ -14,7 +14,6 @@ from aiohttp import web
 from grpclib.client import Channel
 
 from model_manager.aio import wait_for_stop
-from model_manager.api.gen.llmariner.models.server.v1 import ModelsWorkerServiceStub
 from model_manager.api.grpc import InFlight, ModelsServicer, WorkerServicer, build_server
 from model_manager.api.rest import RestApi
 from model_manager.config import Config, ConfigError
@@ -22,6 +21,7 @@ from model_manager.loader.runner import run_loader
 from model_manager.loader.worker_api import WorkerApi
 from model_manager.objectstore.base import UnconfiguredStore
 from model_manager.objectstore.factory import open_store
+from model_manager.proto.llmariner.models.server.v1 import ModelsWorkerServiceStub
 from model_manager.service.context import ServiceContext
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity
+from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService

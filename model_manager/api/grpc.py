@@ -14,11 +14,11 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server, Stream
 
-from model_manager.api.gen.google_proto_descriptor_pool import default_google_proto_descriptor_pool
-from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.api.status import status_of
 from model_manager.errors import ServiceError
 from model_manager.identity import DEFAULT_WORKER_IDENTITY, Identity, identity_from_headers
+from model_manager.proto.google_proto_descriptor_pool import default_google_proto_descriptor_pool
+from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService
 

@@ -10,7 +10,11 @@ from typing import Any
 from aiohttp import web
 from grpclib.const import Status
 
-from model_manager.api.gen.llmariner.models.server.v1 import (
+from model_manager.api.json_codec import from_json, from_query, to_json
+from model_manager.api.status import status_of
+from model_manager.errors import InvalidArgument, NotFound, ServiceError
+from model_manager.identity import Identity, identity_from_headers
+from model_manager.proto.llmariner.models.server.v1 import (
     ActivateModelRequest,
     CreateModelRequest,
     DeactivateModelRequest,
@@ -20,10 +24,6 @@ from model_manager.api.gen.llmariner.models.server.v1 import (
     Model,
     UpdateModelRequest,
 )
-from model_manager.api.json_codec import from_json, from_query, to_json
-from model_manager.api.status import status_of
-from model_manager.errors import InvalidArgument, NotFound, ServiceError
-from model_manager.identity import Identity, identity_from_headers
 from model_manager.service.models import ModelsService
 from model_manager.store.database import Database
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model_manager.api.gen.llmariner.models.server.v1 import ModelFormat
 from model_manager.loader.errors import PermanentError
+from model_manager.proto.llmariner.models.server.v1 import ModelFormat
 
 
 @dataclass(frozen=True)

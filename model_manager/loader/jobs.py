@@ -15,7 +15,6 @@ from typing import TypeVar
 from grpclib import GRPCError
 from grpclib.const import Status
 
-from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.config import FineTunedModelSpec
 from model_manager.loader.errors import LeaseLost, PermanentError, classify
 from model_manager.loader.formats import Detected, detect
@@ -26,6 +25,7 @@ from model_manager.loader.sources.factory import SourceFactory
 from model_manager.loader.transfer import Transfer
 from model_manager.loader.worker_api import WorkerApi
 from model_manager.objectstore.base import ObjectStore
+from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.ids import converted
 from model_manager.store.records import StoredFile
 

@@ -15,11 +15,11 @@ from grpclib import GRPCError
 from grpclib.const import Status
 
 from model_manager.aio import wait_for_stop
-from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.config import LoaderConfig
 from model_manager.loader.errors import LeaseLost, LoadError
 from model_manager.loader.jobs import Jobs
 from model_manager.loader.worker_api import WorkerApi
+from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.ids import parse_hugging_face
 from model_manager.store.records import StoredFile
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from model_manager.api.gen.llmariner.models.server import v1 as pb
+from model_manager.proto.llmariner.models.server import v1 as pb
 
 
 class WorkerApi(Protocol):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model_manager.api.gen.llmariner.models.server.v1 import (
+from model_manager.proto.llmariner.models.server.v1 import (
     ActivationStatus,
     Model,
     ModelFile,

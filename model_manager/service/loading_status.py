@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from model_manager.api.gen.llmariner.models.server.v1 import (
+from model_manager.errors import InvalidArgument
+from model_manager.identity import Identity
+from model_manager.proto.llmariner.models.server.v1 import (
     UpdateBaseModelLoadingStatusRequest,
     UpdateBaseModelLoadingStatusResponse,
     UpdateModelLoadingStatusRequest,
     UpdateModelLoadingStatusResponse,
 )
-from model_manager.errors import InvalidArgument
-from model_manager.identity import Identity
 from model_manager.service import ids
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files

@@ -7,13 +7,13 @@ from typing import Any
 
 import betterproto2
 
-from model_manager.api.gen.llmariner.models.server.v1 import (
+from model_manager.errors import InvalidArgument
+from model_manager.proto.llmariner.models.server.v1 import (
     ModelConfig,
     ModelConfigClusterAllocationPolicy,
     ModelConfigRuntimeConfig,
     ModelConfigRuntimeConfigResources,
 )
-from model_manager.errors import InvalidArgument
 
 UPDATABLE_PATHS = frozenset(
     {

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from model_manager.api.gen.llmariner.models.server.v1 import (
+from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from model_manager.identity import Identity
+from model_manager.proto.llmariner.models.server.v1 import (
     ActivateModelRequest,
     ActivateModelResponse,
     CreateModelRequest,
@@ -20,8 +22,6 @@ from model_manager.api.gen.llmariner.models.server.v1 import (
     SourceRepository,
     UpdateModelRequest,
 )
-from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from model_manager.identity import Identity
 from model_manager.service import ids, model_config
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from model_manager.api.gen.llmariner.models.server.v1 import (
+from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
+from model_manager.identity import Identity
+from model_manager.proto.llmariner.models.server.v1 import (
     AcquireUnloadedBaseModelRequest,
     AcquireUnloadedBaseModelResponse,
     AcquireUnloadedModelRequest,
@@ -34,8 +36,6 @@ from model_manager.api.gen.llmariner.models.server.v1 import (
     SourceRepository,
     StorageConfig,
 )
-from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
-from model_manager.identity import Identity
 from model_manager.service import ids, model_config
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files, to_model

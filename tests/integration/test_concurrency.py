@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from model_manager.api.gen.llmariner.models.server import v1 as pb
+from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.store import catalog
 from model_manager.store.records import REQUESTED, Kind
 from tests.helpers import WHO, Api

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from model_manager.api.gen.google.protobuf import FieldMask
-from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.errors import FailedPrecondition, InvalidArgument, NotFound
 from model_manager.objectstore.local import LocalStore
+from model_manager.proto.google.protobuf import FieldMask
+from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import model_config
 from tests.helpers import WHO, Api
 

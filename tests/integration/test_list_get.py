@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.errors import InvalidArgument, NotFound
+from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.store import catalog
 from model_manager.store.records import ACTIVE, SUCCEEDED, Kind
 from tests.helpers import OTHER_PROJECT, OTHER_TENANT, WHO, WORKER, Api

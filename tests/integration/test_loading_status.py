@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.errors import FailedPrecondition, InvalidArgument, NotFound
+from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.store import catalog
 from model_manager.store.records import LOADING
 from tests.conftest import FakeClock

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
+from model_manager.proto.llmariner.models.server import v1 as pb
 from tests.helpers import HF, OTHER_PROJECT, WHO, WORKER, Api
 
 

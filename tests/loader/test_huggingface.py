@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.objectstore.base import ObjectStore
+from model_manager.proto.llmariner.models.server import v1 as pb
 from tests.helpers import WHO, WORKER, Api
 from tests.loader.conftest import Harness, minilm_files, tiny_gguf
 

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import boto3
 import pytest
 
-from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.config import S3Config
 from model_manager.errors import NotFound
 from model_manager.objectstore.s3 import S3Store
+from model_manager.proto.llmariner.models.server import v1 as pb
 from tests.fakes.ollama import OllamaModel, Registry
 from tests.helpers import HF, OBJECT_STORE, OLLAMA, WHO, WORKER, Api
 from tests.loader.conftest import Harness, minilm_files

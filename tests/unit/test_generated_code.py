@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-GEN = ROOT / "model_manager" / "api" / "gen"
+GEN = ROOT / "model_manager" / "proto"
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from model_manager.api.gen.google.protobuf import FieldMask
-from model_manager.api.gen.llmariner.models.server import v1 as pb
 from model_manager.api.json_codec import from_json, from_query, to_json
 from model_manager.errors import InvalidArgument
+from model_manager.proto.google.protobuf import FieldMask
+from model_manager.proto.llmariner.models.server import v1 as pb
 
 
 def test_model_is_written_with_proto_names_defaults_enum_names_and_numeric_int64() -> None:

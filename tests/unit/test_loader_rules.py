@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from model_manager.api.gen.llmariner.models.server.v1 import ModelFormat
 from model_manager.loader.errors import PermanentError, TransientError, classify, http_error
 from model_manager.loader.formats import detect, is_client_artifact
 from model_manager.loader.progress import Progress, human_bytes
 from model_manager.loader.retry import RetryPolicy
 from model_manager.objectstore.streams import PartReader
+from model_manager.proto.llmariner.models.server.v1 import ModelFormat
 
 
 def test_detect_formats() -> None:

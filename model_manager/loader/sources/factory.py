@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import aiohttp
 
-from model_manager.api.gen.llmariner.models.server.v1 import SourceRepository
 from model_manager.config import DownloaderConfig, S3Config
 from model_manager.errors import InvalidArgument
 from model_manager.loader.errors import PermanentError
@@ -15,6 +14,7 @@ from model_manager.loader.sources.huggingface import HuggingFaceSource
 from model_manager.loader.sources.ollama import OllamaSource
 from model_manager.loader.sources.s3 import S3Source
 from model_manager.objectstore.s3 import S3Store
+from model_manager.proto.llmariner.models.server.v1 import SourceRepository
 from model_manager.service.ids import parse_hugging_face
 
 
