@@ -16,6 +16,8 @@ from grpclib import GRPCError
 from grpclib.const import Status
 
 from model_manager.config import FineTunedModelSpec
+from model_manager.files import StoredFile, to_messages
+from model_manager.ids import converted, static_fine_tuned_id
 from model_manager.loader.errors import LeaseLost, PermanentError, classify
 from model_manager.loader.formats import Detected, detect
 from model_manager.loader.progress import Progress
@@ -26,8 +28,6 @@ from model_manager.loader.transfer import Transfer
 from model_manager.loader.worker_api import WorkerApi
 from model_manager.objectstore.base import ObjectStore
 from model_manager.proto.llmariner.models.server import v1 as pb
-from model_manager.service.ids import converted
-from model_manager.store.records import StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ Beat = Callable[[str], Awaitable[None]]  # sends a progress message; raises Leas
 
 _ADAPTERS = {"": pb.AdapterType.UNSPECIFIED, "lora": pb.AdapterType.LORA, "qlora": pb.AdapterType.QLORA}
 _QUANTIZATIONS = {"": pb.QuantizationType.UNSPECIFIED, "gguf": pb.QuantizationType.GGUF, "awq": pb.QuantizationType.AWQ}
-
-
-def _files(stored: list[StoredFile]) -> list[pb.ModelFile]:
-    return [pb.ModelFile(path=f.path, size=f.size, sha256=f.sha256) for f in stored]
 
 
 async def _not_found(call: Awaitable[object]) -> bool:
@@ -179,7 +175,7 @@ class Jobs:
                             path=f"{prefix}/{stem}",
                             formats=[pb.ModelFormat.GGUF],
                             gguf_model_path=f"{prefix}/{name}",
-                            files=_files([by_path[name]]),
+                            files=to_messages([by_path[name]]),
                             **common,  # type: ignore[arg-type]
                         )
                     )
@@ -193,7 +189,7 @@ class Jobs:
                         path=prefix,
                         formats=detected.formats,
                         gguf_model_path=gguf,
-                        files=_files(stored),
+                        files=to_messages(stored),
                         **common,  # type: ignore[arg-type]
                     )
                 )
@@ -214,7 +210,7 @@ class Jobs:
 
     async def load_static_model(self, spec: FineTunedModelSpec) -> None:
         """A fine-tuned model of the static `models` list: register, copy from Hugging Face, publish."""
-        model_id = f"ft:{converted(spec.base_model)}:{converted(spec.model)}"
+        model_id = static_fine_tuned_id(spec.base_model, spec.model)
         if not await _not_found(self.worker.get_model_path(pb.GetModelPathRequest(id=model_id))):
             log.info("model %s is already loaded; skipping", model_id)
             return
@@ -239,5 +235,5 @@ class Jobs:
                 pb.UpdateModelLoadingStatusRequest(id=model_id, failure=failure)
             )
             raise
-        await self.worker.publish_model(pb.PublishModelRequest(id=model_id, files=_files(stored)))
+        await self.worker.publish_model(pb.PublishModelRequest(id=model_id, files=to_messages(stored)))
         log.info("loaded model %s from %s", model_id, source.name)

@@ -16,12 +16,12 @@ from grpclib.const import Status
 
 from model_manager.aio import wait_for_stop
 from model_manager.config import LoaderConfig
+from model_manager.files import StoredFile, to_messages
+from model_manager.ids import parse_hugging_face
 from model_manager.loader.errors import LeaseLost, LoadError
 from model_manager.loader.jobs import Jobs
 from model_manager.loader.worker_api import WorkerApi
 from model_manager.proto.llmariner.models.server import v1 as pb
-from model_manager.service.ids import parse_hugging_face
-from model_manager.store.records import StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +75,21 @@ class LoaderLoop:
 
     async def load_static(self, stop: asyncio.Event) -> None:
         repo = _STATIC_SOURCES[self.cfg.downloader.kind]
-        for model_id in self.cfg.base_models:
+        for entry in self.cfg.base_models:
             if stop.is_set():
                 return
-            revision = ""
-            if repo == pb.SourceRepository.HUGGING_FACE and "@" in model_id:
-                ref = parse_hugging_face(model_id)
-                model_id, revision = ref.model_id, ref.revision
-            await self._static(self.jobs.load_base(model_id, repo, revision=revision), model_id, stop)
+            await self._static(self._static_base(entry, repo), entry, stop)
         for spec in self.cfg.models:
             if stop.is_set():
                 return
             await self._static(self.jobs.load_static_model(spec), spec.model, stop)
+
+    async def _static_base(self, entry: str, repo: pb.SourceRepository) -> None:
+        model_id, revision = entry, ""
+        if repo == pb.SourceRepository.HUGGING_FACE and "@" in entry:
+            ref = parse_hugging_face(entry)  # validated with the config; a bad entry fails only itself
+            model_id, revision = ref.model_id, ref.revision
+        await self.jobs.load_base(model_id, repo, revision=revision)
 
     async def _static(self, job: Awaitable[None], name: str, stop: asyncio.Event) -> None:
         outcome = await self._until_stop(job, stop)
@@ -168,7 +171,7 @@ class LoaderLoop:
                     failure=pb.UpdateModelLoadingStatusRequestFailure(reason=report.failure)
                     if report.failure
                     else None,
-                    files=[pb.ModelFile(path=f.path, size=f.size, sha256=f.sha256) for f in report.files],
+                    files=to_messages(report.files),
                 )
             )
 

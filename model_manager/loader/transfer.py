@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from model_manager.files import StoredFile
 from model_manager.loader.errors import LoadError, PermanentError, classify
 from model_manager.loader.progress import Progress
 from model_manager.loader.retry import RetryPolicy
 from model_manager.loader.sources.base import RemoteFile, Source
 from model_manager.objectstore.base import ObjectStore
-from model_manager.store.records import StoredFile
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from model_manager import files
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivationStatus,
     Model,
@@ -12,7 +13,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     SourceRepository,
 )
 from model_manager.service import model_config
-from model_manager.store.records import Kind, ModelRecord, StoredFile, encode_files
+from model_manager.store.records import Kind, ModelRecord
 
 
 def to_model(rec: ModelRecord) -> Model:
@@ -33,10 +34,10 @@ def to_model(rec: ModelRecord) -> Model:
         config=model_config.decode_shared(rec.config),
         project=Project(id=rec.project_id) if rec.project_id else None,
         revision=rec.revision,
-        files=[ModelFile(path=f.path, size=f.size, sha256=f.sha256) for f in rec.files],
+        files=files.to_messages(rec.files),
     )
 
 
-def stored_files(files: list[ModelFile]) -> str:
+def stored_files(reported: list[ModelFile]) -> str:
     """The JSON column value for files reported by a loader."""
-    return encode_files([StoredFile(f.path, f.size, f.sha256) for f in files])
+    return files.encode(files.from_messages(reported))

@@ -12,7 +12,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     UpdateModelLoadingStatusRequest,
     UpdateModelLoadingStatusResponse,
 )
-from model_manager.service import ids
+from model_manager.service import validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files
 from model_manager.store import catalog, loading
@@ -69,7 +69,7 @@ class LoadingStatusService:
         }
 
     async def _update(self, who: Identity, kind: Kind, req: _Request, project_id: str | None) -> None:
-        ids.check_id(req.id)
+        validate.check_id(req.id)
         values = self._outcome(kind, req)
         async with self.ctx.db.transaction() as conn:
             if values is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from model_manager import ids
 from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from model_manager.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
@@ -22,7 +23,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     SourceRepository,
     UpdateModelRequest,
 )
-from model_manager.service import ids, model_config
+from model_manager.service import model_config, validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model
 from model_manager.store import catalog, listing
@@ -53,7 +54,7 @@ class ModelsService:
         self.ctx = ctx
 
     async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
-        ids.check_id(req.id)
+        validate.check_id(req.id)
         async with self.ctx.db.reading() as conn:
             return to_model(await find_visible(conn, who, req.id, req.include_loading_model, who.project_id))
 
@@ -85,12 +86,12 @@ class ModelsService:
         revision = ""
         source = req.source_repository
         if source == SourceRepository.HUGGING_FACE:
-            ref = ids.parse_hugging_face(req.id)
+            ref = validate.parse_hugging_face(req.id)
             model_id, revision = ref.model_id, ref.revision
         elif source == SourceRepository.OLLAMA:
-            model_id = ids.check_ollama(req.id)
+            model_id = validate.check_ollama(req.id)
         elif source == SourceRepository.OBJECT_STORE:
-            model_id = ids.check_id(req.id)
+            model_id = validate.check_id(req.id)
             if model_id.startswith("s3://"):
                 raise InvalidArgument(
                     f"id {model_id!r} must be the model's name, not an s3:// URL; the loader reads it from the "
@@ -120,19 +121,19 @@ class ModelsService:
         return to_model(rec)
 
     async def _create_fine_tuned(self, who: Identity, req: CreateModelRequest, config: ModelConfig) -> Model:
-        base_model_id = ids.check_id(req.base_model_id, "base_model_id")
-        suffix = ids.check_suffix(req.suffix)
+        base_model_id = validate.check_id(req.base_model_id, "base_model_id")
+        suffix = validate.check_suffix(req.suffix)
         if req.source_repository == SourceRepository.OBJECT_STORE:
-            ids.check_s3_url(req.model_file_location, "model_file_location")
+            validate.check_s3_url(req.model_file_location, "model_file_location")
         elif req.source_repository == SourceRepository.HUGGING_FACE:
-            ids.parse_hugging_face(req.model_file_location, "model_file_location")
+            validate.parse_hugging_face(req.model_file_location, "model_file_location")
         else:
             raise InvalidArgument(
                 "source_repository must be SOURCE_REPOSITORY_OBJECT_STORE or SOURCE_REPOSITORY_HUGGING_FACE "
                 "for a fine-tuned model"
             )
         model_id = ids.fine_tuned_id(base_model_id, suffix)
-        ids.check_id(model_id)
+        validate.check_id(model_id)
         async with self.ctx.db.transaction() as conn:
             if await catalog.find_base(conn, who.tenant_id, base_model_id, who.project_id, loaded_only=True) is None:
                 raise NotFound(f'base model "{base_model_id}" not found')
@@ -159,7 +160,7 @@ class ModelsService:
         return to_model(rec)
 
     async def delete_model(self, who: Identity, req: DeleteModelRequest) -> DeleteModelResponse:
-        ids.check_id(req.id)
+        validate.check_id(req.id)
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, req.id, True, who.project_id)
             if rec.activation_status == ACTIVE:
@@ -181,7 +182,7 @@ class ModelsService:
     async def update_model(self, who: Identity, req: UpdateModelRequest) -> Model:
         if req.model is None:
             raise InvalidArgument("model is required")
-        ids.check_id(req.model.id, "model.id")
+        validate.check_id(req.model.id, "model.id")
         paths = list(req.update_mask.paths) if req.update_mask is not None else []
         model_config.check_mask(paths)
         async with self.ctx.db.transaction() as conn:
@@ -199,7 +200,7 @@ class ModelsService:
         return DeactivateModelResponse()
 
     async def _set_activation(self, who: Identity, model_id: str, status: int) -> None:
-        ids.check_id(model_id)
+        validate.check_id(model_id)
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, model_id, False, who.project_id)
             if rec.activation_status != status:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from model_manager import ids
 from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
 from model_manager.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
@@ -36,7 +37,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     SourceRepository,
     StorageConfig,
 )
-from model_manager.service import ids, model_config
+from model_manager.service import model_config, validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files, to_model
 from model_manager.service.loading_status import LoadingStatusService
@@ -54,7 +55,7 @@ class WorkerService(LoadingStatusService):
         self._swept_at = float("-inf")
 
     async def create_storage_config(self, who: Identity, req: CreateStorageConfigRequest) -> StorageConfig:
-        ids.check_id(req.path_prefix, "path_prefix")
+        validate.check_id(req.path_prefix, "path_prefix")
         async with self.ctx.db.transaction() as conn:
             await registry.create_storage_config(conn, who.tenant_id, req.path_prefix)
         return StorageConfig(path_prefix=req.path_prefix)
@@ -67,7 +68,7 @@ class WorkerService(LoadingStatusService):
         return StorageConfig(path_prefix=prefix)
 
     async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
-        ids.check_id(req.id)
+        validate.check_id(req.id)
         async with self.ctx.db.reading() as conn:
             return to_model(await find_visible(conn, who, req.id, True, None))
 
@@ -79,13 +80,13 @@ class WorkerService(LoadingStatusService):
         )
 
     async def register_model(self, who: Identity, req: RegisterModelRequest) -> RegisterModelResponse:
-        base = ids.check_id(req.base_model, "base_model")
-        ids.require(req.organization_id, "organization_id")
-        ids.require(req.project_id, "project_id")
+        base = validate.check_id(req.base_model, "base_model")
+        validate.require(req.organization_id, "organization_id")
+        validate.require(req.project_id, "project_id")
         if not req.id:
-            ids.check_suffix(req.suffix)
+            validate.check_suffix(req.suffix)
         else:
-            ids.check_id(req.id)
+            validate.check_id(req.id)
         async with self.ctx.db.transaction() as conn:
             if req.id:
                 if await catalog.find_fine_tuned(conn, who.tenant_id, req.id, published_only=False):
@@ -123,7 +124,7 @@ class WorkerService(LoadingStatusService):
         raise AlreadyExists("could not find a free model id; try again")
 
     async def publish_model(self, who: Identity, req: PublishModelRequest) -> PublishModelResponse:
-        ids.check_id(req.id)
+        validate.check_id(req.id)
         async with self.ctx.db.transaction() as conn:
             rec = await catalog.find_fine_tuned(conn, who.tenant_id, req.id, published_only=False)
             if rec is None:
@@ -141,7 +142,7 @@ class WorkerService(LoadingStatusService):
         return PublishModelResponse()
 
     async def _published(self, who: Identity, model_id: str) -> ModelRecord:
-        ids.check_id(model_id)
+        validate.check_id(model_id)
         async with self.ctx.db.reading() as conn:
             rec = await catalog.find_fine_tuned(conn, who.tenant_id, model_id)
         if rec is None:
@@ -161,8 +162,8 @@ class WorkerService(LoadingStatusService):
         )
 
     async def create_base_model(self, who: Identity, req: CreateBaseModelRequest) -> BaseModel:
-        ids.check_id(req.id)
-        ids.require(req.path, "path")
+        validate.check_id(req.id)
+        validate.require(req.path, "path")
         formats = list(req.formats) or [ModelFormat.GGUF]
         if ModelFormat.GGUF in formats and not req.gguf_model_path:
             raise InvalidArgument("gguf_model_path is required when formats include MODEL_FORMAT_GGUF")
@@ -202,7 +203,7 @@ class WorkerService(LoadingStatusService):
         return BaseModel(id=rec.model_id, created=rec.created_at, object="basemodel")
 
     async def get_base_model_path(self, who: Identity, req: GetBaseModelPathRequest) -> GetBaseModelPathResponse:
-        ids.check_id(req.id)
+        validate.check_id(req.id)
         async with self.ctx.db.reading() as conn:
             rec = await catalog.find_base(conn, who.tenant_id, req.id, req.project_id, loaded_only=True)
         if rec is None:
@@ -213,13 +214,13 @@ class WorkerService(LoadingStatusService):
         )
 
     async def create_hf_model_repo(self, who: Identity, req: CreateHfModelRepoRequest) -> HfModelRepo:
-        ids.check_id(req.name, "name")
+        validate.check_id(req.name, "name")
         async with self.ctx.db.transaction() as conn:
             await registry.create_hf_repo(conn, who.tenant_id, req.project_id, req.name)
         return HfModelRepo(name=req.name)
 
     async def get_hf_model_repo(self, who: Identity, req: GetHfModelRepoRequest) -> HfModelRepo:
-        ids.check_id(req.name, "name")
+        validate.check_id(req.name, "name")
         async with self.ctx.db.reading() as conn:
             found = await registry.hf_repo_exists(conn, who.tenant_id, req.project_id, req.name)
         if not found:

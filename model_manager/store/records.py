@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import Table
 
+from model_manager import files
+from model_manager.files import StoredFile
 from model_manager.store.tables import base_models, models
 
 # Numeric values match the protobuf enums; the store keeps them as plain integers.
@@ -25,17 +26,6 @@ class Kind(enum.Enum):
     @property
     def table(self) -> Table:
         return base_models if self is Kind.BASE else models
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    path: str
-    size: int
-    sha256: str
-
-
-def encode_files(files: Sequence[StoredFile]) -> str:
-    return json.dumps([{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files])
 
 
 @dataclass(frozen=True)
@@ -90,8 +80,7 @@ def to_record(kind: Kind, row: Any) -> ModelRecord:
     if "formats" in values:
         values["formats"] = tuple(int(f) for f in values["formats"].split(",") if f)
     if "files" in values:
-        raw = values["files"]
-        values["files"] = tuple(StoredFile(**f) for f in json.loads(raw)) if raw and raw != "[]" else ()
+        values["files"] = files.decode(values["files"])
     if "is_published" in values:
         values["is_published"] = bool(values["is_published"])
     return ModelRecord(kind=kind, **values)

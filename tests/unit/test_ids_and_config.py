@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import pytest
 
+from model_manager import ids
 from model_manager.errors import InvalidArgument
 from model_manager.proto.llmariner.models.server import v1 as pb
-from model_manager.service import ids, model_config
+from model_manager.service import model_config, validate
 
 
 def test_hugging_face_refs() -> None:
     assert ids.parse_hugging_face("org/name") == ids.HuggingFaceRef("org/name", "", "")
     assert ids.parse_hugging_face("org/name/f.gguf@main") == ids.HuggingFaceRef("org/name", "f.gguf", "main")
     assert ids.converted("org/name/f.gguf") == "org-name-f.gguf"
+
+
+def test_id_rules_raise_a_plain_value_error_and_the_service_its_own_error() -> None:
+    # The loader and the config call the pure rules; only the service speaks in service errors.
+    with pytest.raises(ids.InvalidId, match="revision after '@' is empty") as raised:
+        ids.parse_hugging_face("org/name@")
+    assert isinstance(raised.value, ValueError) and not isinstance(raised.value, InvalidArgument)
+    with pytest.raises(InvalidArgument, match="revision after '@' is empty"):
+        validate.parse_hugging_face("org/name@")
 
 
 def test_random_suffix_is_url_safe() -> None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 import aiohttp
 
 from model_manager.config import DownloaderConfig, S3Config
-from model_manager.errors import InvalidArgument
+from model_manager.ids import InvalidId, parse_hugging_face
 from model_manager.loader.errors import PermanentError
 from model_manager.loader.sources.base import Source
 from model_manager.loader.sources.huggingface import HuggingFaceSource
@@ -15,7 +15,6 @@ from model_manager.loader.sources.ollama import OllamaSource
 from model_manager.loader.sources.s3 import S3Source
 from model_manager.objectstore.s3 import S3Store
 from model_manager.proto.llmariner.models.server.v1 import SourceRepository
-from model_manager.service.ids import parse_hugging_face
 
 
 class SourceFactory:
@@ -35,7 +34,7 @@ class SourceFactory:
     def hugging_face(self, model_id: str, revision: str = "") -> HuggingFaceSource:
         try:
             ref = parse_hugging_face(model_id)
-        except InvalidArgument as e:
+        except InvalidId as e:
             raise PermanentError(str(e)) from e
         if revision:
             ref = replace(ref, revision=revision)

@@ -1,4 +1,8 @@
-"""Validation and conversion of model ids."""
+"""Model id rules shared by the service, the loader and the config: validation, parsing, conversion.
+
+Pure: no I/O, no database, no transport. Errors are `InvalidId` (a ValueError); each caller turns it into its own
+kind of error (the service into InvalidArgument, the loader into a failed load, the config into a ConfigError).
+"""
 
 from __future__ import annotations
 
@@ -7,30 +11,36 @@ import secrets
 import string
 from dataclasses import dataclass
 
-from model_manager.errors import InvalidArgument
-
 MAX_ID_LEN = 256
 MAX_SUFFIX_LEN = 18
 _SUFFIX = re.compile(r"^[a-z0-9-]+$")
 _URLSAFE = string.ascii_letters + string.digits + "-_"
 
 
+class InvalidId(ValueError):
+    """An id, suffix or location that breaks the rules; the message names the field and the problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def check_id(value: str, field: str = "id") -> str:
     """Reject ids that are empty, too long, or could escape an object-store prefix."""
     if not value:
-        raise InvalidArgument(f"{field} is required")
+        raise InvalidId(f"{field} is required")
     if len(value) > MAX_ID_LEN:
-        raise InvalidArgument(f"{field} must be at most {MAX_ID_LEN} characters, got {len(value)}")
+        raise InvalidId(f"{field} must be at most {MAX_ID_LEN} characters, got {len(value)}")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InvalidArgument(f"{field} must not contain control characters")
+        raise InvalidId(f"{field} must not contain control characters")
     if any(seg in (".", "..") for seg in value.split("/")):
-        raise InvalidArgument(f"{field} must not contain '.' or '..' path segments")
+        raise InvalidId(f"{field} must not contain '.' or '..' path segments")
     return value
 
 
 def require(value: str, field: str) -> str:
     if not value:
-        raise InvalidArgument(f"{field} is required")
+        raise InvalidId(f"{field} is required")
     return value
 
 
@@ -55,10 +65,10 @@ def parse_hugging_face(value: str, field: str = "id") -> HuggingFaceRef:
     check_id(value, field)
     body, _, revision = value.partition("@")
     if "@" in value and not revision:
-        raise InvalidArgument(f"{field} {value!r}: the revision after '@' is empty")
+        raise InvalidId(f"{field} {value!r}: the revision after '@' is empty")
     parts = body.split("/")
     if len(parts) not in (2, 3) or not all(parts):
-        raise InvalidArgument(
+        raise InvalidId(
             f"{field} {value!r} is not a Hugging Face id: expected 'org/name' or 'org/name/file', "
             "optionally followed by '@<revision>'"
         )
@@ -69,32 +79,37 @@ def check_ollama(value: str, field: str = "id") -> str:
     check_id(value, field)
     name, sep, tag = value.rpartition(":")
     if not sep or not name or not tag:
-        raise InvalidArgument(f"{field} {value!r} is not an Ollama id: expected 'name:tag'")
+        raise InvalidId(f"{field} {value!r} is not an Ollama id: expected 'name:tag'")
     return value
 
 
 def check_suffix(suffix: str) -> str:
     require(suffix, "suffix")
     if len(suffix) > MAX_SUFFIX_LEN:
-        raise InvalidArgument(f"suffix must be at most {MAX_SUFFIX_LEN} characters, got {len(suffix)}")
+        raise InvalidId(f"suffix must be at most {MAX_SUFFIX_LEN} characters, got {len(suffix)}")
     if not _SUFFIX.match(suffix):
-        raise InvalidArgument(f"suffix {suffix!r} must be made of lowercase letters, digits and '-'")
+        raise InvalidId(f"suffix {suffix!r} must be made of lowercase letters, digits and '-'")
     return suffix
 
 
 def check_s3_url(value: str, field: str) -> str:
     require(value, field)
     if not value.startswith("s3://"):
-        raise InvalidArgument(f"{field} must be an s3://bucket/path URL, got {value!r}")
+        raise InvalidId(f"{field} must be an s3://bucket/path URL, got {value!r}")
     bucket, _, key = value[len("s3://") :].partition("/")
     if not bucket or not key:
-        raise InvalidArgument(f"{field} must name a bucket and a path: s3://bucket/path, got {value!r}")
+        raise InvalidId(f"{field} must name a bucket and a path: s3://bucket/path, got {value!r}")
     check_id(key, field)
     return value
 
 
 def fine_tuned_id(base_model_id: str, suffix: str) -> str:
     return f"ft:{base_model_id}:{suffix}"
+
+
+def static_fine_tuned_id(base_model: str, model: str) -> str:
+    """The id of a fine-tuned model listed in the loader's static `models` config."""
+    return fine_tuned_id(converted(base_model), converted(model))
 
 
 def random_suffix(length: int = 10) -> str:

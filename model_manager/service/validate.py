@@ -1,0 +1,32 @@
+"""The id rules of `model_manager.ids`, raising the service's InvalidArgument instead of InvalidId."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from model_manager import ids
+from model_manager.errors import InvalidArgument
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _as_invalid_argument(rule: Callable[P, T]) -> Callable[P, T]:
+    @functools.wraps(rule)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return rule(*args, **kwargs)
+        except ids.InvalidId as e:
+            raise InvalidArgument(e.message) from e
+
+    return checked
+
+
+check_id = _as_invalid_argument(ids.check_id)
+require = _as_invalid_argument(ids.require)
+parse_hugging_face = _as_invalid_argument(ids.parse_hugging_face)
+check_ollama = _as_invalid_argument(ids.check_ollama)
+check_suffix = _as_invalid_argument(ids.check_suffix)
+check_s3_url = _as_invalid_argument(ids.check_s3_url)
