@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from grpclib.client import Channel
 
-from model_manager.aio import wait_for_stop
 from model_manager.api.grpc import InFlight, ModelsServicer, WorkerServicer, build_server
 from model_manager.api.rest import RestApi
 from model_manager.config import Config, ConfigError
@@ -23,9 +22,9 @@ from model_manager.objectstore.base import UnconfiguredStore
 from model_manager.objectstore.factory import open_store
 from model_manager.proto.llmariner.models.server.v1 import ModelsWorkerServiceStub
 from model_manager.service.context import ServiceContext
+from model_manager.service.health import Health
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService
-from model_manager.store import loading
 from model_manager.store.database import Database, create_database_if_missing
 from model_manager.store.migrate import migrate
 
@@ -75,7 +74,7 @@ class Server:
 
     async def start(self) -> None:
         models = ModelsService(self.ctx)
-        rest = RestApi(models, self.db)
+        rest = RestApi(models, Health(self.ctx).ready)
         self._runner = web.AppRunner(rest.app(), shutdown_timeout=DRAIN_SECONDS, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, port=self.config.http_port).start()
@@ -90,16 +89,6 @@ class Server:
             self.config.grpc_port,
             self.config.worker_grpc_port,
         )
-
-    async def sweep_leases(self, stop: asyncio.Event) -> None:
-        """Give back models whose loader vanished, even when no loader is asking for work."""
-        interval = min(self.config.loading.lease_seconds / 4, 10.0)
-        while not stop.is_set():
-            async with self.db.transaction() as conn:
-                n = await loading.expire_leases(conn, self.ctx.clock(), self.config.loading.max_attempts)
-            if n:
-                log.warning("%d model(s) had an expired loader lease and were given back", n)
-            await wait_for_stop(stop, interval)
 
     async def stop(self) -> None:
         # In-flight calls finish (up to DRAIN_SECONDS) before connections close.
@@ -168,7 +157,7 @@ async def run(config: Config, role: str, stop: asyncio.Event) -> None:
             await server.start()
         async with asyncio.TaskGroup() as tg:
             if server is not None:
-                tg.create_task(server.sweep_leases(stop))
+                tg.create_task(server.worker.service.leases.sweep(stop))
             if role == "loader":
                 tg.create_task(loader_role(config, stop))
             elif server is not None and config.loader.enable:

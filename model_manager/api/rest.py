@@ -25,7 +25,6 @@ from model_manager.proto.llmariner.models.server.v1 import (
     UpdateModelRequest,
 )
 from model_manager.service.models import ModelsService
-from model_manager.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +100,9 @@ def _ok(msg: Any) -> web.Response:
 
 
 class RestApi:
-    def __init__(self, service: ModelsService, db: Database) -> None:
+    def __init__(self, service: ModelsService, ready: Callable[[], Awaitable[bool]]) -> None:
         self.service = service
-        self.db = db
+        self.ready = ready
 
     def who(self, request: web.Request) -> Identity:
         return identity_from_headers(request.headers)
@@ -124,7 +123,7 @@ class RestApi:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        if await self.db.ping():
+        if await self.ready():
             return web.json_response({"status": "ready"})
         return error_response(Status.UNAVAILABLE, "database unreachable")
 

@@ -40,6 +40,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
 from model_manager.service import model_config, validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files, to_model
+from model_manager.service.leases import Leases
 from model_manager.service.loading_status import LoadingStatusService
 from model_manager.service.models import find_visible
 from model_manager.store import catalog, listing, loading, registry
@@ -52,7 +53,7 @@ _REGISTER_TRIES = 8
 class WorkerService(LoadingStatusService):
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
-        self._swept_at = float("-inf")
+        self.leases = Leases(ctx)
 
     async def create_storage_config(self, who: Identity, req: CreateStorageConfigRequest) -> StorageConfig:
         validate.check_id(req.path_prefix, "path_prefix")
@@ -257,12 +258,7 @@ class WorkerService(LoadingStatusService):
         )
 
     async def _claim(self, who: Identity, kind: Kind, holder: str) -> ModelRecord | None:
+        await self.leases.expire_if_due()  # a model given back is claimable at once
         now = self.ctx.clock()
-        # Expired leases are given back before claiming, but not on every claim: a draining loader asks many
-        # times a second, and once per sweep interval is as fresh as the server's own sweeper.
-        if now - self._swept_at >= min(self.ctx.lease_seconds / 4, 10.0):
-            async with self.ctx.db.transaction() as conn:
-                await loading.expire_leases(conn, now, self.ctx.max_attempts)
-            self._swept_at = now
         async with self.ctx.db.transaction() as conn:
             return await loading.claim(conn, kind, who.tenant_id, holder or "unknown", self.ctx.lease_seconds, now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from model_manager.api.rest import RestApi
 from model_manager.service.context import ServiceContext
+from model_manager.service.health import Health
 from model_manager.service.models import ModelsService
 from model_manager.store.database import Database
 from tests.conftest import free_port
@@ -19,7 +21,7 @@ from tests.helpers import Api
 
 @pytest.fixture
 async def http(ctx: ServiceContext) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    client = TestClient(TestServer(RestApi(ModelsService(ctx), ctx.db).app()))
+    client = TestClient(TestServer(RestApi(ModelsService(ctx), Health(ctx).ready).app()))
     await client.start_server()
     yield client
     await client.close()
@@ -130,7 +132,7 @@ async def test_health_and_readiness(http: TestClient) -> None:  # type: ignore[t
 
 async def test_readiness_fails_when_the_database_is_unreachable(ctx: ServiceContext) -> None:
     unreachable = Database(create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none"))
-    client = TestClient(TestServer(RestApi(ModelsService(ctx), unreachable).app()))
+    client = TestClient(TestServer(RestApi(ModelsService(ctx), Health(replace(ctx, db=unreachable)).ready).app()))
     await client.start_server()
     try:
         r = await client.get("/readyz")
