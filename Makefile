@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check model_manager tests bench
 	$(BIN)/ruff format --check model_manager tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 proto: $(STAMP)
 	rm -rf $(GEN) && mkdir -p $(GEN)
