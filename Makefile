@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 PROTO := protos/llmariner/models/server/v1/model_manager_service.proto
 GEN := model_manager/proto
 
-.PHONY: run test lint proto bench clean
+.PHONY: run test lint proto bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data
+
+docs: $(STAMP)
+	$(BIN)/python -m model_manager.config.reference docs/configuration.md

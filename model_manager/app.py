@@ -62,13 +62,7 @@ class Server:
     @classmethod
     async def create(cls, config: Config) -> Server:
         db = await open_database(config)
-        ctx = ServiceContext(
-            db=db,
-            objects=open_store(config.object_store),
-            default_path_prefix=config.object_store.path_prefix,
-            lease_seconds=config.loading.lease_seconds,
-            max_attempts=config.loading.max_attempts,
-        )
+        ctx = ServiceContext.from_config(config, db, open_store(config.object_store))
         inflight = InFlight()
         return cls(config, db, ctx, WorkerServicer(WorkerService(ctx), inflight), inflight)
 
@@ -108,9 +102,7 @@ async def worker_for_loader(config: Config) -> AsyncIterator[WorkerApi]:
     """Role "loader": the worker API over gRPC, or, standalone, an in-process one on the embedded SQLite."""
     if config.standalone:
         db = await open_database(config)
-        ctx = ServiceContext(
-            db=db, objects=open_store(config.object_store), default_path_prefix=config.object_store.path_prefix
-        )
+        ctx = ServiceContext.from_config(config, db, open_store(config.object_store))
         try:
             yield WorkerServicer(WorkerService(ctx), InFlight())
         finally:
@@ -140,13 +132,9 @@ def check_role(config: Config, role: str) -> None:
     if role == "loader":
         if isinstance(open_store(config.object_store), UnconfiguredStore):
             raise ConfigError("objectStore.s3.bucket: required for the loader")
-        addr = config.loader.worker_service_addr
-        if config.standalone:
-            return
-        if not addr:
+        if not config.standalone and not config.loader.worker_service_addr:
+            # Its form (host:port) was checked when the config was read.
             raise ConfigError("loader.workerServiceAddr: required for --role loader (or set debug.standalone)")
-        if not addr.rpartition(":")[2].isdigit():
-            raise ConfigError(f"loader.workerServiceAddr: must be host:port, got {addr!r}")
 
 
 async def run(config: Config, role: str, stop: asyncio.Event) -> None:

@@ -9,12 +9,17 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_ID_LEN = 256
 MAX_SUFFIX_LEN = 18
 _SUFFIX = re.compile(r"^[a-z0-9-]+$")
 _URLSAFE = string.ascii_letters + string.digits + "-_"
+
+
+# Every rule takes the value and the name of the field it came from (used in its error message).
+Rule = Callable[[str, str], object]
 
 
 class InvalidId(ValueError):

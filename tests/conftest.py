@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from model_manager.config import LoadingConfig
 from model_manager.objectstore.local import LocalStore
 from model_manager.service.context import ServiceContext
 from model_manager.store.database import Database, _sqlite_engine
@@ -121,9 +122,7 @@ def objects(tmp_path: Path) -> LocalStore:
 
 @pytest.fixture
 def ctx(db: Database, objects: LocalStore, clock: FakeClock) -> Iterator[ServiceContext]:
-    yield ServiceContext(
-        db=db, objects=objects, default_path_prefix="models", lease_seconds=60, max_attempts=3, clock=clock
-    )
+    yield ServiceContext(db=db, objects=objects, loading=LoadingConfig(lease_seconds=60, max_attempts=3), clock=clock)
 
 
 @pytest.fixture(scope="session")

@@ -35,8 +35,9 @@ def _no_expect_continue(request: Any, **_: Any) -> None:
 
 
 class S3Store(ObjectStore):
-    def __init__(self, cfg: S3Config) -> None:
+    def __init__(self, cfg: S3Config, anonymous: bool = False) -> None:
         self.cfg = cfg
+        self.anonymous = anonymous  # unsigned requests, for public source buckets
         self.bucket = cfg.bucket
         self.part_size = cfg.part_size
         self._budget = asyncio.Semaphore(cfg.parts_in_flight)
@@ -55,7 +56,7 @@ class S3Store(ObjectStore):
                     "config": AioConfig(
                         retries={"max_attempts": 5, "mode": "standard"},
                         max_pool_connections=max(32, self.cfg.parts_in_flight * 2),
-                        signature_version=UNSIGNED if self.cfg.anonymous else None,
+                        signature_version=UNSIGNED if self.anonymous else None,
                         # Every file is sha256-checked end to end by the loader; a CRC32 per part on top only
                         # costs event-loop time.
                         request_checksum_calculation="when_required",

@@ -1,4 +1,4 @@
-"""What both services need: the database, the object store and a few settings."""
+"""What both services need: the database, the object store and the settings that shape their rules."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from model_manager.config import Config, LoadingConfig, ObjectStoreConfig
 from model_manager.objectstore.base import ObjectStore
 from model_manager.store.database import Conn, Database
 from model_manager.store.registry import get_storage_prefix
@@ -15,11 +16,22 @@ from model_manager.store.registry import get_storage_prefix
 class ServiceContext:
     db: Database
     objects: ObjectStore
+    loading: LoadingConfig = field(default_factory=LoadingConfig)
     # Used when a tenant has no storage config yet: the server's own objectStore path prefix.
-    default_path_prefix: str = "models"
-    lease_seconds: float = 120.0
-    max_attempts: int = 3
+    default_path_prefix: str = ObjectStoreConfig().path_prefix
     clock: Callable[[], float] = field(default=time.time)
+
+    @classmethod
+    def from_config(cls, config: Config, db: Database, objects: ObjectStore) -> ServiceContext:
+        return cls(db, objects, config.loading, config.object_store.path_prefix)
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.loading.lease_seconds
+
+    @property
+    def max_attempts(self) -> int:
+        return self.loading.max_attempts
 
     async def path_prefix(self, conn: Conn, tenant_id: str) -> str:
         return await get_storage_prefix(conn, tenant_id) or self.default_path_prefix

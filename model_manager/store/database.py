@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,10 +35,15 @@ def postgres_url(db: DatabaseConfig, database: str | None = None) -> URL:
     )
 
 
-def _pg_connect_args(db: DatabaseConfig) -> dict[str, Any]:
+def connect_args(db: DatabaseConfig) -> dict[str, Any]:
     # JIT compilation costs tens of milliseconds and pays off only for long analytic queries, never for ours.
     args: dict[str, Any] = {"server_settings": {"jit": "off"}}
-    if db.ssl_mode:
+    if db.ssl_root_cert:
+        # A private CA: verify against it, checking the host name only in verify-full (as libpq does).
+        context = ssl.create_default_context(cafile=db.ssl_root_cert)
+        context.check_hostname = db.ssl_mode == "verify-full"
+        args["ssl"] = context
+    elif db.ssl_mode:
         args["ssl"] = db.ssl_mode  # asyncpg takes libpq's sslmode names
     return args
 
@@ -85,7 +91,7 @@ class Database:
             # No pre-ping: it costs a round trip per transaction; a dropped connection surfaces as Unavailable and
             # is replaced, and pool_recycle retires connections before servers or proxies time them out.
             postgres_url(db),
-            connect_args=_pg_connect_args(db),
+            connect_args=connect_args(db),
             pool_size=10,
             max_overflow=20,
             pool_recycle=1800,
@@ -132,7 +138,7 @@ class Database:
 async def create_database_if_missing(db: DatabaseConfig) -> None:
     """`database.createDatabase`: connect to the maintenance database and create ours when absent."""
     engine = create_async_engine(
-        postgres_url(db, "postgres"), connect_args=_pg_connect_args(db), isolation_level="AUTOCOMMIT"
+        postgres_url(db, "postgres"), connect_args=connect_args(db), isolation_level="AUTOCOMMIT"
     )
     try:
         async with engine.connect() as conn:

@@ -17,6 +17,7 @@ import grpc
 import openai
 import pytest
 
+from tests.conftest import free_port
 from tests.e2e.conftest import Proc, embedded_config, start
 from tests.fakes.hub import Hub
 from tests.fakes.threaded import serve_in_thread
@@ -243,6 +244,30 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
         timeout=30,
     )
     assert r.returncode == 2 and "loader.workerServiceAddr: required" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        # Looks like protection and would do nothing: refused before anything listens.
+        ("auth:\n  enable: true\n", "auth.enable: authentication is not implemented"),
+        # Would pass the old checks and then stop the whole process from inside the loader.
+        ("loader:\n  baseModels: [org/name@]\n", "loader.baseModels[0] 'org/name@': the revision after '@' is empty"),
+    ],
+)
+def test_refused_settings_stop_the_start_naming_the_key(tmp_path: Path, config: str, message: str) -> None:
+    path = tmp_path / "refused.yaml"
+    path.write_text(f"httpPort: {free_port()}\n{config}")
+    r = subprocess.run(
+        [sys.executable, "-m", "model_manager", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert "serving REST" not in r.stderr
 
 
 def test_migrate_command(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from model_manager.api.grpc import InFlight, WorkerServicer
-from model_manager.config import Config, parse_config
+from model_manager.config import Config, LoadingConfig, parse_config
 from model_manager.loader.jobs import Jobs
 from model_manager.loader.loop import LoaderLoop
 from model_manager.loader.retry import RetryPolicy
@@ -81,7 +81,7 @@ async def registry() -> AsyncIterator[tuple[Registry, str]]:
 @pytest.fixture
 def lctx(sqlite_db: Database, objects: LocalStore, clock: FakeClock) -> ServiceContext:
     return ServiceContext(
-        db=sqlite_db, objects=objects, default_path_prefix="models", lease_seconds=60, max_attempts=3, clock=clock
+        db=sqlite_db, objects=objects, loading=LoadingConfig(lease_seconds=60, max_attempts=3), clock=clock
     )
 
 

@@ -185,9 +185,7 @@ async def test_fine_tuned_from_hugging_face_into_its_dest_path(harness: Harness,
 @pytest.fixture
 async def s3_harness(harness: Harness, s3_endpoint: str, s3_bucket: str) -> AsyncIterator[Harness]:
     store = S3Store(
-        S3Config(
-            endpoint_url=s3_endpoint, region="us-east-1", bucket=s3_bucket, part_size=5 * 1024 * 1024, parts_in_flight=3
-        )
+        S3Config(endpoint_url=s3_endpoint, region="us-east-1", bucket=s3_bucket, part_size_mib=5, parts_in_flight=3)
     )
     harness.store = store
     harness.raw = {

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import ssl
 from pathlib import Path
 
 import pytest
 import yaml
 
-from model_manager.config import ConfigError, load_config, parse_config
+from model_manager.config import ConfigError, load_config, parse_config, reference
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,3 +115,95 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text("a: [")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"auth": {"enable": True}}, "auth.enable: authentication is not implemented"),
+        ({"loader": {"baseModels": ["org/name@"]}}, r"loader\.baseModels\[0\] 'org/name@': the revision after '@'"),
+        ({"baseModels": ["ok/one", "just-a-name"]}, r"^baseModels\[1\] 'just-a-name' is not a Hugging Face id"),
+        (
+            {"loader": {"downloader": {"kind": "ollama"}, "baseModels": ["gemma"]}},
+            r"loader\.baseModels\[0\] 'gemma' is not an Ollama id",
+        ),
+        ({"loader": {"baseModels": ["../etc"]}}, r"loader\.baseModels\[0\] must not contain '\.' or '\.\.'"),
+        ({"models": [{"model": "flat", "baseModel": "b"}]}, r"models\[0\]\.model 'flat' is not a Hugging Face id"),
+        ({"models": [{"model": "o/m", "baseModel": "b", "adapterType": "dora"}]}, "adapterType: must be one of lora"),
+        ({"loader": {"workerServiceAddr": "server"}}, "loader.workerServiceAddr: must be host:port"),
+        (
+            {"modelManagerServerWorkerServiceAddr": "server:x"},
+            "^modelManagerServerWorkerServiceAddr: must be host:port",
+        ),
+        ({"database": {"host": "h", "database": "d", "ssl": {"mode": "on"}}}, "database.ssl.mode: must be one of"),
+        (
+            {"database": {"host": "h", "database": "d", "ssl": {"rootCert": "/ca.pem"}}},
+            "database.ssl.rootCert: needs ssl.mode",
+        ),
+        ({"objectStore": {"s3": {"assumeRole": {"externalId": "x"}}}}, "objectStore.s3.assumeRole.roleArn: required"),
+        ({"loader": {"progressInterval": "0s"}}, "loader.progressInterval: must be greater than 0"),
+        ({"debug": "yes"}, "debug: must be a mapping"),
+        ({"debug": {"standalone": True, "verbose": True}}, "debug.verbose: unknown key"),
+    ],
+)
+def test_refused_settings_name_the_key(doc: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(doc)
+
+
+def test_valid_static_models_and_settings_that_are_off_are_accepted() -> None:
+    cfg = parse_config(
+        {
+            "auth": {"enable": False},
+            "loader": {
+                "baseModels": ["org/name@v1.0", "org/name/file.gguf"],
+                "models": [{"model": "o/m", "baseModel": "b", "adapterType": "LoRA"}],
+            },
+        }
+    )
+    assert cfg.loader.base_models == ("org/name@v1.0", "org/name/file.gguf")
+    assert cfg.loader.models[0].adapter_type == "lora"
+    ollama = parse_config({"loader": {"downloader": {"kind": "ollama"}, "baseModels": ["gemma:2b", "me/model:q4"]}})
+    assert ollama.loader.base_models == ("gemma:2b", "me/model:q4")
+
+
+def test_ignored_upstream_keys_are_warned_about_by_full_path(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        parse_config(
+            {
+                "downloader": {"ollama": {"port": 11434}},
+                "database": {"host": "h", "database": "d", "originalDatabase": "x"},
+            }
+        )
+    assert "downloader.ollama.port" in caplog.text and "database.originalDatabase" in caplog.text
+
+
+def test_a_private_ca_is_used_to_verify_the_database(tmp_path: Path) -> None:
+    from model_manager.store.database import connect_args
+
+    ca = ROOT / "tests" / "data" / "ca.pem"
+    cfg = parse_config({"database": {"host": "h", "database": "d", "ssl": {"mode": "verify-ca", "rootCert": str(ca)}}})
+    assert cfg.database is not None
+    context = connect_args(cfg.database)["ssl"]
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname is False
+    assert len(context.get_ca_certs()) == 1
+
+
+def test_the_configuration_reference_is_generated_from_the_declarations() -> None:
+    # docs/configuration.md documents every key; `make docs` regenerates its table from config/settings.py.
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    assert reference.rewrite(text) == text, "the key reference in docs/configuration.md is stale: run `make docs`"
+    for key in ("loader.baseModels", "objectStore.s3.partSizeMiB", "loading.leaseDuration", "auth.enable"):
+        assert f"`{key}`" in text
+
+
+def test_every_yaml_example_in_the_docs_is_a_valid_config() -> None:
+    blocks = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        blocks += [(doc.name, b.split("```", 1)[0]) for b in doc.read_text().split("```yaml\n")[1:]]
+    assert blocks
+    for name, block in blocks:
+        try:
+            parse_config(yaml.safe_load(block))
+        except ConfigError as e:
+            raise AssertionError(f"a YAML example in {name} is not a valid config: {e}") from e

@@ -66,9 +66,8 @@ class SourceFactory:
     def _bucket(self, bucket: str, base: S3Config | None) -> S3Store:
         if bucket not in self._buckets:
             cfg = replace(base, bucket=bucket) if base is not None else S3Config(bucket=bucket)
-            if self.downloader.s3_is_public and base is self.downloader.s3:
-                cfg = replace(cfg, anonymous=True)
-            self._buckets[bucket] = S3Store(cfg)
+            public = self.downloader.s3 is not None and base is self.downloader.s3 and self.downloader.s3.is_public
+            self._buckets[bucket] = S3Store(cfg, anonymous=public)
         return self._buckets[bucket]
 
     async def close(self) -> None:

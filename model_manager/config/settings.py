@@ -1,0 +1,258 @@
+"""Every configuration key, declared once: YAML path, type, default, check and meaning (see schema.py).
+
+Keys are camelCase, as in llmariner's model-manager, so its server and loader files keep working. The reference
+table in docs/configuration.md is generated from these declarations (`make docs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from model_manager import ids
+from model_manager.config.schema import (
+    PORT,
+    Bool,
+    ConfigError,
+    Duration,
+    Int,
+    ListOf,
+    Section,
+    Settings,
+    Str,
+    StrList,
+    setting,
+)
+
+MIB = 1024 * 1024
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+DOWNLOADER_KINDS = ("huggingFace", "s3", "ollama")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseConfig(Settings):
+    host: str = setting("host", Str(), doc="PostgreSQL host", required=True, example="postgres")
+    port: int = setting("port", PORT, 5432, "PostgreSQL port")
+    username: str = setting("username", Str(), "postgres", "PostgreSQL user")
+    database: str = setting("database", Str(), doc="database name", required=True, example="model_manager")
+    password_env_name: str = setting(
+        "passwordEnvName", Str(), "", "environment variable holding the password (never the password itself)"
+    )
+    ssl_mode: str = setting("ssl.mode", Str(SSL_MODES), "", "libpq sslmode name, passed to asyncpg")
+    ssl_root_cert: str = setting(
+        "ssl.rootCert", Str(), "", "CA certificate file to verify the server with (modes require, verify-*)"
+    )
+    create_database: bool = setting("createDatabase", Bool(), False, "create the database at start if it is missing")
+    auto_migrate: bool = setting(
+        "autoMigrate", Bool(), False, "apply migrations at start (SQLite is always migrated at start)"
+    )
+
+    IGNORED: ClassVar[Mapping[str, str]] = {"originalDatabase": "upstream's database-per-tenant setting"}
+
+    def check(self, where: Mapping[str, str]) -> None:
+        if self.ssl_root_cert and self.ssl_mode not in ("require", "verify-ca", "verify-full"):
+            raise ConfigError(f"{where['ssl_root_cert']}: needs ssl.mode require, verify-ca or verify-full")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadingConfig(Settings):
+    lease_seconds: float = setting(
+        "leaseDuration",
+        Duration(positive=True),
+        120.0,
+        "how long a claimed model stays with its loader without a progress report",
+    )
+    max_attempts: int = setting(
+        "maxAttempts", Int(minimum=1), 3, "claims of one model before an expired lease marks it FAILED"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class S3Config(Settings):
+    endpoint_url: str = setting(
+        "endpointUrl", Str(), "", "S3-compatible endpoint; empty for AWS", example="http://minio:9000"
+    )
+    region: str = setting("region", Str(), "", "bucket region", example="us-east-1")
+    bucket: str = setting("bucket", Str(), "", "bucket name; without it, anything that needs the bucket says so")
+    path_prefix: str = setting("pathPrefix", Str(), "", "key prefix of everything stored (default `models`)")
+    base_model_path_prefix: str = setting(
+        "baseModelPathPrefix", Str(), "", "prefix of base models under pathPrefix (default `base-models`)"
+    )
+    insecure_skip_verify: bool = setting("insecureSkipVerify", Bool(), False, "do not verify the endpoint's TLS")
+    assume_role_arn: str = setting("assumeRole.roleArn", Str(), "", "role to assume through STS")
+    assume_role_external_id: str = setting("assumeRole.externalId", Str(), "", "external id for assumeRole")
+    part_size_mib: int = setting(
+        "partSizeMiB", Int(5, 5 * 1024), 64, "multipart upload part size, MiB (S3 refuses parts under 5 MiB)"
+    )
+    parts_in_flight: int = setting(
+        "partsInFlight", Int(1, 64), 4, "parts buffered or uploading at once, shared by every file"
+    )
+
+    @property
+    def part_size(self) -> int:
+        return self.part_size_mib * MIB
+
+    def check(self, where: Mapping[str, str]) -> None:
+        if self.assume_role_external_id and not self.assume_role_arn:
+            raise ConfigError(f"{where['assume_role_arn']}: required")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceS3Config(S3Config):
+    is_public: bool = setting("isPublic", Bool(), False, "read the source bucket without credentials")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectStoreConfig(Settings):
+    s3: S3Config | None = setting("s3", Section(S3Config, optional=True), None, "store in S3 (keys below)")
+    local_path: str = setting(
+        "local.path", Str(), "./data/objects", "directory used as the store when there is no `s3` section"
+    )
+
+    @property
+    def path_prefix(self) -> str:
+        return (self.s3.path_prefix if self.s3 else "") or "models"
+
+    @property
+    def base_model_path_prefix(self) -> str:
+        return (self.s3.base_model_path_prefix if self.s3 else "") or "base-models"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FineTunedModelSpec(Settings):
+    model: str = setting("model", Str(), doc="Hugging Face repo of the fine-tuned model", required=True)
+    base_model: str = setting("baseModel", Str(), doc="id of its base model", required=True)
+    adapter_type: str = setting("adapterType", Str(("lora", "qlora"), fold_case=True), "", "lora or qlora")
+    quantization_type: str = setting("quantizationType", Str(("gguf", "awq"), fold_case=True), "", "gguf or awq")
+
+    def check(self, where: Mapping[str, str]) -> None:
+        _id_rule(ids.parse_hugging_face, self.model, where["model"])
+        _id_rule(ids.check_id, self.base_model, where["base_model"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloaderConfig(Settings):
+    kind: str = setting("kind", Str(DOWNLOADER_KINDS), "huggingFace", "source of the static `baseModels`")
+    hf_cache_dir: str = setting(
+        "huggingFace.cacheDir", Str(), "", "huggingface_hub cache to go through; empty: stream straight to the store"
+    )
+    s3: SourceS3Config | None = setting(
+        "s3",
+        Section(SourceS3Config, optional=True),
+        None,
+        "source bucket for kind s3 and object-store models (S3 keys as above, plus isPublic)",
+    )
+    ollama_registry: str = setting("ollama.registry", Str(), "https://registry.ollama.ai", "Ollama registry base URL")
+
+    IGNORED: ClassVar[Mapping[str, str]] = {
+        "ollama.port": "upstream ran a local ollama server; we speak to the registry"
+    }
+
+    def check(self, where: Mapping[str, str]) -> None:
+        if self.kind == "s3" and self.s3 is None:
+            raise ConfigError(f"{where['s3']}: required when kind is s3")
+        if self.kind == "s3" and self.s3 is not None and not self.s3.bucket:
+            raise ConfigError(f"{where['s3']}.bucket: required")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoaderConfig(Settings):
+    enable: bool = setting("enable", Bool(), True, "run the in-process loader in role `all`")
+    model_load_interval: float = setting(
+        "modelLoadInterval", Duration(positive=True), 10.0, "how often to look for requested models", top_level=True
+    )
+    concurrency: int = setting("concurrency", Int(1, 64), 2, "models loaded at once")
+    run_once: bool = setting(
+        "runOnce", Bool(), False, "load the static lists, then exit (role `loader`)", top_level=True
+    )
+    base_models: tuple[str, ...] = setting(
+        "baseModels",
+        StrList(),
+        (),
+        "ids to load at start: `org/name[/file][@revision]` (huggingFace), `name:tag` (ollama), "
+        "a name under the source bucket (s3)",
+        top_level=True,
+        example="[google/gemma-2b, org/repo/file.gguf@main]",
+    )
+    models: tuple[FineTunedModelSpec, ...] = setting(
+        "models", ListOf(FineTunedModelSpec), (), "fine-tuned models to load at start (keys below)", top_level=True
+    )
+    downloader: DownloaderConfig = setting(
+        "downloader", Section(DownloaderConfig), DownloaderConfig(), "where static models come from", top_level=True
+    )
+    worker_service_addr: str = setting(
+        "workerServiceAddr",
+        Str(),
+        "",
+        "`host:port` of the worker gRPC API, for role `loader`",
+        aliases=("modelManagerServerWorkerServiceAddr",),
+        top_level=True,
+        example="model-manager-server:8082",
+    )
+    worker_service_tls: bool = setting("workerServiceTls", Bool(), False, "TLS to the worker API")
+    progress_interval: float = setting(
+        "progressInterval", Duration(positive=True), 5.0, "how often a loader reports progress and renews its lease"
+    )
+
+    IGNORED: ClassVar[Mapping[str, str]] = {"worker": "upstream's in-cluster worker settings"}
+
+    def check(self, where: Mapping[str, str]) -> None:
+        rules: dict[str, ids.Rule] = {"huggingFace": ids.parse_hugging_face, "ollama": ids.check_ollama}
+        rule = rules.get(self.downloader.kind, ids.check_id)
+        for i, entry in enumerate(self.base_models):
+            _id_rule(rule, entry, f"{where['base_models']}[{i}]")
+        addr = self.worker_service_addr
+        if addr and not addr.rpartition(":")[2].isdigit():
+            raise ConfigError(f"{where['worker_service_addr']}: must be host:port, got {addr!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(Settings):
+    http_port: int = setting("httpPort", PORT, 8080, "REST: the Models API, /healthz, /readyz")
+    grpc_port: int = setting("grpcPort", PORT, 8081, "public gRPC: ModelsService, health, reflection")
+    worker_grpc_port: int = setting(
+        "workerServiceGrpcPort", PORT, 8082, "worker gRPC: ModelsWorkerService", aliases=("internalGrpcPort",)
+    )
+    graceful_shutdown_delay: float = setting(
+        "gracefulShutdownDelay", Duration(), 0.0, "after SIGTERM, keep serving this long before draining"
+    )
+    database: DatabaseConfig | None = setting(
+        "database", Section(DatabaseConfig, optional=True), None, "PostgreSQL; without it, the embedded SQLite file"
+    )
+    standalone: bool = setting(
+        "debug.standalone", Bool(), False, "role `loader` keeps its own catalogue in SQLite (no server needed)"
+    )
+    sqlite_path: str = setting("debug.sqlitePath", Str(), "./data/model_manager.db", "the embedded SQLite database")
+    loading: LoadingConfig = setting("loading", Section(LoadingConfig), LoadingConfig(), "loader leases")
+    object_store: ObjectStoreConfig = setting(
+        "objectStore", Section(ObjectStoreConfig), ObjectStoreConfig(), "where model files are stored"
+    )
+    auth_enable: bool = setting(
+        "auth.enable", Bool(), False, "refused when true: authentication is not implemented yet"
+    )
+    loader: LoaderConfig = setting("loader", Section(LoaderConfig, sees_top_level=True), LoaderConfig(), "the loader")
+
+    IGNORED: ClassVar[Mapping[str, str]] = {
+        "usageSender": "usage reporting to llmariner's control plane",
+        "componentStatusSender": "status reporting to llmariner's control plane",
+        "projectCache": "upstream's project cache",
+        "worker": "upstream's in-cluster worker settings",
+        "auth.rbacInternalServerAddr": "llmariner's RBAC server; auth is not implemented yet",
+    }
+
+    def check(self, where: Mapping[str, str]) -> None:
+        # A setting that looks like protection but would do nothing is refused, not ignored: running open while the
+        # operator believes the API is protected is worse than not starting.
+        if self.auth_enable:
+            raise ConfigError(
+                f"{where['auth_enable']}: authentication is not implemented in this version; remove the key or set "
+                "it to false, and keep the ports on a private network"
+            )
+
+
+def _id_rule(rule: ids.Rule, value: str, path: str) -> None:
+    try:
+        rule(value, path)
+    except ids.InvalidId as e:
+        raise ConfigError(e.message) from e
