@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from model_manager.aio import first_error
 from model_manager.files import StoredFile
-from model_manager.loader.errors import LoadError, PermanentError, classify
+from model_manager.loader.errors import PermanentError, classify
 from model_manager.loader.progress import Progress
 from model_manager.loader.retry import RetryPolicy
 from model_manager.loader.sources.base import RemoteFile, Source
@@ -108,7 +109,7 @@ class Transfer:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(one(f)) for f in files]
         except BaseExceptionGroup as group:
-            raise _first_load_error(group) from group
+            raise first_error(group) from group
         return [t.result() for t in tasks]
 
     async def cleanup(self) -> None:
@@ -119,12 +120,3 @@ class Transfer:
                 await self.store.delete_keys(keys)
             except Exception:
                 log.exception("could not remove %d objects of a failed load: %s", len(keys), keys[:5])
-
-
-def _first_load_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    for e in group.exceptions:
-        if isinstance(e, BaseExceptionGroup):
-            return _first_load_error(e)
-        if isinstance(e, LoadError | asyncio.CancelledError):
-            return e
-    return group.exceptions[0]

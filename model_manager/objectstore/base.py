@@ -15,6 +15,16 @@ class ObjectInfo:
     size: int
 
 
+class StoreError(Exception):
+    """A request the object store failed or refused. `code` is the backend's own (an S3 error code); `transient`
+    says whether trying again may help (throttling, 5xx, an unreachable endpoint)."""
+
+    def __init__(self, message: str, code: str, transient: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+
+
 def check_key(key: str) -> str:
     """Keys are '/'-separated, relative, and never climb out of the store."""
     if not key or key.startswith("/") or any(seg in ("", ".", "..") for seg in key.split("/")):
@@ -23,12 +33,6 @@ def check_key(key: str) -> str:
 
 
 class ObjectStore(ABC):
-    @abstractmethod
-    async def put_bytes(self, key: str, data: bytes) -> None: ...
-
-    @abstractmethod
-    async def get_bytes(self, key: str) -> bytes: ...
-
     @abstractmethod
     async def upload(
         self, key: str, chunks: AsyncIterator[bytes], before_commit: Callable[[], None] | None = None
@@ -71,13 +75,6 @@ class UnconfiguredStore(ObjectStore):
 
     def check_configured(self) -> None:
         raise FailedPrecondition(self.reason)
-
-    async def put_bytes(self, key: str, data: bytes) -> None:
-        self.check_configured()
-
-    async def get_bytes(self, key: str) -> bytes:
-        self.check_configured()
-        return b""
 
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         self.check_configured()

@@ -23,21 +23,6 @@ class LocalStore(ObjectStore):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    async def put_bytes(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._write, self._path(key), data)
-
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
     async def upload(
         self, key: str, chunks: AsyncIterator[bytes], before_commit: Callable[[], None] | None = None
     ) -> None:
@@ -62,9 +47,6 @@ class LocalStore(ObjectStore):
                 yield chunk
         finally:
             f.close()
-
-    async def get_bytes(self, key: str) -> bytes:
-        return await asyncio.to_thread(self._path(key).read_bytes)
 
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         return await asyncio.to_thread(self._list_objects, prefix)

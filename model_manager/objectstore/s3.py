@@ -10,20 +10,52 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore import UNSIGNED
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from model_manager.aio import first_error
 from model_manager.config import S3Config
-from model_manager.objectstore.base import ObjectInfo, ObjectStore, check_key
+from model_manager.objectstore.base import ObjectInfo, ObjectStore, StoreError, check_key
+from model_manager.objectstore.budget import PartBudget, Slot
 from model_manager.objectstore.streams import PartReader
 
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 READ_CHUNK = 1024 * 1024
+
+# S3 error codes a retry may get past; any other code is final.
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "Throttling",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """botocore's errors as the store's own StoreError, so callers classify them by type, not by name."""
+    try:
+        yield
+    except ClientError as e:
+        code = str(e.response.get("Error", {}).get("Code", ""))
+        raise StoreError(f"S3 error {code} {what}: {e}", code, transient=code in _TRANSIENT_CODES) from e
+    except (BotoConnectionError, HTTPClientError) as e:
+        raise StoreError(f"S3 unreachable {what}: {e}", type(e).__name__, transient=True) from e
 
 
 def _no_expect_continue(request: Any, **_: Any) -> None:
@@ -40,7 +72,7 @@ class S3Store(ObjectStore):
         self.anonymous = anonymous  # unsigned requests, for public source buckets
         self.bucket = cfg.bucket
         self.part_size = cfg.part_size
-        self._budget = asyncio.Semaphore(cfg.parts_in_flight)
+        self.budget = PartBudget(cfg.parts_in_flight)
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
         self._lock = asyncio.Lock()
@@ -84,22 +116,13 @@ class S3Store(ObjectStore):
             "aws_session_token": creds["SessionToken"],
         }
 
-    async def put_bytes(self, key: str, data: bytes) -> None:
-        s3 = await self.client()
-        await s3.put_object(Bucket=self.bucket, Key=check_key(key), Body=data)
-
-    async def get_bytes(self, key: str) -> bytes:
-        s3 = await self.client()
-        resp = await s3.get_object(Bucket=self.bucket, Key=check_key(key))
-        async with resp["Body"] as body:
-            return await body.read()  # type: ignore[no-any-return]
-
     async def read(self, key: str) -> AsyncIterator[bytes]:
         s3 = await self.client()
-        resp = await s3.get_object(Bucket=self.bucket, Key=check_key(key))
-        async with resp["Body"] as body:
-            while chunk := await body.read(READ_CHUNK):
-                yield chunk
+        with _translated(f"reading {key}"):
+            resp = await s3.get_object(Bucket=self.bucket, Key=check_key(key))
+            async with resp["Body"] as body:
+                while chunk := await body.read(READ_CHUNK):
+                    yield chunk
 
     async def upload(
         self, key: str, chunks: AsyncIterator[bytes], before_commit: Callable[[], None] | None = None
@@ -107,64 +130,48 @@ class S3Store(ObjectStore):
         check_key(key)
         s3 = await self.client()
         reader = PartReader(chunks)
-        await self._budget.acquire()
-        try:
+        with _translated(f"uploading {key}"), await self.budget.take() as slot:
             first, length = await reader.read(self.part_size)
-        except BaseException:
-            self._budget.release()
-            raise
-        if length < self.part_size:  # the whole object fits in one request
-            try:
+            if length < self.part_size:  # the whole object fits in one request
                 if before_commit is not None:
                     before_commit()
                 await s3.put_object(Bucket=self.bucket, Key=key, Body=first)
-            finally:
-                self._budget.release()
-            return
-        await self._multipart(s3, key, first, reader, before_commit)  # takes over the slot `first` holds
+                return
+            upload_id = (await s3.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
+            first_slot = slot.hand_over()
+        with _translated(f"uploading {key}"):
+            await self._multipart(s3, key, upload_id, first, first_slot, reader, before_commit)
 
     async def _multipart(
         self,
         s3: Any,
         key: str,
+        upload_id: str,
         first: io.BytesIO,
+        first_slot: Slot,
         reader: PartReader,
         before_commit: Callable[[], None] | None,
     ) -> None:
-        try:
-            upload_id = (await s3.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
-        except BaseException:
-            self._budget.release()
-            raise
         etags: dict[int, str] = {}
 
         async def send(number: int, data: io.BytesIO) -> None:
-            try:
-                resp = await s3.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
-                )
-                etags[number] = resp["ETag"]
-            finally:
-                self._budget.release()
+            resp = await s3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data)
+            etags[number] = resp["ETag"]
 
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(send(1, first))
-                number = 1
-                while True:
-                    await self._budget.acquire()
-                    try:
-                        data, length = await reader.read(self.part_size)
-                    except BaseException:
-                        self._budget.release()
-                        raise
-                    if not length:
-                        self._budget.release()
-                        break
-                    number += 1
-                    tg.create_task(send(number, data))
-                    if length < self.part_size:
-                        break
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    first_slot.release_when_done(tg.create_task(send(1, first)))
+                    number, length = 1, self.part_size
+                    while length == self.part_size:
+                        with await self.budget.take() as slot:
+                            data, length = await reader.read(self.part_size)
+                            if length:
+                                number += 1
+                                slot.release_when_done(tg.create_task(send(number, data)))
+            except BaseExceptionGroup as group:
+                # The source's or S3's own error, not the task group's wrapper: callers decide on a retry by it.
+                raise first_error(group) from group
             if before_commit is not None:
                 before_commit()
             parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
@@ -184,25 +191,23 @@ class S3Store(ObjectStore):
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         s3 = await self.client()
         out: list[ObjectInfo] = []
-        paginator = s3.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            out.extend(ObjectInfo(key=o["Key"], size=o["Size"]) for o in page.get("Contents", []))
+        with _translated(f"listing {prefix}"):
+            paginator = s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                out.extend(ObjectInfo(key=o["Key"], size=o["Size"]) for o in page.get("Contents", []))
         return out
-
-    async def open_uploads(self, prefix: str) -> list[str]:
-        """Keys of multipart uploads still open under `prefix` (a failed load must leave none)."""
-        s3 = await self.client()
-        resp = await s3.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix)
-        return [u["Key"] for u in resp.get("Uploads", [])]
 
     async def delete_keys(self, keys: list[str]) -> None:
         s3 = await self.client()
         for i in range(0, len(keys), _DELETE_BATCH):
             batch = [{"Key": k} for k in keys[i : i + _DELETE_BATCH]]
-            resp = await s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            with _translated("deleting objects"):
+                resp = await s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
             if resp.get("Errors"):
                 first = resp["Errors"][0]
-                raise OSError(f"S3 refused to delete {first.get('Key')}: {first.get('Message')}")
+                code = str(first.get("Code", ""))
+                message = f"S3 refused to delete {first.get('Key')}: {first.get('Message')}"
+                raise StoreError(message, code, transient=code in _TRANSIENT_CODES)
 
     async def close(self) -> None:
         if self._stack is not None:

@@ -10,12 +10,13 @@ from model_manager.proto.google.protobuf import FieldMask
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import model_config
 from tests.helpers import WHO, Api
+from tests.objects import put
 
 
 async def _with_files(api: Api, model_id: str, path: str) -> None:
     await api.loaded_base(model_id, path=path)
-    await api.ctx.objects.put_bytes(f"{path}/config.json", b"{}")
-    await api.ctx.objects.put_bytes(f"{path}/weights/model.safetensors", b"x" * 10)
+    await put(api.ctx.objects, f"{path}/config.json", b"{}")
+    await put(api.ctx.objects, f"{path}/weights/model.safetensors", b"x" * 10)
 
 
 async def test_delete_removes_the_model_and_its_files(api: Api, objects: LocalStore) -> None:

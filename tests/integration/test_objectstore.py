@@ -9,8 +9,10 @@ import pytest
 
 from model_manager.config import ObjectStoreConfig, S3Config
 from model_manager.errors import FailedPrecondition, InvalidArgument
-from model_manager.objectstore.base import ObjectStore
+from model_manager.objectstore.base import ObjectStore, StoreError
 from model_manager.objectstore.factory import open_store
+from model_manager.objectstore.s3 import S3Store
+from tests.objects import get, put
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -26,11 +28,11 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 async def test_put_get_list_and_delete_model_files(store: ObjectStore) -> None:
-    await store.put_bytes("models/base-models/org/a/config.json", b"{}")
-    await store.put_bytes("models/base-models/org/a/sub/w.bin", b"123")
-    await store.put_bytes("models/base-models/org/ab/config.json", b"keep")
-    await store.put_bytes("models/base-models/org/a.gguf", b"file")
-    assert await store.get_bytes("models/base-models/org/a/sub/w.bin") == b"123"
+    await put(store, "models/base-models/org/a/config.json", b"{}")
+    await put(store, "models/base-models/org/a/sub/w.bin", b"123")
+    await put(store, "models/base-models/org/ab/config.json", b"keep")
+    await put(store, "models/base-models/org/a.gguf", b"file")
+    assert await get(store, "models/base-models/org/a/sub/w.bin") == b"123"
     listed = await store.list_objects("models/base-models/org/a/")
     assert [(o.key, o.size) for o in listed] == [
         ("models/base-models/org/a/config.json", 2),
@@ -45,10 +47,23 @@ async def test_put_get_list_and_delete_model_files(store: ObjectStore) -> None:
 async def test_keys_cannot_escape_the_store(store: ObjectStore) -> None:
     for key in ["../x", "/abs", "a/../../b", ""]:
         with pytest.raises(InvalidArgument):
-            await store.put_bytes(key, b"x")
+            await put(store, key, b"x")
 
 
 async def test_s3_without_bucket_says_so() -> None:
     s = open_store(ObjectStoreConfig(s3=S3Config(path_prefix="models")))
     with pytest.raises(FailedPrecondition, match=r"objectStore\.s3\.bucket is not configured"):
         await s.list_objects("models/")
+
+
+async def test_s3_errors_come_out_as_store_errors_with_their_code(s3_endpoint: str) -> None:
+    store = S3Store(S3Config(endpoint_url=s3_endpoint, region="us-east-1", bucket="no-such-bucket-here"))
+    try:
+        with pytest.raises(StoreError) as raised:
+            await store.list_objects("models/")
+        assert raised.value.code == "NoSuchBucket" and not raised.value.transient
+        with pytest.raises(StoreError, match="NoSuchBucket"):
+            await put(store, "models/x", b"x")
+        assert store.budget.in_use == 0
+    finally:
+        await store.close()

@@ -11,12 +11,13 @@ from model_manager.objectstore.base import ObjectStore
 from model_manager.proto.llmariner.models.server import v1 as pb
 from tests.helpers import WHO, WORKER, Api
 from tests.loader.conftest import Harness, minilm_files, tiny_gguf
+from tests.objects import get
 
 PREFIX = "models/base-models"
 
 
 async def _stored(store: ObjectStore, prefix: str) -> dict[str, bytes]:
-    return {o.key[len(prefix) + 1 :]: await store.get_bytes(o.key) for o in await store.list_objects(prefix + "/")}
+    return {o.key[len(prefix) + 1 :]: await get(store, o.key) for o in await store.list_objects(prefix + "/")}
 
 
 async def test_whole_repo_lands_byte_exact_and_the_model_is_loaded(harness: Harness, api: Api) -> None:
@@ -81,7 +82,7 @@ async def test_several_gguf_files_become_one_model_each(harness: Harness, api: A
         f"{PREFIX}/org/multi/small.gguf",
         [pb.ModelFormat.GGUF],
     )
-    assert await harness.store.get_bytes(small.gguf_model_path) == a
+    assert await get(harness.store, small.gguf_model_path) == a
 
 
 async def test_triton_and_adapter_formats(harness: Harness, api: Api) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from model_manager.loader.errors import PermanentError, TransientError, classify, http_error
 from model_manager.loader.formats import detect, is_client_artifact
 from model_manager.loader.progress import Progress, human_bytes
 from model_manager.loader.retry import RetryPolicy
+from model_manager.objectstore.base import StoreError
 from model_manager.objectstore.streams import PartReader
 from model_manager.proto.llmariner.models.server.v1 import ModelFormat
 
@@ -57,14 +59,14 @@ def test_errors_are_sorted() -> None:
     assert isinstance(http_error(503, "x"), TransientError) and isinstance(http_error(429, "x"), TransientError)
     assert isinstance(http_error(404, "x"), PermanentError) and isinstance(http_error(401, "x"), PermanentError)
     assert isinstance(classify(ConnectionResetError("peer")), TransientError)
-
-    class FakeClientError(Exception):
-        def __init__(self, code: str) -> None:
-            super().__init__(code)
-            self.response = {"Error": {"Code": code}}
-
-    assert isinstance(classify(FakeClientError("SlowDown")), TransientError)
-    assert isinstance(classify(FakeClientError("NoSuchBucket")), PermanentError)
+    assert isinstance(classify(aiohttp.ServerDisconnectedError()), TransientError)
+    assert isinstance(classify(aiohttp.ClientPayloadError("cut short")), TransientError)
+    assert isinstance(classify(StoreError("S3 error SlowDown", "SlowDown", transient=True)), TransientError)
+    assert isinstance(classify(StoreError("S3 error NoSuchBucket", "NoSuchBucket", transient=False)), PermanentError)
+    # Sorted by type, not by name: an unrelated class that merely shares a name is not retried.
+    ClientPayloadError = type("ClientPayloadError", (Exception,), {})
+    assert isinstance(classify(ClientPayloadError("x")), PermanentError)
+    assert isinstance(classify(ValueError("bad")), PermanentError)
 
 
 def test_progress_message() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import httpx2
 from huggingface_hub import HfApi, hf_hub_download, hf_hub_url
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -19,7 +20,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
 from model_manager.ids import HuggingFaceRef
-from model_manager.loader.errors import LoadError, PermanentError, TransientError
+from model_manager.loader.errors import PermanentError, TransientError
 from model_manager.loader.formats import is_client_artifact
 from model_manager.loader.sources.base import CHUNK, RemoteFile, Source, stream_http
 
@@ -59,14 +60,9 @@ class HuggingFaceSource(Source):
             status = e.response.status_code if e.response is not None else 0
             kind = TransientError if status == 429 or status >= 500 else PermanentError
             raise kind(f"{self.name}: Hub answered HTTP {status}") from e
-        except (OSError, TimeoutError) as e:
+        except (httpx2.TransportError, OSError, TimeoutError) as e:
+            # huggingface_hub talks to the Hub through httpx2: refused or reset connections and timeouts.
             raise TransientError(f"{self.name}: cannot reach the Hub ({type(e).__name__}: {e})") from e
-        except LoadError:
-            raise
-        except Exception as e:  # httpx-level transport errors have no common base we can import stably
-            if "Timeout" in type(e).__name__ or "Connect" in type(e).__name__:
-                raise TransientError(f"{self.name}: cannot reach the Hub ({type(e).__name__})") from e
-            raise
 
     async def list_files(self) -> list[RemoteFile]:
         api = HfApi(endpoint=self.endpoint, token=self.token)
