@@ -18,10 +18,10 @@ from grpclib.const import Status
 from model_manager.config import FineTunedModelSpec
 from model_manager.files import StoredFile, to_messages
 from model_manager.ids import converted, static_fine_tuned_id
-from model_manager.loader.errors import LeaseLost, PermanentError, classify
+from model_manager.loader.errors import LeaseLost, PermanentError
 from model_manager.loader.formats import Detected, detect
 from model_manager.loader.progress import Progress
-from model_manager.loader.retry import RetryPolicy
+from model_manager.loader.retry import RetryPolicy, run_with_retries
 from model_manager.loader.sources.base import RemoteFile, Source
 from model_manager.loader.sources.factory import SourceFactory
 from model_manager.loader.transfer import Transfer
@@ -71,18 +71,7 @@ class Jobs:
 
     async def _list(self, source: Source) -> list[RemoteFile]:
         """The source's file list, retried like file transfers when the failure is transient."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await source.list_files()
-            except Exception as e:
-                err = classify(e)
-                delay = self.retry.delay(attempt, err)
-                if delay is None:
-                    raise err from e
-                log.warning("listing %s failed (try %d): %s; retrying in %.1fs", source.name, attempt, err, delay)
-                await asyncio.sleep(delay)
+        return await run_with_retries(self.retry, source.name, source.list_files)
 
     def base_prefix(self, model_id: str) -> str:
         """Where a base model's files go: <pathPrefix>/<baseModelPathPrefix>/<repo id with ":" -> "-">."""

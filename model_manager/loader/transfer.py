@@ -11,9 +11,9 @@ from typing import TypeVar
 
 from model_manager.aio import first_error
 from model_manager.files import StoredFile
-from model_manager.loader.errors import PermanentError, classify
+from model_manager.loader.errors import PermanentError
 from model_manager.loader.progress import Progress
-from model_manager.loader.retry import RetryPolicy
+from model_manager.loader.retry import RetryPolicy, run_with_retries
 from model_manager.loader.sources.base import RemoteFile, Source
 from model_manager.objectstore.base import ObjectStore
 
@@ -78,24 +78,18 @@ class Transfer:
     async def copy(self, source: Source, f: RemoteFile, key: str) -> StoredFile:
         what = f"{f.path} from {source.name}"
         self.touched.append(key)
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def attempt() -> StoredFile:
             verifier = Verifier(f, what)
             try:
                 await self.store.upload(key, self._counted(source.open(f), verifier), verifier.check)
-            except Exception as e:  # sorted into retry or fail right below
-                self.progress.restart_file(verifier.size)
-                err = classify(e)
-                delay = self.retry.delay(attempt, err)
-                if delay is None:
-                    reason = str(err) if what in str(err) else f"{what}: {err}"
-                    raise type(err)(reason) from e
-                log.warning("%s failed (try %d): %s; retrying in %.1fs", what, attempt, err, delay)
-                await self.sleep(delay)
-                continue
+            except Exception:
+                self.progress.restart_file(verifier.size)  # a retry starts the file again
+                raise
             self.progress.file_done()
             return StoredFile(path=f.path, size=verifier.size, sha256=verifier.sha256.hexdigest())
+
+        return await run_with_retries(self.retry, what, attempt, self.sleep)
 
     async def copy_all(self, source: Source, files: list[RemoteFile], prefix: str) -> list[StoredFile]:
         """Copy every file under `prefix`, several at once; the first failure stops the rest."""

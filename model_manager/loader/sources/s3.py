@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from model_manager.loader.errors import PermanentError, classify
+from model_manager.loader.errors import PermanentError
 from model_manager.loader.sources.base import RemoteFile, Source
 from model_manager.objectstore.s3 import S3Store
 
@@ -16,10 +16,7 @@ class S3Source(Source):
         self.name = f"s3://{store.bucket}/{self.prefix}"
 
     async def list_files(self) -> list[RemoteFile]:
-        try:
-            objects = await self.store.list_objects(self.prefix)
-        except Exception as e:
-            raise classify(e) from e
+        objects = await self.store.list_objects(self.prefix)  # a StoreError is classified by the retry runner
         files = []
         for o in objects:
             if o.key == self.prefix:  # the location names a single object
@@ -30,9 +27,5 @@ class S3Source(Source):
             raise PermanentError(f"{self.name}: no objects found")
         return files
 
-    async def open(self, f: RemoteFile) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self.store.read(f.source_key):
-                yield chunk
-        except Exception as e:
-            raise classify(e) from e
+    def open(self, f: RemoteFile) -> AsyncIterator[bytes]:
+        return self.store.read(f.source_key)
