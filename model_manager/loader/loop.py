@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
+from typing import Any
 
 from grpclib import GRPCError
 from grpclib.const import Status
 
 from model_manager.aio import wait_for_stop
 from model_manager.config import LoaderConfig
-from model_manager.files import StoredFile, to_messages
 from model_manager.ids import parse_hugging_face
 from model_manager.loader.errors import LeaseLost, LoadError
-from model_manager.loader.jobs import Jobs
+from model_manager.loader.jobs import Beat, Jobs
+from model_manager.loader.outcomes import ClaimedModel, Failed, Loaded, Lost, Outcome, Report, Stopped
 from model_manager.loader.worker_api import WorkerApi
 from model_manager.proto.llmariner.models.server import v1 as pb
 
@@ -91,10 +91,10 @@ class LoaderLoop:
             model_id, revision = ref.model_id, ref.revision
         await self.jobs.load_base(model_id, repo, revision=revision)
 
-    async def _static(self, job: Awaitable[None], name: str, stop: asyncio.Event) -> None:
+    async def _static(self, job: Coroutine[Any, Any, object], name: str, stop: asyncio.Event) -> None:
         outcome = await self._until_stop(job, stop)
-        if isinstance(outcome, BaseException):
-            log.error("could not load %s: %s", name, outcome)
+        if isinstance(outcome, Failed):
+            log.error("could not load %s: %s", name, outcome.reason)
 
     async def drain(self, stop: asyncio.Event) -> None:
         """Claim and load until nothing is requested, `concurrency` models at a time."""
@@ -114,9 +114,8 @@ class LoaderLoop:
                 continue
             return
 
-    async def _until_stop(self, job: Awaitable[object], stop: asyncio.Event) -> object:
-        """Run `job`; on stop cancel it (it cleans up after itself). Returns its result, its exception, or
-        asyncio.CancelledError() when stopped."""
+    async def _until_stop(self, job: Coroutine[Any, Any, object], stop: asyncio.Event) -> Outcome:
+        """Run `job`; on stop cancel it (it cleans up after itself) and give it `stop_grace` to do so."""
         task = asyncio.ensure_future(job)
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -124,13 +123,24 @@ class LoaderLoop:
         if not task.done():
             task.cancel()
             await asyncio.wait({task}, timeout=self.stop_grace)
-            return asyncio.CancelledError()
-        return task.exception() or task.result()
+            return Stopped()
+        error = task.exception()
+        if error is None:
+            result = task.result()
+            return Loaded(result if isinstance(result, list) else [])
+        if isinstance(error, LeaseLost):
+            return Lost(str(error))
+        if isinstance(error, LoadError):
+            return Failed(str(error))
+        log.error("loading failed unexpectedly", exc_info=error)
+        return Failed(f"unexpected error: {error!r}")
 
-    def _beat(self, send: Callable[[str], Awaitable[object]]) -> Callable[[str], Awaitable[None]]:
+    def _beat(self, claim: ClaimedModel) -> Beat:
+        """Progress reports for `claim`; a refusal that means the model is no longer ours becomes LeaseLost."""
+
         async def beat(message: str) -> None:
             try:
-                await send(message)
+                await claim.send(self.worker, Report(message=message))
             except GRPCError as e:
                 if e.status in _LOST:
                     raise LeaseLost(e.message or str(e.status)) from e
@@ -138,75 +148,28 @@ class LoaderLoop:
 
         return beat
 
-    async def _base(self, claim: pb.AcquireUnloadedBaseModelResponse, stop: asyncio.Event) -> None:
-        def update(report: Report) -> Awaitable[object]:
-            return self.worker.update_base_model_loading_status(
-                pb.UpdateBaseModelLoadingStatusRequest(
-                    id=claim.base_model_id,
-                    project_id=claim.project_id,
-                    attempt=claim.attempt,
-                    status_message=report.message,
-                    release=report.release,
-                    success=pb.UpdateBaseModelLoadingStatusRequestSuccess() if report.success else None,
-                    failure=pb.UpdateBaseModelLoadingStatusRequestFailure(reason=report.failure)
-                    if report.failure
-                    else None,
-                )
-            )
+    async def _base(self, resp: pb.AcquireUnloadedBaseModelResponse, stop: asyncio.Event) -> None:
+        claim = ClaimedModel(resp.base_model_id, resp.attempt, is_base=True, project_id=resp.project_id)
+        job = self.jobs.load_base(
+            resp.base_model_id, resp.source_repository, resp.project_id, resp.revision, self._beat(claim)
+        )
+        await self._finish(claim, await self._until_stop(job, stop))
 
-        beat = self._beat(lambda msg: update(Report(message=msg)))
-        job = self.jobs.load_base(claim.base_model_id, claim.source_repository, claim.project_id, claim.revision, beat)
-        outcome = await self._until_stop(job, stop)
-        await asyncio.shield(self._report(claim.base_model_id, outcome, update))
+    async def _fine_tuned(self, resp: pb.AcquireUnloadedModelResponse, stop: asyncio.Event) -> None:
+        claim = ClaimedModel(resp.model_id, resp.attempt, is_base=False)
+        job = self.jobs.load_fine_tuned(resp, self._beat(claim))
+        await self._finish(claim, await self._until_stop(job, stop))
 
-    async def _fine_tuned(self, claim: pb.AcquireUnloadedModelResponse, stop: asyncio.Event) -> None:
-        def update(report: Report) -> Awaitable[object]:
-            return self.worker.update_model_loading_status(
-                pb.UpdateModelLoadingStatusRequest(
-                    id=claim.model_id,
-                    attempt=claim.attempt,
-                    status_message=report.message,
-                    release=report.release,
-                    success=pb.UpdateModelLoadingStatusRequestSuccess() if report.success else None,
-                    failure=pb.UpdateModelLoadingStatusRequestFailure(reason=report.failure)
-                    if report.failure
-                    else None,
-                    files=to_messages(report.files),
-                )
-            )
-
-        beat = self._beat(lambda msg: update(Report(message=msg)))
-        outcome = await self._until_stop(self.jobs.load_fine_tuned(claim, beat), stop)
-        await asyncio.shield(self._report(claim.model_id, outcome, update))
-
-    async def _report(self, model_id: str, outcome: object, update: Callable[[Report], Awaitable[object]]) -> None:
-        """Persist a job's outcome: success (with its files), failure with a reason, or give the model back."""
+    async def _finish(self, claim: ClaimedModel, outcome: Outcome) -> None:
+        """Persist the outcome, shielded: a loader being cancelled must still give the model back or fail it."""
+        if isinstance(outcome, Lost):
+            log.warning("stopped loading %s: %s", claim.model_id, outcome.reason)
+            return
+        if isinstance(outcome, Stopped):
+            log.info("giving %s back: the loader is stopping", claim.model_id)
+        if isinstance(outcome, Failed):
+            log.warning("loading %s failed: %s", claim.model_id, outcome.reason)
         try:
-            if isinstance(outcome, asyncio.CancelledError):
-                log.info("giving %s back: the loader is stopping", model_id)
-                await update(Report(release=True, message=f"loader {self.holder} stopped; waiting for a loader"))
-            elif isinstance(outcome, LeaseLost):
-                log.warning("stopped loading %s: %s", model_id, outcome)
-            elif isinstance(outcome, BaseException):
-                if isinstance(outcome, LoadError):
-                    reason = str(outcome)
-                else:
-                    reason = f"unexpected error: {outcome!r}"
-                    log.error("loading %s failed unexpectedly", model_id, exc_info=outcome)
-                log.warning("loading %s failed: %s", model_id, reason)
-                await update(Report(failure=reason))
-            else:
-                await update(Report(success=True, files=outcome if isinstance(outcome, list) else []))
+            await asyncio.shield(claim.send(self.worker, Report.of(outcome, self.holder)))
         except GRPCError as e:
-            log.warning("could not report the outcome for %s: %s", model_id, e.message or e.status)
-
-
-@dataclass(frozen=True)
-class Report:
-    """One status update for a claimed model."""
-
-    message: str = ""
-    success: bool = False
-    failure: str = ""
-    release: bool = False
-    files: list[StoredFile] = field(default_factory=list)
+            log.warning("could not report the outcome for %s: %s", claim.model_id, e.message or e.status)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import pytest
 
+from model_manager.files import StoredFile
 from model_manager.loader.errors import PermanentError, TransientError, classify, http_error
 from model_manager.loader.formats import detect, is_client_artifact
+from model_manager.loader.outcomes import ClaimedModel, Failed, Loaded, Report, Stopped
 from model_manager.loader.progress import Progress, human_bytes
 from model_manager.loader.retry import RetryPolicy
 from model_manager.objectstore.base import StoreError
 from model_manager.objectstore.streams import PartReader
+from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.proto.llmariner.models.server.v1 import ModelFormat
 
 
@@ -91,3 +96,33 @@ async def test_part_reader_carries_what_straddles_a_boundary() -> None:
     reader = PartReader(_chunks(b"abc", b"defgh", b"", b"ij"))
     parts = [await reader.read(4) for _ in range(4)]
     assert [(p.read(), n) for p, n in parts] == [(b"abcd", 4), (b"efgh", 4), (b"ij", 2), (b"", 0)]
+
+
+def test_each_outcome_is_reported_as_one_status_update() -> None:
+    files = [StoredFile("config.json", 2, "ab")]
+    assert Report.of(Loaded(files), "l1") == Report(success=True, files=files)
+    assert Report.of(Failed("no model format found"), "l1") == Report(failure="no model format found")
+    stopped = Report.of(Stopped(), "l1")
+    assert stopped.release and "loader l1 stopped" in stopped.message and not stopped.success
+
+
+async def test_a_claim_reports_with_the_request_of_its_kind_fenced_by_its_attempt() -> None:
+    sent: list[object] = []
+
+    class Worker:
+        async def update_base_model_loading_status(self, message: object) -> None:
+            sent.append(message)
+
+        async def update_model_loading_status(self, message: object) -> None:
+            sent.append(message)
+
+    worker: Any = Worker()
+    await ClaimedModel("org-a", 3, is_base=True, project_id="p").send(worker, Report(failure="broken"))
+    await ClaimedModel("ft:a:b", 2, is_base=False).send(worker, Report(success=True, files=[StoredFile("w", 1, "c")]))
+    base, fine_tuned = sent
+    assert isinstance(base, pb.UpdateBaseModelLoadingStatusRequest)
+    assert (base.id, base.attempt, base.project_id, base.success) == ("org-a", 3, "p", None)
+    assert base.failure is not None and base.failure.reason == "broken"
+    assert isinstance(fine_tuned, pb.UpdateModelLoadingStatusRequest)
+    assert (fine_tuned.id, fine_tuned.attempt, fine_tuned.failure) == ("ft:a:b", 2, None)
+    assert fine_tuned.success is not None and [f.path for f in fine_tuned.files] == ["w"]
