@@ -19,14 +19,14 @@ from model_manager.proto.llmariner.models.server.v1 import AcquireUnloadedBaseMo
 from model_manager.service.context import ServiceContext
 from model_manager.service.worker import WorkerService
 from model_manager.store.database import Database
-from model_manager.store.records import LOADING, REQUESTED
+from model_manager.store.records import LoadingStatus
 from model_manager.store.tables import base_models
 
 ACQUIRERS = 8
 
 
 async def _drain(name: str, models: int, ours: bool) -> tuple[float, int]:
-    await pgdb.fill(name, models, status=REQUESTED)
+    await pgdb.fill(name, models, status=LoadingStatus.REQUESTED)
     db = Database(
         create_async_engine(
             pgdb.async_url(name), pool_size=ACQUIRERS + 2, connect_args={"server_settings": {"jit": "off"}}
@@ -42,14 +42,14 @@ async def _drain(name: str, models: int, ours: bool) -> tuple[float, int]:
             row = (
                 await conn.execute(
                     select(t.c.id, t.c.model_id)
-                    .where(t.c.loading_status == REQUESTED)
+                    .where(t.c.loading_status == LoadingStatus.REQUESTED)
                     .order_by(t.c.created_at)
                     .limit(1)
                 )
             ).first()
             if row is None:
                 return ""
-            await conn.execute(update(t).where(t.c.id == row.id).values(loading_status=LOADING))
+            await conn.execute(update(t).where(t.c.id == row.id).values(loading_status=LoadingStatus.LOADING))
             return str(row.model_id)
 
     async def acquirer() -> None:

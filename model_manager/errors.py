@@ -25,13 +25,5 @@ class FailedPrecondition(ServiceError):
     pass
 
 
-class PermissionDenied(ServiceError):
-    pass
-
-
-class Unauthenticated(ServiceError):
-    pass
-
-
 class Unavailable(ServiceError):
     pass

@@ -11,8 +11,6 @@ _STATUS_BY_ERROR: dict[type[errors.ServiceError], Status] = {
     errors.NotFound: Status.NOT_FOUND,
     errors.AlreadyExists: Status.ALREADY_EXISTS,
     errors.FailedPrecondition: Status.FAILED_PRECONDITION,
-    errors.PermissionDenied: Status.PERMISSION_DENIED,
-    errors.Unauthenticated: Status.UNAUTHENTICATED,
     errors.Unavailable: Status.UNAVAILABLE,
 }
 

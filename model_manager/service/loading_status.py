@@ -16,7 +16,7 @@ from model_manager.service import validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files
 from model_manager.store import catalog, loading
-from model_manager.store.records import FAILED, REQUESTED, SUCCEEDED, Kind
+from model_manager.store.records import Kind, LoadingStatus
 
 _Request = UpdateBaseModelLoadingStatusRequest | UpdateModelLoadingStatusRequest
 
@@ -44,20 +44,20 @@ class LoadingStatusService:
         if req.failure is not None:
             if not req.failure.reason:
                 raise InvalidArgument("failure.reason is required")
-            return {"loading_status": FAILED, "loading_failure_reason": req.failure.reason, **ended}
+            return {"loading_status": LoadingStatus.FAILED, "loading_failure_reason": req.failure.reason, **ended}
         if req.success is not None:
             if kind is Kind.BASE:
                 return None
             files = stored_files(req.files) if isinstance(req, UpdateModelLoadingStatusRequest) else "[]"
             return {
-                "loading_status": SUCCEEDED,
+                "loading_status": LoadingStatus.SUCCEEDED,
                 "loading_status_message": req.status_message,
                 "files": files,
                 **ended,
             }
         if req.release:
             return {
-                "loading_status": REQUESTED,
+                "loading_status": LoadingStatus.REQUESTED,
                 "loading_status_message": req.status_message or "returned by its loader; waiting for a loader",
                 **ended,
             }
@@ -78,7 +78,7 @@ class LoadingStatusService:
             # Base-model success. If the loader created the model under its converted id, the requested row is
             # still LOADING and goes away; if it completed the requested row itself, that row is SUCCEEDED already.
             rec = await loading.find_loading_target(conn, kind, who.tenant_id, req.id, project_id)
-            if rec.loading_status == SUCCEEDED:
+            if rec.loading_status == LoadingStatus.SUCCEEDED:
                 return
             loading.check_loading(rec, req.attempt)
             await catalog.delete_model(conn, rec)

@@ -28,7 +28,7 @@ from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model
 from model_manager.store import catalog, listing
 from model_manager.store.database import Conn
-from model_manager.store.records import ACTIVE, INACTIVE, REQUESTED, Kind, ModelRecord
+from model_manager.store.records import Activation, Kind, LoadingStatus, ModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class ModelsService:
                     "project_id": project_id,
                     "model_id": model_id,
                     "source_repository": int(source),
-                    "loading_status": REQUESTED,
+                    "loading_status": LoadingStatus.REQUESTED,
                     "requested_revision": revision,
                     "config": model_config.encode(config),
                 },
@@ -151,7 +151,7 @@ class ModelsService:
                     "path": f"{prefix}/{who.tenant_id}/{who.project_id}/{model_id}",
                     "model_file_location": req.model_file_location,
                     "source_repository": int(req.source_repository),
-                    "loading_status": REQUESTED,
+                    "loading_status": LoadingStatus.REQUESTED,
                     # Published at once so that it shows in listings with include_loading_models while it loads.
                     "is_published": True,
                     "config": model_config.encode(config),
@@ -163,7 +163,7 @@ class ModelsService:
         validate.check_id(req.id)
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, req.id, True, who.project_id)
-            if rec.activation_status == ACTIVE:
+            if rec.activation_status == Activation.ACTIVE:
                 raise FailedPrecondition(f'model "{req.id}" is active')
             await catalog.delete_model(conn, rec)
             orphaned = [p for p in dict.fromkeys([rec.path, rec.gguf_model_path]) if p]
@@ -192,11 +192,11 @@ class ModelsService:
         return to_model(rec)
 
     async def activate_model(self, who: Identity, req: ActivateModelRequest) -> ActivateModelResponse:
-        await self._set_activation(who, req.id, ACTIVE)
+        await self._set_activation(who, req.id, Activation.ACTIVE)
         return ActivateModelResponse()
 
     async def deactivate_model(self, who: Identity, req: DeactivateModelRequest) -> DeactivateModelResponse:
-        await self._set_activation(who, req.id, INACTIVE)
+        await self._set_activation(who, req.id, Activation.INACTIVE)
         return DeactivateModelResponse()
 
     async def _set_activation(self, who: Identity, model_id: str, status: int) -> None:

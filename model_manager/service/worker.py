@@ -45,7 +45,7 @@ from model_manager.service.loading_status import LoadingStatusService
 from model_manager.service.models import find_visible
 from model_manager.store import catalog, listing, loading, registry
 from model_manager.store.database import Conn
-from model_manager.store.records import LOADING, SUCCEEDED, Kind, ModelRecord, encode_formats
+from model_manager.store.records import Kind, LoadingStatus, ModelRecord, encode_formats
 
 _REGISTER_TRIES = 8
 
@@ -110,7 +110,7 @@ class WorkerService(LoadingStatusService):
                     "adapter": int(req.adapter),
                     "quantization": int(req.quantization),
                     "source_repository": int(SourceRepository.FINE_TUNING),
-                    "loading_status": LOADING,
+                    "loading_status": LoadingStatus.LOADING,
                     "is_published": False,
                     "config": model_config.encode(model_config.default_config()),
                 },
@@ -135,7 +135,7 @@ class WorkerService(LoadingStatusService):
                 rec,
                 {
                     "is_published": True,
-                    "loading_status": SUCCEEDED,
+                    "loading_status": LoadingStatus.SUCCEEDED,
                     "lease_expires_at": None,
                     "files": stored_files(req.files),
                 },
@@ -175,7 +175,7 @@ class WorkerService(LoadingStatusService):
             "source_repository": int(req.source_repository),
             "revision": req.revision,
             "files": stored_files(req.files),
-            "loading_status": SUCCEEDED,
+            "loading_status": LoadingStatus.SUCCEEDED,
             "loading_failure_reason": "",
             "loading_status_message": "",
             "lease_holder": None,

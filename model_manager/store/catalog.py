@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from model_manager.errors import AlreadyExists
 from model_manager.store.database import Conn
-from model_manager.store.records import INACTIVE, LOADED_STATUSES, Kind, ModelRecord, to_record
+from model_manager.store.records import LOADED_STATUSES, Activation, Kind, ModelRecord, to_record
 from model_manager.store.tables import base_models, hf_model_repos, models
 
 
@@ -95,7 +95,7 @@ async def base_id_taken(conn: Conn, tenant_id: str, model_ids: Sequence[str], pr
 
 async def insert_model(conn: Conn, kind: Kind, values: dict[str, Any]) -> ModelRecord:
     now = now_seconds()
-    row = {"created_at": now, "updated_at": now, "activation_status": INACTIVE, **values}
+    row = {"created_at": now, "updated_at": now, "activation_status": Activation.INACTIVE, **values}
     try:
         result = await conn.execute(insert(kind.table).values(**row).returning(*kind.table.c))
     except IntegrityError as e:

@@ -78,10 +78,6 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    @property
-    def is_postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
-
     @classmethod
     def from_config(cls, config: Config) -> Database:
         if config.database is None:

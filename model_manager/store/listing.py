@@ -13,14 +13,14 @@ from sqlalchemy import ColumnElement, Integer, Select, String, and_, bindparam, 
 
 from model_manager.store.catalog import loaded, project_visibility
 from model_manager.store.database import Conn
-from model_manager.store.records import ACTIVE, INACTIVE, LOADED_STATUSES, Kind, ModelRecord, to_record
+from model_manager.store.records import LOADED_STATUSES, Activation, Kind, ModelRecord, to_record
 from model_manager.store.tables import base_models, model_counts, models
 
 GROUPS: tuple[tuple[int, Kind], ...] = (
-    (ACTIVE, Kind.BASE),
-    (ACTIVE, Kind.FINE_TUNED),
-    (INACTIVE, Kind.BASE),
-    (INACTIVE, Kind.FINE_TUNED),
+    (Activation.ACTIVE, Kind.BASE),
+    (Activation.ACTIVE, Kind.FINE_TUNED),
+    (Activation.INACTIVE, Kind.BASE),
+    (Activation.INACTIVE, Kind.FINE_TUNED),
 )
 
 
@@ -74,7 +74,7 @@ async def group_of(conn: Conn, scope: ListScope, model_id: str) -> int | None:
         q = _activation_of(kind, scope.include_loading)
         activation = (await conn.execute(q, _params(scope, after=model_id))).scalar()
         if activation is not None:
-            return GROUPS.index((ACTIVE if activation == ACTIVE else INACTIVE, kind))
+            return GROUPS.index((Activation.ACTIVE if activation == Activation.ACTIVE else Activation.INACTIVE, kind))
     return None
 
 

@@ -12,9 +12,7 @@ from sqlalchemy import ColumnElement, case, select, update
 
 from model_manager.errors import FailedPrecondition, NotFound
 from model_manager.store.database import Conn
-from model_manager.store.records import FAILED, LOADING, REQUESTED, Kind, ModelRecord, to_record
-
-STATUS_NAMES = {0: "UNSPECIFIED", REQUESTED: "REQUESTED", LOADING: "LOADING", 3: "SUCCEEDED", FAILED: "FAILED"}
+from model_manager.store.records import Kind, LoadingStatus, ModelRecord, to_record
 
 
 async def claim(
@@ -29,7 +27,7 @@ async def claim(
     t = kind.table
     oldest = (
         select(t.c.id)
-        .where(t.c.tenant_id == tenant_id, t.c.loading_status == REQUESTED)
+        .where(t.c.tenant_id == tenant_id, t.c.loading_status == LoadingStatus.REQUESTED)
         .order_by(t.c.created_at, t.c.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -37,9 +35,9 @@ async def claim(
     )
     q = (
         update(t)
-        .where(t.c.id == oldest, t.c.loading_status == REQUESTED)
+        .where(t.c.id == oldest, t.c.loading_status == LoadingStatus.REQUESTED)
         .values(
-            loading_status=LOADING,
+            loading_status=LoadingStatus.LOADING,
             lease_holder=holder,
             lease_expires_at=now + lease_seconds,
             attempt=t.c.attempt + 1,
@@ -67,9 +65,14 @@ async def expire_leases(conn: Conn, now: float, max_attempts: int) -> int:
         exhausted = t.c.attempt >= max_attempts
         q = (
             update(t)
-            .where(t.c.loading_status == LOADING, t.c.lease_expires_at.is_not(None), t.c.lease_expires_at < now)
+            .where(
+                t.c.loading_status == LoadingStatus.LOADING,
+                t.c.lease_expires_at.is_not(None),
+                t.c.lease_expires_at < now,
+            )
             .values(
-                loading_status=case((exhausted, FAILED), else_=REQUESTED),
+                # int(): inside CASE there is no column to take a type from, and SQLAlchemy would bind an enum as text.
+                loading_status=case((exhausted, int(LoadingStatus.FAILED)), else_=int(LoadingStatus.REQUESTED)),
                 loading_failure_reason=case((exhausted, reason), else_=""),
                 loading_status_message=case(
                     (exhausted, ""), else_="the previous loader stopped reporting progress; waiting for a loader"
@@ -102,9 +105,8 @@ async def find_loading_target(
 
 def check_loading(rec: ModelRecord, attempt: int) -> None:
     """Raise why `rec` cannot take a loading update from the holder of `attempt` (0: holder unknown)."""
-    if rec.loading_status != LOADING:
-        status = STATUS_NAMES.get(rec.loading_status, str(rec.loading_status))
-        raise FailedPrecondition(f'model "{rec.model_id}" is not loading (status {status})')
+    if rec.loading_status != LoadingStatus.LOADING:
+        raise FailedPrecondition(f'model "{rec.model_id}" is not loading (status {rec.loading_status.name})')
     if attempt and attempt != rec.attempt:
         raise FailedPrecondition(
             f'model "{rec.model_id}": attempt {attempt} is stale, the model was claimed again (attempt {rec.attempt})'
@@ -122,7 +124,7 @@ async def transition(
 ) -> ModelRecord:
     """Apply `values` to a LOADING model held by `attempt`; raise NotFound/FailedPrecondition otherwise."""
     t = kind.table
-    cond = _key(kind, tenant_id, model_id, project_id) & (t.c.loading_status == LOADING)
+    cond = _key(kind, tenant_id, model_id, project_id) & (t.c.loading_status == LoadingStatus.LOADING)
     if attempt:
         cond = cond & (t.c.attempt == attempt)
     row = (await conn.execute(update(t).where(cond).values(**values).returning(*t.c))).first()

@@ -13,10 +13,25 @@ from model_manager import files
 from model_manager.files import StoredFile
 from model_manager.store.tables import base_models, models
 
-# Numeric values match the protobuf enums; the store keeps them as plain integers.
-REQUESTED, LOADING, SUCCEEDED, FAILED = 1, 2, 3, 4
-LOADED_STATUSES = (0, SUCCEEDED)  # 0 (unspecified) marks rows written by older versions: loaded
-ACTIVE, INACTIVE = 1, 2
+
+class LoadingStatus(enum.IntEnum):
+    """Stored as integers whose values match the protobuf enum ModelLoadingStatus."""
+
+    UNSPECIFIED = 0  # rows written by older versions: loaded
+    REQUESTED = 1
+    LOADING = 2
+    SUCCEEDED = 3
+    FAILED = 4
+
+
+LOADED_STATUSES = (LoadingStatus.UNSPECIFIED, LoadingStatus.SUCCEEDED)
+
+
+class Activation(enum.IntEnum):
+    """Stored as integers whose values match the protobuf enum ActivationStatus."""
+
+    ACTIVE = 1
+    INACTIVE = 2
 
 
 class Kind(enum.Enum):
@@ -38,13 +53,13 @@ class ModelRecord:
     model_id: str
     path: str
     source_repository: int
-    loading_status: int
+    loading_status: LoadingStatus
     loading_failure_reason: str
     loading_status_message: str
     lease_holder: str | None
     lease_expires_at: float | None
     attempt: int
-    activation_status: int
+    activation_status: Activation
     config: bytes | None
     created_at: int
     updated_at: int
@@ -81,6 +96,8 @@ def to_record(kind: Kind, row: Any) -> ModelRecord:
         values["formats"] = tuple(int(f) for f in values["formats"].split(",") if f)
     if "files" in values:
         values["files"] = files.decode(values["files"])
+    values["loading_status"] = LoadingStatus(values["loading_status"])
+    values["activation_status"] = Activation(values["activation_status"])
     if "is_published" in values:
         values["is_published"] = bool(values["is_published"])
     return ModelRecord(kind=kind, **values)

@@ -7,7 +7,7 @@ import collections
 
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.store import catalog
-from model_manager.store.records import REQUESTED, Kind
+from model_manager.store.records import Kind, LoadingStatus
 from tests.helpers import WHO, Api
 
 MODELS = 200
@@ -23,7 +23,7 @@ async def test_concurrent_acquirers_each_model_claimed_exactly_once(api: Api) ->
                 {
                     "tenant_id": WHO.tenant_id,
                     "model_id": f"org/m{i:03d}",
-                    "loading_status": REQUESTED,
+                    "loading_status": LoadingStatus.REQUESTED,
                     "source_repository": 2,
                 },
             )

@@ -9,7 +9,7 @@ import pytest
 from model_manager.errors import InvalidArgument, NotFound
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.store import catalog
-from model_manager.store.records import ACTIVE, SUCCEEDED, Kind
+from model_manager.store.records import Activation, Kind, LoadingStatus
 from tests.helpers import OTHER_PROJECT, OTHER_TENANT, WHO, WORKER, Api
 
 
@@ -20,7 +20,12 @@ async def _bulk_loaded(api: Api, n: int) -> None:
             await catalog.insert_model(
                 conn,
                 Kind.BASE,
-                {"tenant_id": WHO.tenant_id, "model_id": f"m-{i:04d}", "loading_status": SUCCEEDED, "path": "p"},
+                {
+                    "tenant_id": WHO.tenant_id,
+                    "model_id": f"m-{i:04d}",
+                    "loading_status": LoadingStatus.SUCCEEDED,
+                    "path": "p",
+                },
             )
 
 
@@ -138,7 +143,12 @@ async def test_rows_with_unspecified_status_count_as_loaded(api: Api) -> None:
         await catalog.insert_model(
             conn,
             Kind.BASE,
-            {"tenant_id": WHO.tenant_id, "model_id": "legacy", "loading_status": 0, "activation_status": ACTIVE},
+            {
+                "tenant_id": WHO.tenant_id,
+                "model_id": "legacy",
+                "loading_status": 0,
+                "activation_status": Activation.ACTIVE,
+            },
         )
     assert [m.id for m in (await api.list()).data] == ["legacy"]
 

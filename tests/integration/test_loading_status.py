@@ -7,7 +7,7 @@ import pytest
 from model_manager.errors import FailedPrecondition, InvalidArgument, NotFound
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.store import catalog
-from model_manager.store.records import LOADING
+from model_manager.store.records import LoadingStatus
 from tests.conftest import FakeClock
 from tests.helpers import WORKER, Api
 
@@ -142,4 +142,4 @@ async def test_registered_models_without_lease_are_never_expired(api: Api, clock
     await api.worker.acquire_unloaded_model(WORKER, pb.AcquireUnloadedModelRequest())
     async with api.ctx.db.transaction() as conn:
         rec = await catalog.find_fine_tuned(conn, WORKER.tenant_id, resp.id, published_only=False)
-    assert rec is not None and rec.loading_status == LOADING
+    assert rec is not None and rec.loading_status == LoadingStatus.LOADING
