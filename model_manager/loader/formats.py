@@ -1,4 +1,4 @@
-"""Model formats from a model's file list (behavior.md, "Loader rules")."""
+"""Model formats from a model's file list: which formats a model has, and which GGUF file serves it."""
 
 from __future__ import annotations
 

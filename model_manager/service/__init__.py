@@ -1,1 +1,1 @@
-"""The rules of shared/spec/behavior.md, free of any transport. Both fronts call these services."""
+"""The rules of behaviour, free of any transport; both fronts call these services (docs/architecture.md)."""

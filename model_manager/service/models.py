@@ -1,4 +1,4 @@
-"""ModelsService: the public catalogue API (behavior.md, "ModelsService")."""
+"""ModelsService: the public catalogue API (create, list, get, update, delete, activate, deactivate)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CreateModel rules (behavior.md, ModelsService.CreateModel), on SQLite and PostgreSQL."""
+"""CreateModel rules, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
