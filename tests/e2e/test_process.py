@@ -218,31 +218,22 @@ def _wait_for(server: Proc, model_id: str, loader: Proc, timeout: float = 30) ->
     raise AssertionError(f"{model_id} not loaded in {timeout}s:\n{loader.output()}")
 
 
+def _cli(*args: str, timeout: float = 30, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`model-manager ARGS` as a separate process, its output captured."""
+    command = [sys.executable, "-m", "model_manager", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
 def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("httpPort: 8080\nobjectStore:\n  s3:\n    bukket: x\n")
-    r = subprocess.run(
-        [sys.executable, "-m", "model_manager", "run", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    r = _cli("run", "--config", str(path))
     assert r.returncode == 2
     assert "objectStore.s3.bukket: unknown key" in r.stderr
-    r = subprocess.run(
-        [sys.executable, "-m", "model_manager", "run", "--config", str(path.with_name("none.yaml"))],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    r = _cli("run", "--config", str(path.with_name("none.yaml")))
     assert r.returncode == 2 and "cannot read config file" in r.stderr
     path.write_text("{}")
-    r = subprocess.run(
-        [sys.executable, "-m", "model_manager", "run", "--config", str(path), "--role", "loader"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    r = _cli("run", "--config", str(path), "--role", "loader")
     assert r.returncode == 2 and "loader.workerServiceAddr: required" in r.stderr
 
 
@@ -258,13 +249,7 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
 def test_refused_settings_stop_the_start_naming_the_key(tmp_path: Path, config: str, message: str) -> None:
     path = tmp_path / "refused.yaml"
     path.write_text(f"httpPort: {free_port()}\n{config}")
-    r = subprocess.run(
-        [sys.executable, "-m", "model_manager", "run", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        cwd=tmp_path,
-    )
+    r = _cli("run", "--config", str(path), cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr
     assert "serving REST" not in r.stderr
@@ -273,11 +258,6 @@ def test_refused_settings_stop_the_start_naming_the_key(tmp_path: Path, config: 
 def test_migrate_command(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(f"debug:\n  sqlitePath: {tmp_path / 'm.db'}\n")
-    r = subprocess.run(
-        [sys.executable, "-m", "model_manager", "migrate", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    r = _cli("migrate", "--config", str(path), timeout=60)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "m.db").exists()
