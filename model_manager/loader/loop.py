@@ -16,6 +16,7 @@ from grpclib.const import Status
 
 from model_manager.aio import wait_for_stop
 from model_manager.config import LoaderConfig
+from model_manager.files import StoredFile
 from model_manager.ids import parse_hugging_face
 from model_manager.loader.errors import LeaseLost, LoadError
 from model_manager.loader.jobs import Beat, Jobs
@@ -91,7 +92,7 @@ class LoaderLoop:
             model_id, revision = ref.model_id, ref.revision
         await self.jobs.load_base(model_id, repo, revision=revision)
 
-    async def _static(self, job: Coroutine[Any, Any, object], name: str, stop: asyncio.Event) -> None:
+    async def _static(self, job: Coroutine[Any, Any, None], name: str, stop: asyncio.Event) -> None:
         outcome = await self._until_stop(job, stop)
         if isinstance(outcome, Failed):
             log.error("could not load %s: %s", name, outcome.reason)
@@ -114,7 +115,7 @@ class LoaderLoop:
                 continue
             return
 
-    async def _until_stop(self, job: Coroutine[Any, Any, object], stop: asyncio.Event) -> Outcome:
+    async def _until_stop(self, job: Coroutine[Any, Any, list[StoredFile] | None], stop: asyncio.Event) -> Outcome:
         """Run `job`; on stop cancel it (it cleans up after itself) and give it `stop_grace` to do so."""
         task = asyncio.ensure_future(job)
         stopper = asyncio.ensure_future(stop.wait())
@@ -126,8 +127,7 @@ class LoaderLoop:
             return Stopped()
         error = task.exception()
         if error is None:
-            result = task.result()
-            return Loaded(result if isinstance(result, list) else [])
+            return Loaded(task.result() or [])  # base models register their files themselves
         if isinstance(error, LeaseLost):
             return Lost(str(error))
         if isinstance(error, LoadError):
