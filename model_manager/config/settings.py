@@ -43,6 +43,15 @@ class DatabaseConfig(Settings):
     ssl_root_cert: str = setting(
         "ssl.rootCert", Str(), "", "CA certificate file to verify the server with (modes require, verify-*)"
     )
+    connect_timeout: float = setting(
+        "connectTimeout", Duration(positive=True), 5.0, "give up opening a connection after this long"
+    )
+    statement_timeout: float = setting(
+        "statementTimeout", Duration(positive=True), 10.0, "give up waiting for one statement after this long"
+    )
+    pool_timeout: float = setting(
+        "poolTimeout", Duration(positive=True), 5.0, "give up waiting for a free pooled connection after this long"
+    )
     create_database: bool = setting("createDatabase", Bool(), False, "create the database at start if it is missing")
     auto_migrate: bool = setting(
         "autoMigrate", Bool(), False, "apply migrations at start (SQLite is always migrated at start)"

@@ -14,6 +14,7 @@ from pathlib import Path
 from model_manager.objectstore.base import ObjectInfo, ObjectStore, check_key
 
 READ_CHUNK = 1024 * 1024
+FILE_MODE = 0o640  # readable by the group, as a model directory shared with inference engines needs
 
 
 class LocalStore(ObjectStore):
@@ -30,6 +31,8 @@ class LocalStore(ObjectStore):
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         try:
+            # mkstemp makes files private to this user; inference engines often run as another user of the group.
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as f:
                 async for chunk in chunks:
                     await asyncio.to_thread(f.write, chunk)

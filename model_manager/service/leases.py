@@ -43,5 +43,10 @@ class Leases:
     async def sweep(self, stop: asyncio.Event) -> None:
         """The server's sweeper: expire leases every interval until `stop`."""
         while not stop.is_set():
-            await self.expire()
+            try:
+                await self.expire()
+            except Exception as e:
+                # A database outage must not stop the process: the API answers UNAVAILABLE meanwhile, and the next
+                # sweep catches up once the database is back.
+                log.warning("lease sweep failed (%s); retrying in %.0fs", e, self.interval)
             await wait_for_stop(stop, self.interval)

@@ -44,7 +44,13 @@ class LoadingStatusService:
         if req.failure is not None:
             if not req.failure.reason:
                 raise InvalidArgument("failure.reason is required")
-            return {"loading_status": LoadingStatus.FAILED, "loading_failure_reason": req.failure.reason, **ended}
+            # The last progress text ("about 3 h left") would read as if the load were still going.
+            return {
+                "loading_status": LoadingStatus.FAILED,
+                "loading_failure_reason": req.failure.reason,
+                "loading_status_message": "",
+                **ended,
+            }
         if req.success is not None:
             if kind is Kind.BASE:
                 return None

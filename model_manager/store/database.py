@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from model_manager.config import Config, DatabaseConfig
@@ -21,6 +23,7 @@ from model_manager.errors import ServiceError, Unavailable
 log = logging.getLogger(__name__)
 
 Conn = AsyncConnection
+PING_SECONDS = 2.0
 
 
 def postgres_url(db: DatabaseConfig, database: str | None = None) -> URL:
@@ -37,7 +40,12 @@ def postgres_url(db: DatabaseConfig, database: str | None = None) -> URL:
 
 def connect_args(db: DatabaseConfig) -> dict[str, Any]:
     # JIT compilation costs tens of milliseconds and pays off only for long analytic queries, never for ours.
-    args: dict[str, Any] = {"server_settings": {"jit": "off"}}
+    args: dict[str, Any] = {
+        "server_settings": {"jit": "off"},
+        # A database that accepts TCP but never answers (frozen, partitioned) must fail calls fast, not hang them.
+        "timeout": db.connect_timeout,
+        "command_timeout": db.statement_timeout,
+    }
     if db.ssl_root_cert:
         # A private CA: verify against it, checking the host name only in verify-full (as libpq does).
         context = ssl.create_default_context(cafile=db.ssl_root_cert)
@@ -91,6 +99,7 @@ class Database:
             pool_size=10,
             max_overflow=20,
             pool_recycle=1800,
+            pool_timeout=db.pool_timeout,
         )
         return cls(engine)
 
@@ -111,7 +120,7 @@ class Database:
             yield
         except ServiceError:
             raise
-        except (OperationalError, OSError, ConnectionError) as e:
+        except (OperationalError, OSError, ConnectionError, PoolTimeout) as e:  # OSError includes TimeoutError
             log.warning("database unavailable: %s", e)
             raise Unavailable("database unavailable, try again") from e
         except DBAPIError as e:
@@ -120,8 +129,10 @@ class Database:
             raise
 
     async def ping(self) -> bool:
+        """Whether the database answers a trivial query within PING_SECONDS (readiness must answer fast even when
+        the database accepts connections but never replies)."""
         try:
-            async with self.engine.connect() as conn:
+            async with asyncio.timeout(PING_SECONDS), self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             return True
         except Exception:

@@ -55,12 +55,14 @@ async def test_failure_needs_a_reason_and_marks_failed(api: Api) -> None:
     await api.acquire_base()
     with pytest.raises(InvalidArgument, match="reason"):
         await api.base_status("org/name", failure=_fail(""))
+    await api.base_status("org/name", status_message="downloaded 1.0 GiB of 9.0 GiB, about 46624.4 h left")
     await api.base_status("org/name", failure=_fail("repo not found: org/name"))
     got = await api.get("org/name")
     assert (got.loading_status, got.loading_failure_reason) == (
         pb.ModelLoadingStatus.FAILED,
         "repo not found: org/name",
     )
+    assert got.loading_status_message == ""  # no stale progress on a failed model
 
 
 async def test_updates_to_models_not_loading_are_refused(api: Api) -> None:

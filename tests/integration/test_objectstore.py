@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from model_manager.config import ObjectStoreConfig, S3Config
 from model_manager.errors import FailedPrecondition, InvalidArgument
 from model_manager.objectstore.base import ObjectStore, StoreError
 from model_manager.objectstore.factory import open_store
+from model_manager.objectstore.local import LocalStore
 from model_manager.objectstore.s3 import S3Store
 from tests.objects import get, put
 
@@ -67,3 +69,10 @@ async def test_s3_errors_come_out_as_store_errors_with_their_code(s3_endpoint: s
         assert store.budget.in_use == 0
     finally:
         await store.close()
+
+
+async def test_local_files_are_readable_by_the_group(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    await put(store, "models/base-models/org/a/model.gguf", b"x")
+    mode = (tmp_path / "objects" / "models/base-models/org/a/model.gguf").stat().st_mode
+    assert mode & stat.S_IRGRP, oct(mode)
