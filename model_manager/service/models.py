@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from model_manager import ids
-from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
 from model_manager.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivateModelRequest,
@@ -163,9 +163,7 @@ class ModelsService:
         validate.check_id(req.id)
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, req.id, True, who.project_id)
-            if rec.activation_status == Activation.ACTIVE:
-                raise FailedPrecondition(f'model "{req.id}" is active')
-            await catalog.delete_model(conn, rec)
+            await catalog.delete_inactive_model(conn, rec)
             orphaned = [p for p in dict.fromkeys([rec.path, rec.gguf_model_path]) if p]
             orphaned = [p for p in orphaned if not await catalog.path_in_use(conn, p)]
             if orphaned:

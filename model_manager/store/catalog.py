@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from model_manager.errors import AlreadyExists
+from model_manager.errors import AlreadyExists, FailedPrecondition, NotFound
 from model_manager.store.database import Conn
 from model_manager.store.records import LOADED_STATUSES, Activation, Kind, ModelRecord, to_record
 from model_manager.store.tables import base_models, hf_model_repos, models
@@ -103,22 +103,41 @@ async def insert_model(conn: Conn, kind: Kind, values: dict[str, Any]) -> ModelR
     return to_record(kind, result.one())
 
 
-async def update_model(conn: Conn, rec: ModelRecord, values: dict[str, Any]) -> ModelRecord:
+def _same_row(rec: ModelRecord) -> ColumnElement[bool]:
     t = rec.kind.table
-    q = (
-        update(t)
-        .where(t.c.tenant_id == rec.tenant_id, t.c.model_id == rec.model_id, t.c.project_id == rec.project_id)
-        .values(updated_at=now_seconds(), **values)
-        .returning(*t.c)
-    )
-    return to_record(rec.kind, (await conn.execute(q)).one())
+    return and_(t.c.tenant_id == rec.tenant_id, t.c.model_id == rec.model_id, t.c.project_id == rec.project_id)
+
+
+async def update_model(conn: Conn, rec: ModelRecord, values: dict[str, Any]) -> ModelRecord:
+    """Update the row `rec` was read from; NotFound when a concurrent delete removed it in between."""
+    t = rec.kind.table
+    q = update(t).where(_same_row(rec)).values(updated_at=now_seconds(), **values).returning(*t.c)
+    row = (await conn.execute(q)).first()
+    if row is None:
+        raise NotFound(f'model "{rec.model_id}" not found')
+    return to_record(rec.kind, row)
+
+
+async def delete_inactive_model(conn: Conn, rec: ModelRecord) -> None:
+    """Delete the row `rec` was read from if it is still inactive: a compare-and-set, so an activation that commits
+    between the caller's read and this delete wins (FailedPrecondition) and a concurrent delete is NotFound."""
+    t = rec.kind.table
+    gone = await conn.execute(delete(t).where(_same_row(rec), t.c.activation_status == Activation.INACTIVE))
+    if gone.rowcount == 0:
+        still = (await conn.execute(select(t.c.activation_status).where(_same_row(rec)))).first()
+        if still is None:
+            raise NotFound(f'model "{rec.model_id}" not found')
+        raise FailedPrecondition(f'model "{rec.model_id}" is active')
+    await _drop_repo_record(conn, rec)
 
 
 async def delete_model(conn: Conn, rec: ModelRecord) -> None:
     t = rec.kind.table
-    await conn.execute(
-        delete(t).where(t.c.tenant_id == rec.tenant_id, t.c.model_id == rec.model_id, t.c.project_id == rec.project_id)
-    )
+    await conn.execute(delete(t).where(_same_row(rec)))
+    await _drop_repo_record(conn, rec)
+
+
+async def _drop_repo_record(conn: Conn, rec: ModelRecord) -> None:
     if rec.kind is Kind.BASE:
         # The repo record named "org/name" produced this model ("org-name", or "org-name-<file>" for a repo
         # of several GGUF files); drop it so the repo can be loaded again.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from model_manager.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -121,3 +123,22 @@ async def test_only_loaded_models_can_be_activated(api: Api) -> None:
         await api.activate("org/name")
     with pytest.raises(InvalidArgument, match="id is required"):
         await api.activate("")
+
+
+async def test_concurrent_activate_and_delete_never_delete_an_active_model(api: Api) -> None:
+    for i in range(40):
+        model_id = f"race-{i}"
+        await api.loaded_base(model_id)
+        first, deleted, second = await asyncio.gather(
+            api.activate(model_id),
+            api.models.delete_model(WHO, pb.DeleteModelRequest(id=model_id)),
+            api.activate(model_id),
+            return_exceptions=True,
+        )
+        activated = [r for r in (first, second) if r is None]
+        if isinstance(deleted, pb.DeleteModelResponse):
+            # Deleted: it was inactive then, so every activation came after and found nothing.
+            assert not activated and all(isinstance(r, NotFound) for r in (first, second)), (first, second)
+        else:
+            assert isinstance(deleted, FailedPrecondition), repr(deleted)
+            assert activated and (await api.get(model_id)).activation_status == pb.ActivationStatus.ACTIVE
