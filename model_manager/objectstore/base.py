@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 
 from model_manager.errors import FailedPrecondition, InvalidArgument
@@ -54,10 +54,17 @@ class ObjectStore(ABC):
     def check_configured(self) -> None:  # noqa: B027 - deliberately a no-op for usable stores
         """Raise when the store cannot be used at all (e.g. no bucket configured)."""
 
-    async def delete_model_files(self, path: str) -> int:
-        """Remove the file `path` or everything under the directory `path/`; return how many objects went."""
+    async def delete_model_files(self, path: str, keep: Collection[str] = ()) -> int:
+        """Remove the file `path` or everything under the directory `path/`, except what is at or under a path in
+        `keep` (other models' files); return how many objects went."""
+
+        def under(key: str, prefix: str) -> bool:
+            return key == prefix or key.startswith(prefix.rstrip("/") + "/")
+
         keys = [
-            o.key for o in await self.list_objects(path) if o.key == path or o.key.startswith(path.rstrip("/") + "/")
+            o.key
+            for o in await self.list_objects(path)
+            if under(o.key, path) and not any(under(o.key, other) for other in keep)
         ]
         if keys:
             await self.delete_keys(keys)

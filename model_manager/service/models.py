@@ -164,14 +164,18 @@ class ModelsService:
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, req.id, True, who.project_id)
             await catalog.delete_inactive_model(conn, rec)
-            orphaned = [p for p in dict.fromkeys([rec.path, rec.gguf_model_path]) if p]
-            orphaned = [p for p in orphaned if not await catalog.path_in_use(conn, p)]
+            # Files under the model's path that belong to other models (the same path, or one nested in it) stay.
+            orphaned: dict[str, set[str]] = {}
+            for path in dict.fromkeys(p for p in (rec.path, rec.gguf_model_path) if p):
+                others = await catalog.paths_at_or_under(conn, path)
+                if path not in others:
+                    orphaned[path] = others
             if orphaned:
                 # Fail before committing when the files cannot be removed at all (no bucket configured).
                 self.ctx.objects.check_configured()
-        for path in orphaned:
+        for path, others in orphaned.items():
             try:
-                removed = await self.ctx.objects.delete_model_files(path)
+                removed = await self.ctx.objects.delete_model_files(path, keep=others)
                 log.info("deleted model %s: removed %d objects under %s", req.id, removed, path)
             except Exception:
                 log.exception("deleted model %s but could not remove its files under %s", req.id, path)

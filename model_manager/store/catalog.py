@@ -152,10 +152,11 @@ async def _drop_repo_record(conn: Conn, rec: ModelRecord) -> None:
         )
 
 
-async def path_in_use(conn: Conn, path: str) -> bool:
-    """Whether any model of any tenant still points at `path` (as its directory or its GGUF file)."""
-    for cols in ((base_models.c.path, base_models.c.gguf_model_path), (models.c.path,)):
-        q = select(literal(1)).where(or_(*(c == path for c in cols))).limit(1)
-        if (await conn.execute(q)).first():
-            return True
-    return False
+async def paths_at_or_under(conn: Conn, path: str) -> set[str]:
+    """The paths (directories or GGUF files) of models of any tenant that are `path` itself or lie under `path/`:
+    files there belong to those models, not to one being deleted at `path`."""
+    found: set[str] = set()
+    for col in (base_models.c.path, base_models.c.gguf_model_path, models.c.path):
+        q = select(col).where(or_(col == path, col.startswith(path + "/", autoescape=True))).distinct()
+        found.update((await conn.execute(q)).scalars())
+    return found

@@ -142,3 +142,15 @@ async def test_concurrent_activate_and_delete_never_delete_an_active_model(api: 
         else:
             assert isinstance(deleted, FailedPrecondition), repr(deleted)
             assert activated and (await api.get(model_id)).activation_status == pb.ActivationStatus.ACTIVE
+
+
+async def test_delete_removes_exactly_its_own_files(api: Api, objects: LocalStore) -> None:
+    # An object-store model named "org" lives in the directory that holds the Hugging Face model org/small.
+    await _with_files(api, "org/small-hf", "models/base-models/org/small")
+    await _with_files(api, "org", "models/base-models/org")
+    await api.models.delete_model(WHO, pb.DeleteModelRequest(id="org"))
+    assert [o.key for o in await objects.list_objects("models/base-models/")] == [
+        "models/base-models/org/small/config.json",
+        "models/base-models/org/small/weights/model.safetensors",
+    ]
+    assert (await api.get("org/small-hf")).loading_status == pb.ModelLoadingStatus.SUCCEEDED
