@@ -108,6 +108,11 @@ def check_s3_url(value: str, field: str) -> str:
     return value
 
 
+def storage_directory(model_id: str) -> str:
+    """Where a base model's files go, below `<pathPrefix>/<baseModelPathPrefix>`: the requested id, ":" -> "-"."""
+    return model_id.replace(":", "-")
+
+
 def fine_tuned_id(base_model_id: str, suffix: str) -> str:
     return f"ft:{base_model_id}:{suffix}"
 

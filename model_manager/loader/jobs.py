@@ -17,7 +17,7 @@ from grpclib.const import Status
 
 from model_manager.config import FineTunedModelSpec
 from model_manager.files import StoredFile, to_messages
-from model_manager.ids import converted, static_fine_tuned_id
+from model_manager.ids import converted, static_fine_tuned_id, storage_directory
 from model_manager.loader.errors import LeaseLost, PermanentError
 from model_manager.loader.formats import Detected, detect
 from model_manager.loader.progress import Progress
@@ -75,7 +75,7 @@ class Jobs:
 
     def base_prefix(self, model_id: str) -> str:
         """Where a base model's files go: <pathPrefix>/<baseModelPathPrefix>/<repo id with ":" -> "-">."""
-        return "/".join(p for p in (self.path_prefix, self.base_model_path_prefix, model_id.replace(":", "-")) if p)
+        return "/".join(p for p in (self.path_prefix, self.base_model_path_prefix, storage_directory(model_id)) if p)
 
     async def _transfer(
         self, source: Source, files: list[RemoteFile], prefix: str, beat: Beat | None

@@ -19,11 +19,18 @@ class ServiceContext:
     loading: LoadingConfig = field(default_factory=LoadingConfig)
     # Used when a tenant has no storage config yet: the server's own objectStore path prefix.
     default_path_prefix: str = ObjectStoreConfig().path_prefix
+    base_model_path_prefix: str = ObjectStoreConfig().base_model_path_prefix
     clock: Callable[[], float] = field(default=time.time)
 
     @classmethod
     def from_config(cls, config: Config, db: Database, objects: ObjectStore) -> ServiceContext:
-        return cls(db, objects, config.loading, config.object_store.path_prefix)
+        store = config.object_store
+        return cls(db, objects, config.loading, store.path_prefix, store.base_model_path_prefix)
+
+    @property
+    def base_model_root(self) -> str:
+        """Where loaders put base models (the server's own objectStore settings; loaders share them)."""
+        return f"{self.default_path_prefix}/{self.base_model_path_prefix}"
 
     @property
     def lease_seconds(self) -> float:

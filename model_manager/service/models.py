@@ -103,8 +103,13 @@ class ModelsService:
         async with self.ctx.db.transaction() as conn:
             candidates = list(dict.fromkeys([model_id, ids.converted(model_id)]))
             taken = await catalog.base_id_taken(conn, who.tenant_id, candidates, project_id or None)
-            if taken is not None:
+            if taken in candidates:
                 raise AlreadyExists(f'model "{taken}" already exists')
+            if taken is not None:
+                raise AlreadyExists(
+                    f'model "{model_id}" clashes with model "{taken}", loaded as "{ids.converted(taken)}"'
+                )
+            await self._check_storage(conn, who, model_id)
             rec = await catalog.insert_model(
                 conn,
                 Kind.BASE,
@@ -180,6 +185,18 @@ class ModelsService:
             except Exception:
                 log.exception("deleted model %s but could not remove its files under %s", req.id, path)
         return DeleteModelResponse(id=req.id, object="model", deleted=True)
+
+    async def _check_storage(self, conn: Conn, who: Identity, model_id: str) -> None:
+        """Refuse a base model whose files would overwrite, contain or sit inside another model's files."""
+        directory = ids.storage_directory(model_id)
+        clash = await catalog.storage_clash(conn, model_id, directory, self.ctx.base_model_root)
+        if clash is not None:
+            # Another tenant's ids are not for this caller to see.
+            other = f'model "{clash.model_id}"' if clash.tenant_id == who.tenant_id else "a model of another tenant"
+            raise AlreadyExists(
+                f'model "{model_id}" would be stored in {directory!r}, where its files would overwrite, contain or '
+                f"sit inside those of {other}; choose another id"
+            )
 
     async def update_model(self, who: Identity, req: UpdateModelRequest) -> Model:
         if req.model is None:

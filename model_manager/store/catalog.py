@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from model_manager import ids
 from model_manager.errors import AlreadyExists, FailedPrecondition, NotFound
 from model_manager.store.database import Conn
 from model_manager.store.records import LOADED_STATUSES, Activation, Kind, ModelRecord, to_record
@@ -86,11 +87,42 @@ async def base_id_taken(conn: Conn, tenant_id: str, model_ids: Sequence[str], pr
     A global id clashes with any row of the tenant; a project-scoped id with the global rows and its project's.
     """
     t = base_models
-    q = select(t.c.model_id).where(t.c.tenant_id == tenant_id, t.c.model_id.in_(list(model_ids)))
+    # A requested Hugging Face id "x/y" is loaded as "x-y": compare the converted forms as well.
+    converted = func.replace(t.c.model_id, "/", "-")
+    wanted = list(model_ids)
+    q = select(t.c.model_id, converted).where(
+        t.c.tenant_id == tenant_id, or_(t.c.model_id.in_(wanted), converted.in_(wanted))
+    )
     if project_id:
         q = q.where(t.c.project_id.in_(("", project_id)))
-    taken = set((await conn.execute(q)).scalars())
-    return next((m for m in model_ids if m in taken), None)
+    rows = (await conn.execute(q)).all()
+    return next((row[0] for m in model_ids for row in rows if m in row), None)
+
+
+async def storage_clash(conn: Conn, model_id: str, directory: str, root: str) -> ModelRecord | None:
+    """A base model of any tenant whose files would share or nest with `directory` (where `model_id` would be
+    stored, relative to the base-model root `root`): the same directory under another id, a directory that holds
+    it, or one inside it. Requested models are compared by their id's directory, loaded ones by their path."""
+    t = base_models
+    requested_dir = func.replace(t.c.model_id, ":", "-")
+    parts = directory.split("/")
+    ancestors = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    q = (
+        select(t)
+        .where(
+            or_(
+                and_(requested_dir == directory, t.c.model_id != model_id),
+                and_(t.c.path == f"{root}/{directory}", t.c.model_id != ids.converted(model_id)),
+                requested_dir.in_(ancestors),
+                t.c.path.in_([f"{root}/{a}" for a in ancestors]),
+                requested_dir.startswith(directory + "/", autoescape=True),
+                t.c.path.startswith(f"{root}/{directory}/", autoescape=True),
+            )
+        )
+        .limit(1)
+    )
+    row = (await conn.execute(q)).first()
+    return to_record(Kind.BASE, row) if row else None
 
 
 async def insert_model(conn: Conn, kind: Kind, values: dict[str, Any]) -> ModelRecord:

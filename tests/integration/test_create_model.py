@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
@@ -182,3 +184,36 @@ async def test_duplicate_fine_tuned_model_is_refused(api: Api) -> None:
     await api.fine_tuned("base-model", "x")
     with pytest.raises(AlreadyExists, match="ft:base-model:x"):
         await api.fine_tuned("base-model", "x")
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "message"),
+    [
+        # Both would be registered as "x-y" and overwrite each other's files.
+        (("x/y", HF), ("x-y", OBJECT_STORE), 'clashes with model "x/y", loaded as "x-y"'),
+        (("x-y", OBJECT_STORE), ("x/y", HF), 'model "x-y" already exists'),
+        # One model's directory would hold the other's.
+        (("org", OBJECT_STORE), ("org/small", HF), 'sit inside those of model "org"'),
+        (("org/small", HF), ("org", OBJECT_STORE), 'sit inside those of model "org/small"'),
+        (("org/gg", HF), ("org/gg/model.gguf", HF), 'model "org/gg"'),
+        # Same directory under another id.
+        (("gemma:2b", OLLAMA), ("gemma-2b", OBJECT_STORE), "would be stored in 'gemma-2b'"),
+    ],
+)
+async def test_base_models_whose_files_would_clash_are_refused(
+    api: Api, first: tuple[str, pb.SourceRepository], second: tuple[str, pb.SourceRepository], message: str
+) -> None:
+    await api.request_base(*first)
+    with pytest.raises(AlreadyExists, match=re.escape(message)):
+        await api.request_base(*second)
+    listed = await api.list(include_loading_models=True)
+    assert [m.id for m in listed.data] == [first[0]]  # nothing was created
+
+
+async def test_a_loaded_model_clashes_by_its_stored_path(api: Api) -> None:
+    await api.loaded_base("org-gg", path="models/base-models/org/gg")
+    with pytest.raises(AlreadyExists, match="org-gg"):
+        await api.request_base("org/gg/model.gguf")
+    # Neighbours that only share a name prefix do not clash.
+    await api.request_base("org/ggx")
+    await api.request_base("org/g")
