@@ -15,6 +15,7 @@ from dataclasses import dataclass
 MAX_ID_LEN = 256
 MAX_SUFFIX_LEN = 18
 _SUFFIX = re.compile(r"^[a-z0-9-]+$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _URLSAFE = string.ascii_letters + string.digits + "-_"
 
 
@@ -30,12 +31,24 @@ class InvalidId(ValueError):
         self.message = message
 
 
+def check_text(value: str, field: str) -> str:
+    """Any text the service stores: valid Unicode (no lone surrogates) without NUL characters, which neither
+    PostgreSQL nor UTF-8 can hold."""
+    if "\x00" in value:
+        raise InvalidId(f"{field} must not contain NUL characters")
+    if _SURROGATE.search(value):
+        raise InvalidId(f"{field} must be valid Unicode text (it has a lone surrogate)")
+    return value
+
+
 def check_id(value: str, field: str = "id") -> str:
     """Reject ids that are empty, too long, or could escape an object-store prefix."""
     if not value:
         raise InvalidId(f"{field} is required")
     if len(value) > MAX_ID_LEN:
         raise InvalidId(f"{field} must be at most {MAX_ID_LEN} characters, got {len(value)}")
+    if _SURROGATE.search(value):
+        raise InvalidId(f"{field} must be valid Unicode text (it has a lone surrogate)")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidId(f"{field} must not contain control characters")
     if any(seg in (".", "..") for seg in value.split("/")):

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import betterproto2
 from google.protobuf.descriptor import FieldDescriptor
 
+from model_manager import ids
 from model_manager.errors import InvalidArgument
 
 M = TypeVar("M", bound=betterproto2.Message)
@@ -39,6 +40,7 @@ _INT_RANGES = {
     FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
 }
 _FLOATS = (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE)
+_MAX_INT_DIGITS = 21  # a sign and the 20 digits of the largest 64-bit value: anything longer is out of range
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 
@@ -134,7 +136,10 @@ def _decode_value(f: FieldDescriptor, owner: type, value: Any, where: str) -> An
     if t == FieldDescriptor.TYPE_STRING:
         if not isinstance(value, str):
             raise InvalidArgument(f"{where}: must be a string")
-        return value
+        try:
+            return ids.check_text(value, where)
+        except ids.InvalidId as e:
+            raise InvalidArgument(e.message) from e
     if t == FieldDescriptor.TYPE_BOOL:
         if not isinstance(value, bool):
             raise InvalidArgument(f"{where}: must be true or false")
@@ -156,6 +161,8 @@ def _decode_value(f: FieldDescriptor, owner: type, value: Any, where: str) -> An
 def _decode_int(value: Any, where: str, low: int, high: int) -> int:
     if isinstance(value, bool):
         raise InvalidArgument(f"{where}: must be an integer")
+    if isinstance(value, str) and len(value.strip()) > _MAX_INT_DIGITS:
+        raise InvalidArgument(f"{where}: {value[:20]}... is out of range")
     if (isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip())) or (
         isinstance(value, float) and value.is_integer()
     ):

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from grpclib.const import Status
 
 from model_manager.api.json_codec import from_json, from_query, to_json
@@ -86,13 +88,21 @@ async def error_middleware(
 
 
 async def _body(request: web.Request) -> Any:
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except (ContentEncodingError, RequestPayloadError) as e:
+        encoding = request.headers.get("Content-Encoding", "")
+        raise InvalidArgument(f"request body cannot be decoded as its Content-Encoding says ({encoding})") from e
     if not raw:
         return {}
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"request body is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise InvalidArgument("request body is not valid JSON: nested too deeply") from e
+    except ValueError as e:  # Python's limit on the digits of an integer
+        raise InvalidArgument(f"request body is not valid JSON: a number is too long ({e})") from e
 
 
 def _ok(msg: Any) -> web.Response:

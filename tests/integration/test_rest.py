@@ -98,6 +98,29 @@ async def test_not_found_is_404(http: TestClient) -> None:  # type: ignore[type-
         ("get", "/v1/models?limit=99999999999", {}, "limit"),
         ("patch", "/v1/models/m", {"json": {"update_mask": 5}}, "update_mask"),
         ("post", "/v1/models", {"data": b"\xff\xfe"}, "JSON"),
+        ("post", "/v1/models", {"data": b"[" * 50_000 + b"]" * 50_000}, "nested"),
+        ("post", "/v1/models", {"data": b'{"id": "a/b", "source_repository": ' + b"9" * 5000 + b"}"}, "number"),
+        ("get", "/v1/models?limit=" + "9" * 5000, {}, "limit"),
+        ("post", "/v1/models", {"data": b'{"id": "a/\\ud800", "source_repository": 1}'}, "id"),
+        ("post", "/v1/models", {"data": b'{"id": "a/b\\u0000", "source_repository": 1}'}, "id"),
+        (
+            "post",
+            "/v1/models",
+            {"data": b'{"id": "a/b"}', "headers": {"Content-Encoding": "gzip"}},
+            "Content-Encoding",
+        ),
+        ("get", "/v1/models?after=a%00b", {}, "after"),
+        (
+            "patch",
+            "/v1/models/m",
+            {
+                "json": {
+                    "model": {"config": {"runtime_config": {"extra_args": ["\ud800"]}}},
+                    "update_mask": "config.runtime_config.extra_args",
+                }
+            },
+            "extra_args",
+        ),
     ],
 )
 async def test_bad_input_is_a_400_naming_the_problem_and_changes_nothing(
@@ -117,6 +140,8 @@ async def test_bad_input_is_a_400_naming_the_problem_and_changes_nothing(
 async def test_control_characters_in_path_ids_are_rejected(http: TestClient) -> None:  # type: ignore[type-arg]
     r = await http.get("/v1/models/a%00b")
     assert r.status == 400 and "control characters" in (await r.json())["message"]
+    # Bytes that are not UTF-8 stay percent-encoded: an id nobody has, not a server error.
+    assert (await http.get("/v1/models/a%ED%A0%80")).status == 404
 
 
 async def test_body_over_one_mebibyte_is_413(http: TestClient) -> None:  # type: ignore[type-arg]
