@@ -14,6 +14,7 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server, Stream
 
+from model_manager.api.grpc_wire import CheckedCodec, SizeLimitedService
 from model_manager.api.status import status_of
 from model_manager.errors import ServiceError
 from model_manager.identity import DEFAULT_WORKER_IDENTITY, Identity, identity_from_headers
@@ -194,4 +195,5 @@ def build_server(services: list[Any], with_health: bool) -> Server:
     all_services = list(services)
     if with_health:
         all_services.append(Health())
-    return Server(ServerReflection.extend(all_services, pool=default_google_proto_descriptor_pool))
+    served = ServerReflection.extend(all_services, pool=default_google_proto_descriptor_pool)
+    return Server([SizeLimitedService(s) for s in served], codec=CheckedCodec())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -126,3 +127,77 @@ async def _services(ch: Channel) -> list[str]:
         reply = await stream.recv_message()
     assert reply is not None
     return [s.name for s in reply.list_services_response.service]
+
+
+def _methods(grpcio_pb: Any) -> list[tuple[str, str, bool]]:
+    """(service, method, whether field 1 of its request is a string) for every method of both services, from the
+    descriptors an independent client has."""
+    out = []
+    for service in grpcio_pb.pb2.DESCRIPTOR.services_by_name.values():
+        for m in service.methods:
+            first = m.input_type.fields_by_number.get(1)
+            out.append((service.full_name, m.name, first is not None and first.type == first.TYPE_STRING))
+    return out
+
+
+async def _raw_call(port: int, path: str, body: bytes) -> grpc.StatusCode:
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 512 * 1024 * 1024)]
+    ) as channel:
+        call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+        try:
+            await call(body, timeout=30)
+        except grpc.aio.AioRpcError as e:
+            return e.code()
+        return grpc.StatusCode.OK
+
+
+async def test_hostile_protobuf_to_every_method_is_refused_with_a_reason(
+    ports: tuple[int, int], grpcio_pb: Any
+) -> None:
+    rng = random.Random(7)
+    truncated = b"\x0a\x10abc"  # field 1, length 16, then only three bytes
+    wrong_wire_type = b"\x0d\x00\x00\x00\x00"  # field 1 (a string everywhere) sent as a fixed32
+    bad_utf8 = b"\x0a\x02\xff\xfe"
+    methods = _methods(grpcio_pb)
+    assert len(methods) >= 20
+    for service, method, has_string_field_1 in methods:
+        port = ports[0] if service == MODELS else ports[1]
+        path = f"/{service}/{method}"
+        for body in (truncated, wrong_wire_type, bad_utf8):
+            code = await _raw_call(port, path, body)
+            if has_string_field_1:
+                assert code == grpc.StatusCode.INVALID_ARGUMENT, (path, body, code)
+            else:  # an unknown field: accepted, as protobuf's forward compatibility wants, but never a crash
+                assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (path, body, code)
+        for _ in range(5):
+            code = await _raw_call(port, path, rng.randbytes(rng.randint(1, 64)))
+            assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (path, code)
+
+
+async def test_oversized_requests_are_resource_exhausted(ports: tuple[int, int]) -> None:
+    big = b"\x0a" + _varint(8 * 1024 * 1024) + b"a" * (8 * 1024 * 1024)
+    for port, path in ((ports[0], f"/{MODELS}/CreateModel"), (ports[1], f"/{WORKER}/CreateBaseModel")):
+        assert await _raw_call(port, path, big) == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_nul_in_worker_fields_is_invalid_argument_naming_the_field(
+    stubs: tuple[Any, Any], grpcio_pb: Any
+) -> None:
+    pb2 = grpcio_pb.pb2
+    _, worker = stubs
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await worker.AcquireUnloadedBaseModel(pb2.AcquireUnloadedBaseModelRequest(holder="a\x00b"))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "holder" in (raised.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await worker.CreateBaseModel(pb2.CreateBaseModelRequest(id="m", path="models/\x00", formats=[1]))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "path" in (raised.value.details() or "")
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
