@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Beat = Callable[[str], Awaitable[None]]  # sends a progress message; raises LeaseLost when refused
+# Refusals of a status update or registration that mean the claim no longer holds the model.
+LOST_CLAIM = (Status.FAILED_PRECONDITION, Status.NOT_FOUND)
 
 _ADAPTERS = {"": pb.AdapterType.UNSPECIFIED, "lora": pb.AdapterType.LORA, "qlora": pb.AdapterType.QLORA}
 _QUANTIZATIONS = {"": pb.QuantizationType.UNSPECIFIED, "gguf": pb.QuantizationType.GGUF, "awq": pb.QuantizationType.AWQ}
@@ -128,7 +130,9 @@ class Jobs:
         project_id: str = "",
         revision: str = "",
         beat: Beat | None = None,
+        attempt: int = 0,
     ) -> None:
+        """Load a base model; `attempt` is the claim's (0 for the static list, which has no claim)."""
         if await self.already_loaded(model_id, repo, project_id):
             log.info("base model %s is already loaded; skipping", model_id)
             return
@@ -138,7 +142,14 @@ class Jobs:
         prefix = self.base_prefix(model_id)
         log.info("loading %s (%d files) into %s", source.name, len(files), prefix)
         stored = await self._transfer(source, files, prefix, beat)
-        await self._register_base(model_id, repo, project_id, source, prefix, detected, stored)
+        try:
+            await self._register_base(model_id, repo, project_id, source, prefix, detected, stored, attempt)
+        except GRPCError as e:
+            if e.status not in LOST_CLAIM:
+                raise
+            # Deleted (or taken over) while it loaded: what this load stored is nobody's.
+            await self.discard(prefix, stored)
+            raise LeaseLost(e.message or str(e.status)) from e
         log.info("loaded base model %s from %s at %s", model_id, source.name, source.revision or "-")
 
     async def _register_base(
@@ -150,9 +161,12 @@ class Jobs:
         prefix: str,
         detected: Detected,
         stored: list[StoredFile],
+        attempt: int,
     ) -> None:
         base_id = converted(model_id)
         common = {"source_repository": repo, "project_id": project_id, "revision": source.revision}
+        if attempt:
+            common.update(loading_model_id=model_id, attempt=attempt)
         if detected.split_gguf:
             by_path = {f.path: f for f in stored}
             for name in detected.split_gguf:
@@ -187,6 +201,14 @@ class Jobs:
             await _ignore_exists(
                 self.worker.create_hf_model_repo(pb.CreateHfModelRepoRequest(name=model_id, project_id=project_id))
             )
+
+    async def discard(self, prefix: str, stored: list[StoredFile]) -> None:
+        """Remove the files a load stored when its result is refused."""
+        keys = [f"{prefix}/{f.path}" for f in stored]
+        try:
+            await self.store.delete_keys(keys)
+        except Exception:
+            log.exception("could not remove %d objects of a discarded load: %s", len(keys), keys[:5])
 
     # ---- fine-tuned models -------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from model_manager.config import LoaderConfig
 from model_manager.files import StoredFile
 from model_manager.ids import parse_hugging_face
 from model_manager.loader.errors import LeaseLost, LoadError
-from model_manager.loader.jobs import Beat, Jobs
+from model_manager.loader.jobs import LOST_CLAIM, Beat, Jobs
 from model_manager.loader.outcomes import ClaimedModel, Failed, Loaded, Lost, Outcome, Report, Stopped
 from model_manager.loader.worker_api import WorkerApi
 from model_manager.proto.llmariner.models.server import v1 as pb
@@ -31,8 +31,6 @@ _STATIC_SOURCES = {
     "ollama": pb.SourceRepository.OLLAMA,
     "s3": pb.SourceRepository.OBJECT_STORE,
 }
-# Refusals that mean the model is no longer ours to report on.
-_LOST = (Status.FAILED_PRECONDITION, Status.NOT_FOUND)
 
 
 class LoaderLoop:
@@ -142,7 +140,7 @@ class LoaderLoop:
             try:
                 await claim.send(self.worker, Report(message=message))
             except GRPCError as e:
-                if e.status in _LOST:
+                if e.status in LOST_CLAIM:
                     raise LeaseLost(e.message or str(e.status)) from e
                 log.warning("progress report failed: %s", e)  # the lease has slack; keep going
 
@@ -151,20 +149,24 @@ class LoaderLoop:
     async def _base(self, resp: pb.AcquireUnloadedBaseModelResponse, stop: asyncio.Event) -> None:
         claim = ClaimedModel(resp.base_model_id, resp.attempt, is_base=True, project_id=resp.project_id)
         job = self.jobs.load_base(
-            resp.base_model_id, resp.source_repository, resp.project_id, resp.revision, self._beat(claim)
+            resp.base_model_id, resp.source_repository, resp.project_id, resp.revision, self._beat(claim), resp.attempt
         )
         await self._finish(claim, await self._until_stop(job, stop))
 
     async def _fine_tuned(self, resp: pb.AcquireUnloadedModelResponse, stop: asyncio.Event) -> None:
         claim = ClaimedModel(resp.model_id, resp.attempt, is_base=False)
         job = self.jobs.load_fine_tuned(resp, self._beat(claim))
-        await self._finish(claim, await self._until_stop(job, stop))
+        outcome = await self._until_stop(job, stop)
+        if not await self._finish(claim, outcome) and isinstance(outcome, Loaded):
+            # Deleted while it loaded: the files are nobody's.
+            await self.jobs.discard(resp.dest_path.rstrip("/"), outcome.files)
 
-    async def _finish(self, claim: ClaimedModel, outcome: Outcome) -> None:
-        """Persist the outcome, shielded: a loader being cancelled must still give the model back or fail it."""
+    async def _finish(self, claim: ClaimedModel, outcome: Outcome) -> bool:
+        """Persist the outcome, shielded: a loader being cancelled must still give the model back or fail it.
+        False when the server refused it because the claim no longer holds the model."""
         if isinstance(outcome, Lost):
             log.warning("stopped loading %s: %s", claim.model_id, outcome.reason)
-            return
+            return False
         if isinstance(outcome, Stopped):
             log.info("giving %s back: the loader is stopping", claim.model_id)
         if isinstance(outcome, Failed):
@@ -173,3 +175,5 @@ class LoaderLoop:
             await asyncio.shield(claim.send(self.worker, Report.of(outcome, self.holder)))
         except GRPCError as e:
             log.warning("could not report the outcome for %s: %s", claim.model_id, e.message or e.status)
+            return e.status not in LOST_CLAIM
+        return True

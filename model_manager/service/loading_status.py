@@ -85,6 +85,8 @@ class LoadingStatusService:
             # still LOADING and goes away; if it completed the requested row itself, that row is SUCCEEDED already.
             rec = await loading.find_loading_target(conn, kind, who.tenant_id, req.id, project_id)
             if rec.loading_status == LoadingStatus.SUCCEEDED:
+                await catalog.release_registered_by(conn, rec)
                 return
             loading.check_loading(rec, req.attempt)
+            await catalog.release_registered_by(conn, rec)
             await catalog.delete_model(conn, rec)

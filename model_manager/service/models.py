@@ -169,9 +169,12 @@ class ModelsService:
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, req.id, True, who.project_id)
             await catalog.delete_inactive_model(conn, rec)
+            # A model deleted while it loads takes along what its load registered so far.
+            discarded = await catalog.delete_registered_by(conn, rec)
+            paths = [p for r in (rec, *discarded) for p in (r.path, r.gguf_model_path) if p]
             # Files under the model's path that belong to other models (the same path, or one nested in it) stay.
             orphaned: dict[str, set[str]] = {}
-            for path in dict.fromkeys(p for p in (rec.path, rec.gguf_model_path) if p):
+            for path in dict.fromkeys(paths):
                 others = await catalog.paths_at_or_under(conn, path)
                 if path not in others:
                     orphaned[path] = others

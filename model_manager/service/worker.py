@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from model_manager import ids
 from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
 from model_manager.identity import Identity
@@ -182,26 +184,38 @@ class WorkerService(LoadingStatusService):
             "lease_expires_at": None,
         }
         async with self.ctx.db.transaction() as conn:
+            claim = None
+            if req.loading_model_id:
+                # Fenced by the claim: a model deleted (or taken over) while it loaded gets nothing registered.
+                validate.check_id(req.loading_model_id, "loading_model_id")
+                claim = await loading.lock_loading(
+                    conn, Kind.BASE, who.tenant_id, req.loading_model_id, req.project_id, req.attempt
+                )
             existing = await catalog.find_base(conn, who.tenant_id, req.id, req.project_id)
             if existing is not None and existing.project_id == req.project_id:
                 if existing.is_loaded:
                     raise AlreadyExists(f'model "{req.id}" already exists')
                 # The loader finishing a model requested under this very id.
                 rec = await catalog.update_model(conn, existing, values)
+            elif claim is not None:
+                rec = await catalog.insert_model(conn, Kind.BASE, self._new_base(who, req, values, claim.id))
             else:
                 # A project-scoped model may share its id with a global one: inside its project it wins.
-                rec = await catalog.insert_model(
-                    conn,
-                    Kind.BASE,
-                    {
-                        "tenant_id": who.tenant_id,
-                        "project_id": req.project_id,
-                        "model_id": req.id,
-                        "config": model_config.encode(model_config.default_config()),
-                        **values,
-                    },
-                )
+                rec = await catalog.insert_model(conn, Kind.BASE, self._new_base(who, req, values, None))
         return BaseModel(id=rec.model_id, created=rec.created_at, object="basemodel")
+
+    @staticmethod
+    def _new_base(
+        who: Identity, req: CreateBaseModelRequest, values: dict[str, Any], loaded_by: int | None
+    ) -> dict[str, Any]:
+        return {
+            "tenant_id": who.tenant_id,
+            "project_id": req.project_id,
+            "model_id": req.id,
+            "config": model_config.encode(model_config.default_config()),
+            "loaded_by": loaded_by,
+            **values,
+        }
 
     async def get_base_model_path(self, who: Identity, req: GetBaseModelPathRequest) -> GetBaseModelPathResponse:
         validate.check_id(req.id)

@@ -169,6 +169,21 @@ async def delete_model(conn: Conn, rec: ModelRecord) -> None:
     await _drop_repo_record(conn, rec)
 
 
+async def delete_registered_by(conn: Conn, rec: ModelRecord) -> list[ModelRecord]:
+    """Delete the base models the still unfinished load of `rec` registered; return them (their files go too)."""
+    if rec.kind is not Kind.BASE:
+        return []
+    t = base_models
+    q = delete(t).where(t.c.tenant_id == rec.tenant_id, t.c.loaded_by == rec.id).returning(*t.c)
+    return [to_record(Kind.BASE, row) for row in (await conn.execute(q)).all()]
+
+
+async def release_registered_by(conn: Conn, rec: ModelRecord) -> None:
+    """The load of `rec` completed: what it registered stands on its own now."""
+    t = base_models
+    await conn.execute(update(t).where(t.c.tenant_id == rec.tenant_id, t.c.loaded_by == rec.id).values(loaded_by=None))
+
+
 async def _drop_repo_record(conn: Conn, rec: ModelRecord) -> None:
     if rec.kind is Kind.BASE:
         # The repo record named "org/name" produced this model ("org-name", or "org-name-<file>" for a repo

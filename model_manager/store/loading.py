@@ -103,6 +103,20 @@ async def find_loading_target(
     return to_record(kind, row)
 
 
+async def lock_loading(
+    conn: Conn, kind: Kind, tenant_id: str, model_id: str, project_id: str | None, attempt: int
+) -> ModelRecord:
+    """The LOADING model held by `attempt`, locked until the transaction ends (a concurrent delete waits for it);
+    NotFound or FailedPrecondition when the claim no longer holds it."""
+    q = select(kind.table).where(_key(kind, tenant_id, model_id, project_id)).with_for_update()
+    row = (await conn.execute(q)).first()
+    if row is None:
+        raise NotFound(f'model "{model_id}" not found: it was deleted while it loaded')
+    rec = to_record(kind, row)
+    check_loading(rec, attempt)
+    return rec
+
+
 def check_loading(rec: ModelRecord, attempt: int) -> None:
     """Raise why `rec` cannot take a loading update from the holder of `attempt` (0: holder unknown)."""
     if rec.loading_status != LoadingStatus.LOADING:

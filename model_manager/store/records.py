@@ -48,6 +48,7 @@ class ModelRecord:
     """A row of either model table; fine-tuned-only fields keep their defaults on base models."""
 
     kind: Kind
+    id: int  # the row's key
     tenant_id: str
     project_id: str
     model_id: str
@@ -69,6 +70,7 @@ class ModelRecord:
     gguf_model_path: str = ""
     requested_revision: str = ""
     revision: str = ""
+    loaded_by: int | None = None
     # fine-tuned models only
     organization_id: str = ""
     base_model_id: str = ""

@@ -41,6 +41,8 @@ def _loading_columns() -> list[Column]:  # type: ignore[type-arg]
         Column("files", Text, nullable=False, server_default="[]"),
         Column("created_at", BigInteger, nullable=False),
         Column("updated_at", BigInteger, nullable=False),
+        # A model given back after a transient failure is not claimed again before this time (growing delays).
+        Column("claimable_at", Float, nullable=True),
     ]
 
 
@@ -57,6 +59,9 @@ base_models = Table(
     Column("gguf_model_path", Text, nullable=False, server_default=""),
     Column("requested_revision", String(ID_LEN), nullable=False, server_default=""),
     Column("revision", String(ID_LEN), nullable=False, server_default=""),
+    # The requested row (its id) whose load registered this model, until that load completes: deleting the
+    # requested model while it loads discards what its load registered.
+    Column("loaded_by", Integer, nullable=True),
     *_loading_columns(),
     UniqueConstraint("tenant_id", "model_id", "project_id", name="uq_base_models_tenant_model_project"),
     Index("ix_base_models_listing", "tenant_id", "activation_status", "model_id"),
@@ -104,6 +109,19 @@ storage_configs = Table(
     Column("path_prefix", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     UniqueConstraint("tenant_id", name="uq_storage_configs_tenant"),
+)
+
+# File removals a delete could not finish (the object store was unreachable): retried by the server until done.
+pending_deletions = Table(
+    "pending_deletions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("path", Text, nullable=False),
+    # JSON list of paths under `path` that belong to other models and stay.
+    Column("keep", Text, nullable=False, server_default="[]"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=False, server_default=""),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 # Maintained by triggers (migration 0003): how many rows each (tenant, project, kind, loaded, published) has, so

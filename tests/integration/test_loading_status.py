@@ -9,7 +9,7 @@ from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.store import catalog
 from model_manager.store.records import LoadingStatus
 from tests.conftest import FakeClock
-from tests.helpers import WORKER, Api
+from tests.helpers import WHO, WORKER, Api
 
 OK = pb.UpdateBaseModelLoadingStatusRequestSuccess()
 
@@ -145,3 +145,50 @@ async def test_registered_models_without_lease_are_never_expired(api: Api, clock
     async with api.ctx.db.transaction() as conn:
         rec = await catalog.find_fine_tuned(conn, WORKER.tenant_id, resp.id, published_only=False)
     assert rec is not None and rec.loading_status == LoadingStatus.LOADING
+
+
+def _register(model_id: str, attempt: int, loading_model_id: str = "org/name") -> pb.CreateBaseModelRequest:
+    return pb.CreateBaseModelRequest(
+        id=model_id,
+        path=f"models/base-models/{loading_model_id}",
+        formats=[pb.ModelFormat.HUGGING_FACE],
+        loading_model_id=loading_model_id,
+        attempt=attempt,
+    )
+
+
+async def test_a_model_deleted_while_loading_gets_nothing_registered(api: Api) -> None:
+    await api.request_base("org/name")
+    claim = await api.acquire_base()
+    await api.models.delete_model(WHO, pb.DeleteModelRequest(id="org/name"))
+    with pytest.raises(NotFound, match="deleted while it loaded"):
+        await api.worker.create_base_model(WORKER, _register("org-name", claim.attempt))
+    assert (await api.list(include_loading_models=True)).data == []
+
+
+async def test_deleting_a_loading_model_discards_what_its_load_registered(api: Api) -> None:
+    await api.request_base("org/name")
+    claim = await api.acquire_base()
+    await api.worker.create_base_model(WORKER, _register("org-name", claim.attempt))
+    # Deleted between the registration and the loader's success report.
+    await api.models.delete_model(WHO, pb.DeleteModelRequest(id="org/name"))
+    with pytest.raises(NotFound):
+        await api.get("org-name")
+    with pytest.raises(NotFound):
+        await api.base_status("org/name", attempt=claim.attempt, success=OK)
+    assert (await api.list(include_loading_models=True)).data == []
+
+
+async def test_a_stale_claim_cannot_register(api: Api, clock: FakeClock) -> None:
+    await api.request_base("org/name")
+    first = await api.acquire_base()
+    clock.advance(3600)
+    second = await api.acquire_base("loader-2")
+    with pytest.raises(FailedPrecondition, match="stale"):
+        await api.worker.create_base_model(WORKER, _register("org-name", first.attempt))
+    await api.worker.create_base_model(WORKER, _register("org-name", second.attempt))
+    await api.base_status("org/name", attempt=second.attempt, success=OK)
+    # Completed: deleting a new request of the same name later must not take the loaded model along.
+    async with api.ctx.db.reading() as conn:
+        rec = await catalog.find_base(conn, WHO.tenant_id, "org-name", "")
+    assert rec is not None and rec.loaded_by is None

@@ -163,6 +163,20 @@ async def test_a_loader_that_lost_its_lease_stops_and_cleans_up(harness: Harness
     assert await harness.store.list_objects(PREFIX) == []
 
 
+async def test_a_model_deleted_while_it_loads_does_not_come_back(harness: Harness, api: Api) -> None:
+    harness.hub.add("org/doomed", {"config.json": b"{}", "model.safetensors": b"d" * (64 * 1024 * 12)}, throttle=0.05)
+    await api.request_base("org/doomed")
+    task = asyncio.create_task(harness.drain())
+    while (await api.get("org/doomed")).loading_status != pb.ModelLoadingStatus.LOADING:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    await api.models.delete_model(WHO, pb.DeleteModelRequest(id="org/doomed"))
+    await asyncio.wait_for(task, 10)
+    for model_id in ("org/doomed", "org-doomed"):
+        with pytest.raises(NotFound):
+            await api.get(model_id)
+    assert await harness.store.list_objects(PREFIX) == []
+
+
 # ---- fine-tuned models ------------------------------------------------------------------------------------
 
 
