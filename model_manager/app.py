@@ -23,6 +23,7 @@ from model_manager.objectstore.factory import open_store
 from model_manager.proto.llmariner.models.server.v1 import ModelsWorkerServiceStub
 from model_manager.service.context import ServiceContext
 from model_manager.service.health import Health
+from model_manager.service.housekeeping import run_housekeeping
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService
 from model_manager.store.database import Database, create_database_if_missing
@@ -54,6 +55,7 @@ class Server:
     config: Config
     db: Database
     ctx: ServiceContext
+    models: ModelsService
     worker: WorkerServicer
     inflight: InFlight = field(default_factory=InFlight)
     _runner: web.AppRunner | None = None
@@ -64,10 +66,15 @@ class Server:
         db = await open_database(config)
         ctx = ServiceContext.from_config(config, db, open_store(config.object_store))
         inflight = InFlight()
-        return cls(config, db, ctx, WorkerServicer(WorkerService(ctx), inflight), inflight)
+        return cls(config, db, ctx, ModelsService(ctx), WorkerServicer(WorkerService(ctx), inflight), inflight)
+
+    async def housekeeping(self, stop: asyncio.Event) -> None:
+        leases = self.worker.service.leases
+        jobs = [("lease sweep", leases.expire), ("file removal", self.models.removals.retry_pending)]
+        await run_housekeeping(jobs, leases.interval, stop)
 
     async def start(self) -> None:
-        models = ModelsService(self.ctx)
+        models = self.models
         rest = RestApi(models, Health(self.ctx).ready)
         self._runner = web.AppRunner(rest.app(), shutdown_timeout=DRAIN_SECONDS, access_log=None)
         await self._runner.setup()
@@ -145,7 +152,7 @@ async def run(config: Config, role: str, stop: asyncio.Event) -> None:
             await server.start()
         async with asyncio.TaskGroup() as tg:
             if server is not None:
-                tg.create_task(server.worker.service.leases.sweep(stop))
+                tg.create_task(server.housekeeping(stop))
             if role == "loader":
                 tg.create_task(loader_role(config, stop))
             elif server is not None and config.loader.enable:

@@ -63,12 +63,16 @@ class ObjectStore(ABC):
 
         keys = [
             o.key
-            for o in await self.list_objects(path)
+            for o in await self._deletable(path)
             if under(o.key, path) and not any(under(o.key, other) for other in keep)
         ]
         if keys:
             await self.delete_keys(keys)
         return len(keys)
+
+    async def _deletable(self, prefix: str) -> list[ObjectInfo]:
+        """What deleting a model's files removes: its objects and whatever leftovers the backend keeps."""
+        return await self.list_objects(prefix)
 
     async def close(self) -> None:
         return None

@@ -1,20 +1,37 @@
 """A local directory used as the object store (the embedded default).
 
-Writes go to a temporary name and are renamed into place, so a reader never sees a half-written file.
+Writes go to a temporary name (`.<name>.<random>.part`) and are renamed into place, so a reader never sees a
+half-written file. A process killed mid-write leaves its temporary file behind: the next write of the same key and
+any deletion of the model's files remove such leftovers. Errors name keys, never the server's absolute paths.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from model_manager.objectstore.base import ObjectInfo, ObjectStore, check_key
+from model_manager.objectstore.base import ObjectInfo, ObjectStore, StoreError, check_key
 
 READ_CHUNK = 1024 * 1024
 FILE_MODE = 0o640  # readable by the group, as a model directory shared with inference engines needs
+
+
+def _is_partial(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".part")
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        code = errno.errorcode.get(e.errno or 0, "EIO")
+        raise StoreError(f"local store: cannot {what}: {e.strerror or e}", code, transient=False) from e
 
 
 class LocalStore(ObjectStore):
@@ -28,33 +45,54 @@ class LocalStore(ObjectStore):
         self, key: str, chunks: AsyncIterator[bytes], before_commit: Callable[[], None] | None = None
     ) -> None:
         path = self._path(key)
-        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        with _translated(f"write {key}"):
+            fd, tmp = await asyncio.to_thread(self._begin, path)
         try:
-            # mkstemp makes files private to this user; inference engines often run as another user of the group.
-            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as f:
-                async for chunk in chunks:
-                    await asyncio.to_thread(f.write, chunk)
+                async for chunk in chunks:  # the source's own errors pass through untranslated
+                    with _translated(f"write {key}"):
+                        await asyncio.to_thread(f.write, chunk)
             if before_commit is not None:
                 before_commit()
-            await asyncio.to_thread(os.replace, tmp, path)
+            with _translated(f"write {key}"):
+                await asyncio.to_thread(os.replace, tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)  # noqa: ASYNC240 - one quick local call on the failure path
             raise
 
+    @staticmethod
+    def _begin(path: Path) -> tuple[int, str]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Leftovers of an earlier write of this key that was killed: this claim owns the key now.
+        for stale in path.parent.glob(f".{path.name}.*.part"):
+            stale.unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        # mkstemp makes files private to this user; inference engines often run as another user of the group.
+        os.fchmod(fd, FILE_MODE)
+        return fd, tmp
+
     async def read(self, key: str) -> AsyncIterator[bytes]:
-        f = await asyncio.to_thread(self._path(key).open, "rb")
+        with _translated(f"read {key}"):
+            f = await asyncio.to_thread(self._path(key).open, "rb")
         try:
-            while chunk := await asyncio.to_thread(f.read, READ_CHUNK):
+            while True:
+                with _translated(f"read {key}"):
+                    chunk = await asyncio.to_thread(f.read, READ_CHUNK)
+                if not chunk:
+                    return
                 yield chunk
         finally:
             f.close()
 
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
-        return await asyncio.to_thread(self._list_objects, prefix)
+        with _translated(f"list {prefix}"):
+            return await asyncio.to_thread(self._list_objects, prefix, False)
 
-    def _list_objects(self, prefix: str) -> list[ObjectInfo]:
+    async def _deletable(self, prefix: str) -> list[ObjectInfo]:
+        with _translated(f"list {prefix}"):
+            return await asyncio.to_thread(self._list_objects, prefix, True)
+
+    def _list_objects(self, prefix: str, partial: bool) -> list[ObjectInfo]:
         # Walk only the deepest directory the prefix names, not the whole store.
         start = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
         if not start.is_dir():
@@ -62,7 +100,7 @@ class LocalStore(ObjectStore):
         out = []
         for dirpath, _dirs, files in os.walk(start):
             for name in files:
-                if name.endswith(".part") and name.startswith("."):
+                if _is_partial(name) and not partial:
                     continue  # a write in progress
                 full = Path(dirpath) / name
                 key = full.relative_to(self.root).as_posix()
@@ -74,11 +112,24 @@ class LocalStore(ObjectStore):
         await asyncio.to_thread(self._delete, keys)
 
     def _delete(self, keys: list[str]) -> None:
+        """Delete every key it can, then report the first that failed: one bad key must not keep the rest."""
+        failed: list[tuple[str, OSError]] = []
         for key in keys:
             path = self._path(key)
-            path.unlink(missing_ok=True)
-            # Remove directories the deletion emptied, up to the store root.
-            parent = path.parent
-            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
+            try:
+                path.unlink(missing_ok=True)
+                # Remove directories the deletion emptied, up to the store root.
+                parent = path.parent
+                while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
+            except OSError as e:
+                failed.append((key, e))
+        if failed:
+            first_key, error = failed[0]
+            code = errno.errorcode.get(error.errno or 0, "EIO")
+            message = (
+                f"local store: cannot delete {first_key}: {error.strerror or error} "
+                f"({len(failed)} of {len(keys)} failed)"
+            )
+            raise StoreError(message, code, transient=False)

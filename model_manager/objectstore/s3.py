@@ -198,16 +198,23 @@ class S3Store(ObjectStore):
         return out
 
     async def delete_keys(self, keys: list[str]) -> None:
+        """Delete every batch it can, then report the first failure: one bad batch must not keep the rest."""
         s3 = await self.client()
+        failures: list[StoreError] = []
         for i in range(0, len(keys), _DELETE_BATCH):
             batch = [{"Key": k} for k in keys[i : i + _DELETE_BATCH]]
-            with _translated("deleting objects"):
-                resp = await s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
-            if resp.get("Errors"):
-                first = resp["Errors"][0]
-                code = str(first.get("Code", ""))
-                message = f"S3 refused to delete {first.get('Key')}: {first.get('Message')}"
-                raise StoreError(message, code, transient=code in _TRANSIENT_CODES)
+            try:
+                with _translated("deleting objects"):
+                    resp = await s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            except StoreError as e:
+                failures.append(e)
+                continue
+            for error in resp.get("Errors", []):
+                code = str(error.get("Code", ""))
+                message = f"S3 refused to delete {error.get('Key')}: {error.get('Message')}"
+                failures.append(StoreError(message, code, transient=code in _TRANSIENT_CODES))
+        if failures:
+            raise failures[0]
 
     async def close(self) -> None:
         if self._stack is not None:

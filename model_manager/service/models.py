@@ -26,6 +26,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
 from model_manager.service import model_config, validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model
+from model_manager.service.file_removal import FileRemoval
 from model_manager.store import catalog, listing
 from model_manager.store.database import Conn
 from model_manager.store.records import Activation, Kind, LoadingStatus, ModelRecord
@@ -52,6 +53,7 @@ async def find_visible(
 class ModelsService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        self.removals = FileRemoval(ctx)
 
     async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
         validate.check_id(req.id)
@@ -181,12 +183,9 @@ class ModelsService:
             if orphaned:
                 # Fail before committing when the files cannot be removed at all (no bucket configured).
                 self.ctx.objects.check_configured()
-        for path, others in orphaned.items():
-            try:
-                removed = await self.ctx.objects.delete_model_files(path, keep=others)
-                log.info("deleted model %s: removed %d objects under %s", req.id, removed, path)
-            except Exception:
-                log.exception("deleted model %s but could not remove its files under %s", req.id, path)
+            scheduled = [(await self.removals.schedule(conn, p, keep), p, keep) for p, keep in orphaned.items()]
+        for removal_id, path, keep in scheduled:
+            await self.removals.run(removal_id, path, keep)  # what fails now is retried by housekeeping
         return DeleteModelResponse(id=req.id, object="model", deleted=True)
 
     async def _check_storage(self, conn: Conn, who: Identity, model_id: str) -> None:

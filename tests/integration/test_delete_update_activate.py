@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from model_manager.errors import FailedPrecondition, InvalidArgument, NotFound
+from model_manager.objectstore.base import StoreError
 from model_manager.objectstore.local import LocalStore
 from model_manager.proto.google.protobuf import FieldMask
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import model_config
+from model_manager.service.models import ModelsService
 from tests.helpers import WHO, Api
 from tests.objects import put
 
@@ -154,3 +158,30 @@ async def test_delete_removes_exactly_its_own_files(api: Api, objects: LocalStor
         "models/base-models/org/small/weights/model.safetensors",
     ]
     assert (await api.get("org/small-hf")).loading_status == pb.ModelLoadingStatus.SUCCEEDED
+
+
+class FlakyStore(LocalStore):
+    """A local store whose deletions fail while `down` is set, as an unreachable bucket's would."""
+
+    down = True
+
+    async def delete_keys(self, keys: list[str]) -> None:
+        if self.down:
+            raise StoreError("S3 unreachable deleting objects", "EndpointConnectionError", transient=True)
+        await super().delete_keys(keys)
+
+
+async def test_files_a_delete_could_not_remove_are_removed_later(api: Api, tmp_path: Path) -> None:
+    flaky = FlakyStore(tmp_path / "flaky")
+    ctx = replace(api.ctx, objects=flaky)
+    models = ModelsService(ctx)
+    await api.loaded_base("org-a", path="models/base-models/org/a")
+    await put(flaky, "models/base-models/org/a/config.json", b"{}")
+    resp = await models.delete_model(WHO, pb.DeleteModelRequest(id="org-a"))
+    assert resp.deleted  # the model is gone; its files are on their way out
+    assert len(await flaky.list_objects("models/")) == 1
+    assert await models.removals.retry_pending() == 1  # still down: kept for later
+    flaky.down = False
+    assert await models.removals.retry_pending() == 0
+    assert await flaky.list_objects("models/") == []
+    assert await models.removals.retry_pending() == 0  # nothing left to do

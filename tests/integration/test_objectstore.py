@@ -76,3 +76,27 @@ async def test_local_files_are_readable_by_the_group(tmp_path: Path) -> None:
     await put(store, "models/base-models/org/a/model.gguf", b"x")
     mode = (tmp_path / "objects" / "models/base-models/org/a/model.gguf").stat().st_mode
     assert mode & stat.S_IRGRP, oct(mode)
+
+
+async def test_leftovers_of_a_killed_write_are_removed_by_the_next_write_and_by_delete(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    model = tmp_path / "objects" / "models/base-models/org/a"
+    model.mkdir(parents=True)
+    (model / ".w.bin.k1ll3d.part").write_bytes(b"half")  # what a loader killed mid-write leaves
+    (model / ".other.bin.k1ll3d.part").write_bytes(b"half")
+    await put(store, "models/base-models/org/a/w.bin", b"whole")
+    assert not (model / ".w.bin.k1ll3d.part").exists()
+    assert [o.key for o in await store.list_objects("models/")] == ["models/base-models/org/a/w.bin"]
+    assert await store.delete_model_files("models/base-models/org/a") == 2
+    assert not (tmp_path / "objects" / "models").exists()
+
+
+async def test_a_key_that_cannot_be_deleted_does_not_keep_the_others(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    await put(store, "m/a", b"1")
+    await put(store, "m/c", b"3")
+    (tmp_path / "objects" / "m" / "b" / "inner").mkdir(parents=True)  # a directory where a file is expected
+    with pytest.raises(StoreError, match="cannot delete m/b") as raised:
+        await store.delete_keys(["m/a", "m/b", "m/c"])
+    assert "1 of 3 failed" in str(raised.value) and str(tmp_path) not in str(raised.value)
+    assert [o.key for o in await store.list_objects("m/")] == []
