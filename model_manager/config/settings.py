@@ -73,7 +73,17 @@ class LoadingConfig(Settings):
         "how long a claimed model stays with its loader without a progress report",
     )
     max_attempts: int = setting(
-        "maxAttempts", Int(minimum=1), 3, "claims of one model before an expired lease marks it FAILED"
+        "maxAttempts",
+        Int(minimum=1),
+        3,
+        "attempts at loading one model (claims whose lease expired, or loads a source or store outage stopped) "
+        "before it is FAILED",
+    )
+    retry_delay: float = setting(
+        "retryDelay",
+        Duration(positive=True),
+        30.0,
+        "after a source or store outage, wait this long before the next attempt (doubling each time, at most 10m)",
     )
 
 

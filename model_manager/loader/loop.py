@@ -18,7 +18,7 @@ from model_manager.aio import wait_for_stop
 from model_manager.config import LoaderConfig
 from model_manager.files import StoredFile
 from model_manager.ids import parse_hugging_face
-from model_manager.loader.errors import LeaseLost, LoadError
+from model_manager.loader.errors import LeaseLost, LoadError, TransientError
 from model_manager.loader.jobs import LOST_CLAIM, Beat, Jobs
 from model_manager.loader.outcomes import ClaimedModel, Failed, Loaded, Lost, Outcome, Report, Stopped
 from model_manager.loader.worker_api import WorkerApi
@@ -129,7 +129,7 @@ class LoaderLoop:
         if isinstance(error, LeaseLost):
             return Lost(str(error))
         if isinstance(error, LoadError):
-            return Failed(str(error))
+            return Failed(str(error), retryable=isinstance(error, TransientError))
         log.error("loading failed unexpectedly", exc_info=error)
         return Failed(f"unexpected error: {error!r}")
 

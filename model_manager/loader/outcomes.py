@@ -22,6 +22,7 @@ class Loaded:
 @dataclass(frozen=True)
 class Failed:
     reason: str  # for a person: shown as the model's loading_failure_reason
+    retryable: bool = False  # a source or store outage: a later attempt may succeed
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Report:
     message: str = ""
     success: bool = False
     failure: str = ""
+    retryable_failure: str = ""
     release: bool = False
     files: list[StoredFile] = field(default_factory=list)
 
@@ -54,8 +56,8 @@ class Report:
         match outcome:
             case Loaded(files):
                 return cls(success=True, files=files)
-            case Failed(reason):
-                return cls(failure=reason)
+            case Failed(reason, retryable):
+                return cls(retryable_failure=reason) if retryable else cls(failure=reason)
             case Stopped():
                 return cls(release=True, message=f"loader {holder} stopped; waiting for a loader")
 
@@ -73,6 +75,7 @@ class ClaimedModel:
             "attempt": self.attempt,
             "status_message": report.message,
             "release": report.release,
+            "retryable_failure": report.retryable_failure,
         }
         failure = report.failure or None
         if self.is_base:

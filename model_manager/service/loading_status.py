@@ -16,7 +16,9 @@ from model_manager.service import validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files
 from model_manager.store import catalog, loading
-from model_manager.store.records import Kind, LoadingStatus
+from model_manager.store.records import Kind, LoadingStatus, ModelRecord
+
+MAX_RETRY_DELAY = 600.0  # seconds; delays double from loading.retryDelay up to this
 
 _Request = UpdateBaseModelLoadingStatusRequest | UpdateModelLoadingStatusRequest
 
@@ -74,10 +76,36 @@ class LoadingStatusService:
             "updated_at": int(now),
         }
 
+    def _retry_later(self, rec: ModelRecord, reason: str) -> dict[str, Any]:
+        """A failure a later attempt may fix: back to REQUESTED after a growing delay, or FAILED when out of
+        attempts (the attempt counter is the claim count that leases use too)."""
+        now = self.ctx.clock()
+        ended = {"lease_holder": None, "lease_expires_at": None, "updated_at": int(now)}
+        if rec.attempt >= self.ctx.max_attempts:
+            return {
+                "loading_status": LoadingStatus.FAILED,
+                "loading_failure_reason": f"{reason} (gave up after {rec.attempt} attempts)",
+                "loading_status_message": "",
+                **ended,
+            }
+        delay = min(self.ctx.loading.retry_delay * 2 ** (rec.attempt - 1), MAX_RETRY_DELAY)
+        return {
+            "loading_status": LoadingStatus.REQUESTED,
+            "loading_status_message": f"attempt {rec.attempt} failed: {reason}; trying again in {delay:.0f} s",
+            "claimable_at": now + delay,
+            **ended,
+        }
+
     async def _update(self, who: Identity, kind: Kind, req: _Request, project_id: str | None) -> None:
         validate.check_id(req.id)
-        values = self._outcome(kind, req)
         async with self.ctx.db.transaction() as conn:
+            if req.retryable_failure:
+                rec = await loading.find_loading_target(conn, kind, who.tenant_id, req.id, project_id)
+                loading.check_loading(rec, req.attempt)
+                retry = self._retry_later(rec, req.retryable_failure)
+                await loading.transition(conn, kind, who.tenant_id, req.id, project_id, rec.attempt, retry)
+                return
+            values = self._outcome(kind, req)
             if values is not None:
                 await loading.transition(conn, kind, who.tenant_id, req.id, project_id, req.attempt, values)
                 return

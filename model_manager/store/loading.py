@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, select, update
+from sqlalchemy import ColumnElement, case, or_, select, update
 
 from model_manager.errors import FailedPrecondition, NotFound
 from model_manager.store.database import Conn
@@ -27,7 +27,11 @@ async def claim(
     t = kind.table
     oldest = (
         select(t.c.id)
-        .where(t.c.tenant_id == tenant_id, t.c.loading_status == LoadingStatus.REQUESTED)
+        .where(
+            t.c.tenant_id == tenant_id,
+            t.c.loading_status == LoadingStatus.REQUESTED,
+            or_(t.c.claimable_at.is_(None), t.c.claimable_at <= now),
+        )
         .order_by(t.c.created_at, t.c.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -41,6 +45,7 @@ async def claim(
             lease_holder=holder,
             lease_expires_at=now + lease_seconds,
             attempt=t.c.attempt + 1,
+            claimable_at=None,
             loading_status_message="",
             loading_failure_reason="",
             updated_at=int(now),

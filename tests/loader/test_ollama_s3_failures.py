@@ -114,7 +114,7 @@ async def test_a_listing_that_fails_transiently_is_retried(
     assert len(reg.accepts) == 3
 
 
-async def test_a_source_that_keeps_dying_fails_naming_the_file(harness: Harness, api: Api) -> None:
+async def test_a_source_outage_is_retried_later_then_fails_naming_the_file(harness: Harness, api: Api) -> None:
     harness.hub.add(
         "org/dead",
         {"config.json": b"{}", "model.safetensors": b"y" * 300_000},
@@ -122,10 +122,22 @@ async def test_a_source_that_keeps_dying_fails_naming_the_file(harness: Harness,
         die_times={"model.safetensors": 99},
     )
     await api.request_base("org/dead")
+    clock = harness.ctx.clock
+    for attempt, delay in ((1, 30), (2, 60)):
+        await harness.drain()
+        model = await api.get("org/dead")
+        # Given back, not failed: an outage may end. Not claimed again before its delay has passed.
+        assert model.loading_status == pb.ModelLoadingStatus.REQUESTED, model
+        assert model.loading_status_message.startswith(f"attempt {attempt} failed: model.safetensors")
+        assert f"trying again in {delay} s" in model.loading_status_message
+        assert not (await api.acquire_base("eager")).base_model_id
+        clock.advance(delay)  # type: ignore[attr-defined]
     await harness.drain()
     model = await api.get("org/dead")
     assert model.loading_status == pb.ModelLoadingStatus.FAILED
     assert "model.safetensors from Hugging Face repo org/dead" in model.loading_failure_reason
+    assert "gave up after 3 attempts" in model.loading_failure_reason
+    assert model.loading_status_message == ""
     assert await harness.store.list_objects(PREFIX) == []
 
 
@@ -263,7 +275,8 @@ async def test_failed_load_into_s3_aborts_its_uploads(
     )
     await api.request_base("org/broken")
     await s3_harness.drain()
-    assert (await api.get("org/broken")).loading_status == pb.ModelLoadingStatus.FAILED
+    # A source outage: given back for a later attempt, with nothing of this one left in the bucket.
+    assert (await api.get("org/broken")).loading_status == pb.ModelLoadingStatus.REQUESTED
     store = s3_harness.store
     assert isinstance(store, S3Store)
     assert await store.list_objects(PREFIX) == []
