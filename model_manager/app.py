@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("all", "server", "loader")
 DRAIN_SECONDS = 10.0
+LINGER_SECONDS = 2.0
 
 
 def holder_name() -> str:
@@ -75,8 +76,17 @@ class Server:
 
     async def start(self) -> None:
         models = self.models
-        rest = RestApi(models, Health(self.ctx).ready)
-        self._runner = web.AppRunner(rest.app(), shutdown_timeout=DRAIN_SECONDS, access_log=None)
+        rest = RestApi(models, Health(self.ctx).ready, self.config.http)
+        self._runner = web.AppRunner(
+            rest.app(),
+            shutdown_timeout=DRAIN_SECONDS,
+            access_log=None,
+            # aiohttp arms this when a connection opens and after each response, so it also closes connections
+            # that never complete their headers.
+            keepalive_timeout=self.config.http.idle_timeout,
+            # How long to keep reading an unwanted body after answering (so the client can read the answer).
+            lingering_time=LINGER_SECONDS,
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, port=self.config.http_port).start()
         public = build_server([ModelsServicer(models, self.inflight)], with_health=True)

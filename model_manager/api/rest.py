@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ from grpclib.const import Status
 
 from model_manager.api.json_codec import from_json, from_query, to_json
 from model_manager.api.status import status_of
+from model_manager.config import HttpConfig
 from model_manager.errors import InvalidArgument, NotFound, ServiceError
 from model_manager.identity import Identity, identity_from_headers
 from model_manager.proto.llmariner.models.server.v1 import (
@@ -31,6 +33,7 @@ from model_manager.service.models import ModelsService
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
 
 # The wire contract's table of HTTP statuses by gRPC code.
 HTTP_BY_STATUS = {
@@ -54,7 +57,12 @@ HTTP_BY_STATUS = {
 }
 
 # aiohttp's own refusals (unknown route, wrong method, body too large) as gRPC codes.
-_STATUS_BY_HTTP = {404: Status.NOT_FOUND, 405: Status.UNIMPLEMENTED, 413: Status.RESOURCE_EXHAUSTED}
+_STATUS_BY_HTTP = {
+    404: Status.NOT_FOUND,
+    405: Status.UNIMPLEMENTED,
+    408: Status.DEADLINE_EXCEEDED,
+    413: Status.RESOURCE_EXHAUSTED,
+}
 
 
 def error_response(status: Status, message: str, http_status: int | None = None) -> web.Response:
@@ -81,7 +89,10 @@ async def error_middleware(
         if e.status < 400:
             raise
         status = _STATUS_BY_HTTP.get(e.status, Status.INVALID_ARGUMENT)
-        return error_response(status, e.reason, e.status)
+        response = error_response(status, e.reason, e.status)
+        if e.status == 408:
+            response.force_close()  # the rest of a body that did not arrive in time is not worth waiting for
+        return response
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return error_response(Status.INTERNAL, "internal error")
@@ -89,7 +100,10 @@ async def error_middleware(
 
 async def _body(request: web.Request) -> Any:
     try:
-        raw = await request.read()
+        async with asyncio.timeout(request.app[BODY_TIMEOUT]):
+            raw = await request.read()
+    except TimeoutError as e:
+        raise web.HTTPRequestTimeout(reason="request body did not arrive in time") from e
     except (ContentEncodingError, RequestPayloadError) as e:
         encoding = request.headers.get("Content-Encoding", "")
         raise InvalidArgument(f"request body cannot be decoded as its Content-Encoding says ({encoding})") from e
@@ -110,15 +124,19 @@ def _ok(msg: Any) -> web.Response:
 
 
 class RestApi:
-    def __init__(self, service: ModelsService, ready: Callable[[], Awaitable[bool]]) -> None:
+    def __init__(
+        self, service: ModelsService, ready: Callable[[], Awaitable[bool]], http: HttpConfig | None = None
+    ) -> None:
         self.service = service
         self.ready = ready
+        self.http = http or HttpConfig()
 
     def who(self, request: web.Request) -> Identity:
         return identity_from_headers(request.headers)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+        app[BODY_TIMEOUT] = self.http.body_timeout
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/v1/models", self.list_models)

@@ -65,6 +65,19 @@ class DatabaseConfig(Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class HttpConfig(Settings):
+    idle_timeout: float = setting(
+        "idleTimeout",
+        Duration(positive=True),
+        30.0,
+        "close a REST connection that has not sent a complete request (headers) for this long",
+    )
+    body_timeout: float = setting(
+        "bodyTimeout", Duration(positive=True), 60.0, "answer 408 when a request body takes longer than this to arrive"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoadingConfig(Settings):
     lease_seconds: float = setting(
         "leaseDuration",
@@ -233,6 +246,7 @@ class Config(Settings):
     worker_grpc_port: int = setting(
         "workerServiceGrpcPort", PORT, 8082, "worker gRPC: ModelsWorkerService", aliases=("internalGrpcPort",)
     )
+    http: HttpConfig = setting("http", Section(HttpConfig), HttpConfig(), "REST connection timeouts")
     graceful_shutdown_delay: float = setting(
         "gracefulShutdownDelay", Duration(), 0.0, "after SIGTERM, keep serving this long before draining"
     )
