@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -13,7 +14,9 @@ from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
 from grpclib.const import Status
 
+from model_manager.api import openapi
 from model_manager.api.json_codec import from_json, from_query, to_json
+from model_manager.api.routes import ROUTES
 from model_manager.api.status import status_of
 from model_manager.config import HttpConfig
 from model_manager.errors import InvalidArgument, NotFound, ServiceError
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The wire contract's table of HTTP statuses by gRPC code.
 HTTP_BY_STATUS = {
@@ -137,15 +141,19 @@ class RestApi:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
         app[BODY_TIMEOUT] = self.http.body_timeout
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
-        app.router.add_get("/v1/models", self.list_models)
-        app.router.add_post("/v1/models", self.create_model)
-        app.router.add_get("/v1/models/{id:.+}", self.get_model)
-        app.router.add_delete("/v1/models/{id:.+}", self.delete_model)
-        app.router.add_patch("/v1/models/{id:.+}", self.update_model)
-        app.router.add_post("/v1/models/{id:.+}", self.model_action)
+        actions: dict[str, Handler] = {}
+        for route in ROUTES:
+            handler: Handler = getattr(self, route.handler)
+            if route.action:
+                actions[route.action] = handler  # all served by one route, by the verb after the id
+            else:
+                app.router.add_route(route.method, aiohttp_path(route.path), handler)
+        if actions:
+            app.router.add_post("/v1/models/{id:.+}", functools.partial(self.model_action, actions))
         return app
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi.document())
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -179,13 +187,24 @@ class RestApi:
         req.model.id = request.match_info["id"]
         return _ok(await self.service.update_model(self.who(request), req))
 
-    async def model_action(self, request: web.Request) -> web.Response:
+    async def activate_model(self, request: web.Request) -> web.Response:
+        await self.service.activate_model(self.who(request), ActivateModelRequest(id=request.match_info["id"]))
+        return web.json_response({})
+
+    async def deactivate_model(self, request: web.Request) -> web.Response:
+        await self.service.deactivate_model(self.who(request), DeactivateModelRequest(id=request.match_info["id"]))
+        return web.json_response({})
+
+    async def model_action(self, actions: dict[str, Handler], request: web.Request) -> web.StreamResponse:
         # Ids may contain ':' ("gemma:2b", "ft:base:suffix"): the verb is what follows the last colon.
         model_id, sep, verb = request.match_info["id"].rpartition(":")
-        if sep and verb == "activate":
-            await self.service.activate_model(self.who(request), ActivateModelRequest(id=model_id))
-            return web.json_response({})
-        if sep and verb == "deactivate":
-            await self.service.deactivate_model(self.who(request), DeactivateModelRequest(id=model_id))
-            return web.json_response({})
-        raise NotFound(f"no such action {verb!r}: use POST /v1/models/{{id}}:activate or :deactivate")
+        if not sep or verb not in actions:
+            verbs = " or ".join(f":{v}" for v in actions)
+            raise NotFound(f"no such action {verb!r}: use POST /v1/models/{{id}}{verbs}")
+        request.match_info["id"] = model_id
+        return await actions[verb](request)
+
+
+def aiohttp_path(path: str) -> str:
+    """A route table path as aiohttp routes it: the id may span several segments."""
+    return path.replace("{id}", "{id:.+}")

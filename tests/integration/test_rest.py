@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from model_manager.api import openapi
 from model_manager.api.rest import RestApi
 from model_manager.service.context import ServiceContext
 from model_manager.service.health import Health
@@ -167,3 +168,23 @@ async def test_readiness_fails_when_the_database_is_unreachable(ctx: ServiceCont
     finally:
         await client.close()
         await unreachable.close()
+
+
+async def test_the_openapi_document_matches_the_routes_the_server_serves(http: TestClient) -> None:  # type: ignore[type-arg]
+    r = await http.get("/openapi.json")
+    assert r.status == 200
+    doc = await r.json()
+    assert doc == openapi.document()
+    documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
+    served = set()
+    for route in http.server.app.router.routes():  # type: ignore[attr-defined]
+        if route.method == "HEAD":
+            continue
+        canonical = route.resource.canonical if route.resource is not None else ""
+        served.add((route.method, canonical))
+    # Actions are served by one route and documented one by one.
+    actions = {(m, p) for m, p in documented if "}:" in p}
+    assert served == (documented - actions) | {("POST", "/v1/models/{id}")}
+    assert {p.rsplit(":", 1)[1] for _, p in actions} == {"activate", "deactivate"}
+    schemas = doc["components"]["schemas"]
+    assert schemas["Model"]["properties"]["loading_status"]["enum"][1] == "MODEL_LOADING_STATUS_REQUESTED"

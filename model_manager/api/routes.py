@@ -1,0 +1,59 @@
+"""The REST route table: the one list the server registers its routes from and the OpenAPI document is made from.
+
+Paths are written as OpenAPI writes them. A path parameter may hold "/" (model ids like `org/name`); an action on a
+model is a suffix after the id (`{id}:activate`), as in Google's API conventions that llmariner follows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import betterproto2
+
+from model_manager.proto.llmariner.models.server import v1 as pb
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: str  # the RestApi method that serves it
+    summary: str
+    query: type[betterproto2.Message] | None = None  # scalar fields read from the query string
+    body: type[betterproto2.Message] | None = None  # the JSON request body
+    response: type[betterproto2.Message] | None = None  # None: a small JSON object of its own
+
+    @property
+    def action(self) -> str:
+        """The verb after the last ":" of the path (`activate`), or "" for a plain path."""
+        tail = self.path.rsplit("/", 1)[-1]
+        return tail.rpartition(":")[2] if "}:" in tail else ""
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", "healthz", "the process is up"),
+    Route("GET", "/readyz", "readyz", "the database answers"),
+    Route("GET", "/openapi.json", "openapi", "this document"),
+    Route(
+        "GET", "/v1/models", "list_models", "list models", query=pb.ListModelsRequest, response=pb.ListModelsResponse
+    ),
+    Route("POST", "/v1/models", "create_model", "request a model", body=pb.CreateModelRequest, response=pb.Model),
+    Route("GET", "/v1/models/{id}", "get_model", "get a model", query=pb.GetModelRequest, response=pb.Model),
+    Route("DELETE", "/v1/models/{id}", "delete_model", "delete a model", response=pb.DeleteModelResponse),
+    Route(
+        "PATCH",
+        "/v1/models/{id}",
+        "update_model",
+        "update a model's config",
+        body=pb.UpdateModelRequest,
+        response=pb.Model,
+    ),
+    Route("POST", "/v1/models/{id}:activate", "activate_model", "activate a model", response=pb.ActivateModelResponse),
+    Route(
+        "POST",
+        "/v1/models/{id}:deactivate",
+        "deactivate_model",
+        "deactivate a model",
+        response=pb.DeactivateModelResponse,
+    ),
+)
