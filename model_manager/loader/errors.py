@@ -20,6 +20,10 @@ class TransientError(LoadError):
 class LeaseLost(Exception):
     """The server refused a status update: another loader holds the model now, or it was deleted."""
 
+    def __init__(self, message: str, deleted: bool) -> None:
+        super().__init__(message)
+        self.deleted = deleted  # nobody owns the files any more; else the new holder does
+
 
 def classify(error: BaseException) -> LoadError:
     """Sort any exception met while loading into transient or permanent, by its type, keeping its text."""

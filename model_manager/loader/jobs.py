@@ -84,9 +84,19 @@ class Jobs:
     ) -> list[StoredFile]:
         progress = Progress(sum(f.size or 0 for f in files), len(files))
         transfer = Transfer(self.store, progress, self.retry, self.files_at_once)
+        # What an earlier attempt at this model left unfinished (a loader killed mid-upload): this claim owns it now.
+        removed = await self.store.clear_unfinished(prefix)
+        if removed:
+            log.info("removed %d unfinished uploads an earlier attempt left under %s", removed, prefix)
         try:
             work = transfer.copy_all(source, files, prefix)
             return await (self._with_heartbeat(work, progress, beat) if beat else work)
+        except LeaseLost as lost:
+            if lost.deleted:
+                await asyncio.shield(transfer.cleanup())
+            # Else another loader owns the model and these keys now: what it wrote must stay. Uploads this loader
+            # left open were aborted on the way out.
+            raise
         except BaseException:
             await asyncio.shield(transfer.cleanup())
             raise
@@ -149,7 +159,7 @@ class Jobs:
                 raise
             # Deleted (or taken over) while it loaded: what this load stored is nobody's.
             await self.discard(prefix, stored)
-            raise LeaseLost(e.message or str(e.status)) from e
+            raise LeaseLost(e.message or str(e.status), deleted=e.status == Status.NOT_FOUND) from e
         log.info("loaded base model %s from %s at %s", model_id, source.name, source.revision or "-")
 
     async def _register_base(

@@ -141,7 +141,7 @@ class LoaderLoop:
                 await claim.send(self.worker, Report(message=message))
             except GRPCError as e:
                 if e.status in LOST_CLAIM:
-                    raise LeaseLost(e.message or str(e.status)) from e
+                    raise LeaseLost(e.message or str(e.status), deleted=e.status == Status.NOT_FOUND) from e
                 log.warning("progress report failed: %s", e)  # the lease has slack; keep going
 
         return beat

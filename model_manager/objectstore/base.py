@@ -70,6 +70,10 @@ class ObjectStore(ABC):
             await self.delete_keys(keys)
         return len(keys)
 
+    async def clear_unfinished(self, prefix: str) -> int:
+        """Remove uploads under `prefix` that were begun and never finished (their writer died); return how many."""
+        return 0
+
     async def _deletable(self, prefix: str) -> list[ObjectInfo]:
         """What deleting a model's files removes: its objects and whatever leftovers the backend keeps."""
         return await self.list_objects(prefix)

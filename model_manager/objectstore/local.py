@@ -84,6 +84,12 @@ class LocalStore(ObjectStore):
         finally:
             f.close()
 
+    async def clear_unfinished(self, prefix: str) -> int:
+        partial = [o.key for o in await self._deletable(prefix) if _is_partial(o.key.rsplit("/", 1)[-1])]
+        if partial:
+            await self.delete_keys(partial)
+        return len(partial)
+
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         with _translated(f"list {prefix}"):
             return await asyncio.to_thread(self._list_objects, prefix, False)

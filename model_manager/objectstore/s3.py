@@ -188,6 +188,17 @@ class S3Store(ObjectStore):
         with contextlib.suppress(Exception):
             await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
+    async def clear_unfinished(self, prefix: str) -> int:
+        s3 = await self.client()
+        aborted = 0
+        with _translated(f"listing unfinished uploads under {prefix}"):
+            paginator = s3.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    await self._abort(s3, upload["Key"], upload["UploadId"])
+                    aborted += 1
+        return aborted
+
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         s3 = await self.client()
         out: list[ObjectInfo] = []

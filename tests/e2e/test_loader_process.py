@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,58 @@ def test_upstream_standalone_loader_uploads_to_a_bucket_and_exits(
     listed = s3.list_objects_v2(Bucket=s3_bucket)["Contents"]
     assert len(listed) == len(files)  # the Hugging Face cache's own files were not uploaded
     assert any((tmp_path / "hf-cache").rglob("model.safetensors"))  # and the cache was used
+
+
+def test_kill_9_of_a_loader_mid_transfer_into_s3(tmp_path: Path, s3_endpoint: str, s3_bucket: str) -> None:
+    """A loader killed mid-upload: after its lease, another finishes byte-exact and no multipart upload stays open.
+    (A stale loader that comes back is refused: tests/integration/test_loading_status.py.)"""
+    hub = Hub()
+    weights = bytes(range(256)) * (4096 * 24)  # 24 MiB: several 5 MiB parts, served slowly
+    hub.add("org/big", {"config.json": b"{}", "model.safetensors": weights}, throttle=0.02)
+    store = {"s3": {"endpointUrl": s3_endpoint, "region": "us-east-1", "bucket": s3_bucket, "partSizeMiB": 5}}
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    with serve_in_thread(hub.app()) as hub_url:
+        server_cfg = {
+            **embedded_config(tmp_path),
+            "objectStore": store,
+            "loading": {"leaseDuration": "3s", "maxAttempts": 5},
+        }
+        server = start(server_cfg, tmp_path, role="server")
+        loader_cfg = {
+            "objectStore": store,
+            "loader": {
+                "workerServiceAddr": f"127.0.0.1:{server.worker}",
+                "modelLoadInterval": "200ms",
+                "progressInterval": "500ms",
+            },
+        }
+        env = {"HF_ENDPOINT": hub_url}
+        try:
+            first = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
+            _post(server, "/v1/models", {"id": "org/big", "source_repository": "SOURCE_REPOSITORY_HUGGING_FACE"})
+            deadline = time.monotonic() + 30
+            while not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads"):
+                assert time.monotonic() < deadline, first.output()
+                time.sleep(0.05)
+            first.popen.send_signal(signal.SIGKILL)
+            first.popen.wait(10)
+            assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")  # what it left open
+
+            hub.repos["org/big"].throttle = 0
+            second = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    model = _get(server, "/v1/models/org-big")
+                    break
+                except urllib.error.HTTPError:
+                    assert time.monotonic() < deadline, second.output()
+                    assert second.popen.poll() is None, second.output()
+                    time.sleep(0.2)
+            assert model["loading_status"] == "MODEL_LOADING_STATUS_SUCCEEDED"
+            body = s3.get_object(Bucket=s3_bucket, Key="models/base-models/org/big/model.safetensors")["Body"].read()
+            assert body == weights
+            assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+            assert second.stop() == 0, second.output()
+        finally:
+            server.stop()
