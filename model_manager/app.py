@@ -76,7 +76,7 @@ class Server:
 
     async def start(self) -> None:
         models = self.models
-        rest = RestApi(models, Health(self.ctx).ready, self.config.http)
+        rest = RestApi(models, Health(self.ctx).ready, self.config.http, self.config.limits)
         self._runner = web.AppRunner(
             rest.app(),
             shutdown_timeout=DRAIN_SECONDS,
@@ -89,9 +89,10 @@ class Server:
         )
         await self._runner.setup()
         await web.TCPSite(self._runner, port=self.config.http_port).start()
-        public = build_server([ModelsServicer(models, self.inflight)], with_health=True)
+        max_request = self.config.limits.grpc_message_bytes
+        public = build_server([ModelsServicer(models, self.inflight)], with_health=True, max_request_bytes=max_request)
         await public.start(port=self.config.grpc_port)
-        worker = build_server([self.worker], with_health=False)
+        worker = build_server([self.worker], with_health=False, max_request_bytes=max_request)
         await worker.start(port=self.config.worker_grpc_port)
         self._grpc = [public, worker]
         log.info(

@@ -14,7 +14,7 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server, Stream
 
-from model_manager.api.grpc_wire import CheckedCodec, SizeLimitedService
+from model_manager.api.grpc_wire import MAX_REQUEST_BYTES, CheckedCodec, SizeLimitedService
 from model_manager.api.status import status_of
 from model_manager.errors import ServiceError
 from model_manager.identity import DEFAULT_WORKER_IDENTITY, Identity, identity_from_headers
@@ -190,10 +190,10 @@ class WorkerServicer(_Servicer, pb.ModelsWorkerServiceBase):
         return await _call(self.service.update_model_loading_status, message)
 
 
-def build_server(services: list[Any], with_health: bool) -> Server:
+def build_server(services: list[Any], with_health: bool, max_request_bytes: int = MAX_REQUEST_BYTES) -> Server:
     """A grpclib server for `services`, plus health (public port) and server reflection (both ports)."""
     all_services = list(services)
     if with_health:
         all_services.append(Health())
     served = ServerReflection.extend(all_services, pool=default_google_proto_descriptor_pool)
-    return Server([SizeLimitedService(s) for s in served], codec=CheckedCodec())
+    return Server([SizeLimitedService(s, max_request_bytes) for s in served], codec=CheckedCodec())

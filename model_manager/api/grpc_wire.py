@@ -41,14 +41,15 @@ class SizeLimited:
 class SizeLimitedService:
     """Serves `service` with every call's request size limited (health and reflection included)."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: Any, limit: int = MAX_REQUEST_BYTES) -> None:
         self._service = service
+        self._limit = limit
 
     def __mapping__(self) -> dict[str, Handler]:
         def limited(func: Any) -> Any:
             async def handler(stream: Any) -> None:
                 # grpclib has no request size limit of its own; its protocol stream is the one place to enforce one.
-                stream._stream = SizeLimited(stream._stream)
+                stream._stream = SizeLimited(stream._stream, self._limit)
                 await func(stream)
 
             return handler

@@ -18,7 +18,7 @@ from model_manager.api import openapi
 from model_manager.api.json_codec import from_json, from_query, to_json
 from model_manager.api.routes import ROUTES
 from model_manager.api.status import status_of
-from model_manager.config import HttpConfig
+from model_manager.config import HttpConfig, LimitsConfig
 from model_manager.errors import InvalidArgument, NotFound, ServiceError
 from model_manager.identity import Identity, identity_from_headers
 from model_manager.proto.llmariner.models.server.v1 import (
@@ -35,8 +35,8 @@ from model_manager.service.models import ModelsService
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
+BODY_LIMIT = web.AppKey("body_limit", int)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The wire contract's table of HTTP statuses by gRPC code.
@@ -88,7 +88,8 @@ async def error_middleware(
     except ServiceError as e:
         return error_response(status_of(e), e.message)
     except web.HTTPRequestEntityTooLarge:
-        return error_response(Status.RESOURCE_EXHAUSTED, f"request body larger than {MAX_BODY} bytes", 413)
+        limit = request.app[BODY_LIMIT]
+        return error_response(Status.RESOURCE_EXHAUSTED, f"request body larger than {limit} bytes", 413)
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -129,18 +130,24 @@ def _ok(msg: Any) -> web.Response:
 
 class RestApi:
     def __init__(
-        self, service: ModelsService, ready: Callable[[], Awaitable[bool]], http: HttpConfig | None = None
+        self,
+        service: ModelsService,
+        ready: Callable[[], Awaitable[bool]],
+        http: HttpConfig | None = None,
+        limits: LimitsConfig | None = None,
     ) -> None:
         self.service = service
         self.ready = ready
         self.http = http or HttpConfig()
+        self.limits = limits or LimitsConfig()
 
     def who(self, request: web.Request) -> Identity:
         return identity_from_headers(request.headers)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[error_middleware])
+        app = web.Application(client_max_size=self.limits.request_body_bytes, middlewares=[error_middleware])
         app[BODY_TIMEOUT] = self.http.body_timeout
+        app[BODY_LIMIT] = self.limits.request_body_bytes
         actions: dict[str, Handler] = {}
         for route in ROUTES:
             handler: Handler = getattr(self, route.handler)

@@ -78,6 +78,26 @@ class HttpConfig(Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LimitsConfig(Settings):
+    request_body_bytes: int = setting(
+        "requestBodyBytes", Int(1024, 64 * MIB), MIB, "largest REST request body (413 above it)"
+    )
+    grpc_message_bytes: int = setting(
+        "grpcMessageBytes", Int(1024, 64 * MIB), 4 * MIB, "largest gRPC request message (RESOURCE_EXHAUSTED above it)"
+    )
+    page_size: int = setting("pageSize", Int(1, 10_000), 500, "most models one ListModels page returns")
+    files_per_model: int = setting(
+        "filesPerModel", Int(1), 10_000, "a model with more files is refused by the loader before it writes anything"
+    )
+    bytes_per_model: int = setting(
+        "bytesPerModel",
+        Int(1),
+        4 * 1024**4,
+        "a model larger than this (bytes) is refused by the loader before it writes anything",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoadingConfig(Settings):
     lease_seconds: float = setting(
         "leaseDuration",
@@ -247,6 +267,9 @@ class Config(Settings):
         "workerServiceGrpcPort", PORT, 8082, "worker gRPC: ModelsWorkerService", aliases=("internalGrpcPort",)
     )
     http: HttpConfig = setting("http", Section(HttpConfig), HttpConfig(), "REST connection timeouts")
+    limits: LimitsConfig = setting(
+        "limits", Section(LimitsConfig), LimitsConfig(), "sizes requests and models may have"
+    )
     graceful_shutdown_delay: float = setting(
         "gracefulShutdownDelay", Duration(), 0.0, "after SIGTERM, keep serving this long before draining"
     )

@@ -15,7 +15,7 @@ from typing import TypeVar
 from grpclib import GRPCError
 from grpclib.const import Status
 
-from model_manager.config import FineTunedModelSpec
+from model_manager.config import FineTunedModelSpec, LimitsConfig
 from model_manager.files import StoredFile, to_messages
 from model_manager.ids import converted, static_fine_tuned_id, storage_directory
 from model_manager.loader.errors import LeaseLost, PermanentError
@@ -70,10 +70,22 @@ class Jobs:
     progress_interval: float = 5.0
     files_at_once: int = 4
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     async def _list(self, source: Source) -> list[RemoteFile]:
-        """The source's file list, retried like file transfers when the failure is transient."""
-        return await run_with_retries(self.retry, source.name, source.list_files)
+        """The source's file list, retried like file transfers when the failure is transient, and checked against
+        the limits before anything is written."""
+        files = await run_with_retries(self.retry, source.name, source.list_files)
+        if len(files) > self.limits.files_per_model:
+            raise PermanentError(
+                f"{source.name} has {len(files)} files, more than limits.filesPerModel ({self.limits.files_per_model})"
+            )
+        size = sum(f.size or 0 for f in files)
+        if size > self.limits.bytes_per_model:
+            raise PermanentError(
+                f"{source.name} is {size} bytes, more than limits.bytesPerModel ({self.limits.bytes_per_model})"
+            )
+        return files
 
     def base_prefix(self, model_id: str) -> str:
         """Where a base model's files go: <pathPrefix>/<baseModelPathPrefix>/<repo id with ":" -> "-">."""

@@ -39,6 +39,7 @@ async def run_loader(
             config.object_store.path_prefix,
             config.object_store.base_model_path_prefix,
             progress_interval=config.loader.progress_interval,
+            limits=config.limits,
         )
         loop = LoaderLoop(worker, jobs, config.loader, holder)
         try:

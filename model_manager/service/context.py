@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from model_manager.config import Config, LoadingConfig, ObjectStoreConfig
+from model_manager.config import Config, LimitsConfig, LoadingConfig, ObjectStoreConfig
 from model_manager.objectstore.base import ObjectStore
 from model_manager.store.database import Conn, Database
 from model_manager.store.registry import get_storage_prefix
@@ -17,6 +17,7 @@ class ServiceContext:
     db: Database
     objects: ObjectStore
     loading: LoadingConfig = field(default_factory=LoadingConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     # Used when a tenant has no storage config yet: the server's own objectStore path prefix.
     default_path_prefix: str = ObjectStoreConfig().path_prefix
     base_model_path_prefix: str = ObjectStoreConfig().base_model_path_prefix
@@ -25,7 +26,7 @@ class ServiceContext:
     @classmethod
     def from_config(cls, config: Config, db: Database, objects: ObjectStore) -> ServiceContext:
         store = config.object_store
-        return cls(db, objects, config.loading, store.path_prefix, store.base_model_path_prefix)
+        return cls(db, objects, config.loading, config.limits, store.path_prefix, store.base_model_path_prefix)
 
     @property
     def base_model_root(self) -> str:

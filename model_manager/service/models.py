@@ -34,7 +34,6 @@ from model_manager.store.records import Activation, Kind, LoadingStatus, ModelRe
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
-MAX_LIMIT = 500
 _BASE_SOURCES = "SOURCE_REPOSITORY_HUGGING_FACE, SOURCE_REPOSITORY_OLLAMA, SOURCE_REPOSITORY_OBJECT_STORE"
 
 
@@ -63,7 +62,7 @@ class ModelsService:
     async def list_models(self, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
         if req.limit < 0:
             raise InvalidArgument(f"limit must not be negative, got {req.limit}")
-        limit = min(req.limit or DEFAULT_LIMIT, MAX_LIMIT)
+        limit = min(req.limit or DEFAULT_LIMIT, self.ctx.limits.page_size)
         scope = listing.ListScope(who.tenant_id, who.project_id, req.include_loading_models)
         async with self.ctx.db.reading() as conn:
             after: tuple[int, str] | None = None

@@ -201,3 +201,17 @@ def _varint(n: int) -> bytes:
         out.append(byte | (0x80 if n else 0))
         if not n:
             return bytes(out)
+
+
+async def test_the_grpc_request_limit_is_configurable(ctx: ServiceContext) -> None:
+    server = build_server([ModelsServicer(ModelsService(ctx), InFlight())], with_health=True, max_request_bytes=1024)
+    port = free_port()
+    await server.start("127.0.0.1", port)
+    try:
+        small = b"\x0a\x03a/b"
+        big = b"\x0a" + _varint(2000) + b"a" * 2000
+        assert await _raw_call(port, f"/{MODELS}/GetModel", small) == grpc.StatusCode.NOT_FOUND
+        assert await _raw_call(port, f"/{MODELS}/GetModel", big) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        server.close()
+        await server.wait_closed()

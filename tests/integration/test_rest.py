@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from model_manager.api import openapi
 from model_manager.api.rest import RestApi
+from model_manager.config import LimitsConfig
 from model_manager.service.context import ServiceContext
 from model_manager.service.health import Health
 from model_manager.service.models import ModelsService
@@ -188,3 +189,19 @@ async def test_the_openapi_document_matches_the_routes_the_server_serves(http: T
     assert {p.rsplit(":", 1)[1] for _, p in actions} == {"activate", "deactivate"}
     schemas = doc["components"]["schemas"]
     assert schemas["Model"]["properties"]["loading_status"]["enum"][1] == "MODEL_LOADING_STATUS_REQUESTED"
+
+
+async def test_limits_are_configurable(ctx: ServiceContext) -> None:
+    limits = LimitsConfig(request_body_bytes=2048, page_size=2)
+    models = ModelsService(replace(ctx, limits=limits))
+    client = TestClient(TestServer(RestApi(models, Health(ctx).ready, limits=limits).app()))
+    await client.start_server()
+    try:
+        r = await client.post("/v1/models", data=b'{"id": "' + b"a" * 3000 + b'"}')
+        assert r.status == 413 and "larger than 2048 bytes" in (await r.json())["message"]
+        for i in range(3):
+            await client.post("/v1/models", json={"id": f"org/m{i}", "source_repository": 1})
+        page = await (await client.get("/v1/models?limit=100&include_loading_models=true")).json()
+        assert len(page["data"]) == 2 and page["has_more"] and page["total_items"] == 3
+    finally:
+        await client.close()

@@ -116,6 +116,7 @@ class Harness:
             config.object_store.base_model_path_prefix,
             progress_interval=config.loader.progress_interval,
             retry=self.retry,
+            limits=config.limits,
         )
         return LoaderLoop(worker, jobs, config.loader, "test-loader")
 

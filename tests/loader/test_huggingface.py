@@ -146,3 +146,23 @@ async def test_already_loaded_repo_is_skipped(harness: Harness, api: Api) -> Non
     await api.request_base("org/twice")
     await harness.drain()
     assert harness.hub.repos["org/twice"].requests == []
+
+
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"filesPerModel": 1}, "has 2 files, more than limits.filesPerModel (1)"),
+        ({"bytesPerModel": 1000}, "bytes, more than limits.bytesPerModel (1000)"),
+    ],
+)
+async def test_models_over_the_limits_fail_before_anything_is_written(
+    harness: Harness, api: Api, limits: dict[str, int], message: str
+) -> None:
+    harness.hub.add("org/huge", {"config.json": b"{}", "model.safetensors": b"w" * 4096})
+    harness.raw = {**harness.raw, "limits": limits}
+    await api.request_base("org/huge")
+    await harness.drain()
+    model = await api.get("org/huge")
+    assert model.loading_status == pb.ModelLoadingStatus.FAILED
+    assert message in model.loading_failure_reason
+    assert await harness.store.list_objects("models/") == []
