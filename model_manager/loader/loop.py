@@ -11,6 +11,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+import aiohttp
 from grpclib import GRPCError
 from grpclib.const import Status
 
@@ -18,10 +19,11 @@ from model_manager.aio import wait_for_stop
 from model_manager.config import LoaderConfig
 from model_manager.files import StoredFile
 from model_manager.ids import parse_hugging_face
-from model_manager.loader.errors import LeaseLost, LoadError, TransientError
+from model_manager.loader.errors import LeaseLost, LoadError, TransientError, classify
 from model_manager.loader.jobs import LOST_CLAIM, Beat, Jobs
 from model_manager.loader.outcomes import ClaimedModel, Failed, Loaded, Lost, Outcome, Report, Stopped
 from model_manager.loader.worker_api import WorkerApi
+from model_manager.objectstore.base import StoreError
 from model_manager.proto.llmariner.models.server import v1 as pb
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,10 @@ class LoaderLoop:
             return Lost(str(error))
         if isinstance(error, LoadError):
             return Failed(str(error), retryable=isinstance(error, TransientError))
+        if isinstance(error, StoreError | OSError | aiohttp.ClientError):
+            # Met outside the retried transfers (e.g. clearing what an earlier attempt left): sorted the same way.
+            known = classify(error)
+            return Failed(str(known), retryable=isinstance(known, TransientError))
         log.error("loading failed unexpectedly", exc_info=error)
         return Failed(f"unexpected error: {error!r}")
 
