@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 
-from model_manager.errors import FailedPrecondition, InvalidArgument
+from model_manager.errors import FailedPrecondition
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,15 @@ class StoreError(Exception):
 
 
 def check_key(key: str) -> str:
-    """Keys are '/'-separated, relative, and never climb out of the store."""
+    """Keys are '/'-separated and relative, never climb out of the store, and hold no control characters or
+    backslashes (a source's file names are untrusted: `../x`, `/etc/x`, `a\\b` and NUL all end here)."""
+    problem = ""
     if not key or key.startswith("/") or any(seg in ("", ".", "..") for seg in key.split("/")):
-        raise InvalidArgument(f"invalid object key {key!r}")
+        problem = "it must be a relative path without empty, '.' or '..' segments"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in key) or "\\" in key:
+        problem = "it must not contain control characters or backslashes"
+    if problem:
+        raise StoreError(f"invalid object key {key!r}: {problem}", "InvalidKey", transient=False)
     return key
 
 

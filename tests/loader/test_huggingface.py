@@ -166,3 +166,17 @@ async def test_models_over_the_limits_fail_before_anything_is_written(
     assert model.loading_status == pb.ModelLoadingStatus.FAILED
     assert message in model.loading_failure_reason
     assert await harness.store.list_objects("models/") == []
+
+
+@pytest.mark.parametrize("name", ["../escape.bin", "sub/../../escape.bin", "a\\b.bin", "bad\x01name.bin"])
+async def test_hostile_file_names_from_a_source_fail_the_model_and_write_nothing(
+    harness: Harness, api: Api, tmp_path: Path, name: str
+) -> None:
+    harness.hub.add("org/hostile", {"config.json": b"{}", name: b"x" * 100})
+    await api.request_base("org/hostile")
+    await harness.drain()
+    model = await api.get("org/hostile")
+    assert model.loading_status == pb.ModelLoadingStatus.FAILED
+    assert "invalid object key" in model.loading_failure_reason
+    assert await harness.store.list_objects("") == []
+    assert not list(tmp_path.parent.rglob("escape.bin"))

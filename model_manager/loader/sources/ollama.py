@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -12,6 +13,7 @@ from model_manager.loader.errors import PermanentError, TransientError, http_err
 from model_manager.loader.sources.base import RemoteFile, Source, stream_http
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class OllamaSource(Source):
@@ -52,7 +54,7 @@ class OllamaSource(Source):
             layers = [manifest["config"], *manifest["layers"]]
             for layer in layers:
                 algo, _, hexdigest = layer["digest"].partition(":")
-                if algo != "sha256" or not hexdigest:
+                if algo != "sha256" or not _HEX64.fullmatch(hexdigest):  # it becomes part of an object key
                     raise PermanentError(f"{self.name}: unsupported digest {layer['digest']!r}")
                 files.append(RemoteFile(f"blobs/sha256-{hexdigest}", int(layer["size"]), hexdigest))
         except (KeyError, TypeError, ValueError) as e:
