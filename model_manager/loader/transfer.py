@@ -76,7 +76,7 @@ class Transfer:
             yield chunk
 
     async def copy(self, source: Source, f: RemoteFile, key: str) -> StoredFile:
-        what = f"{f.path} from {source.name}"
+        what = f"{source.name}: {f.path}"  # the form sources use in their own errors, so it is not said twice
         self.touched.append(key)
 
         async def attempt() -> StoredFile:

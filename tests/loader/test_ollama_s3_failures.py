@@ -128,14 +128,17 @@ async def test_a_source_outage_is_retried_later_then_fails_naming_the_file(harne
         model = await api.get("org/dead")
         # Given back, not failed: an outage may end. Not claimed again before its delay has passed.
         assert model.loading_status == pb.ModelLoadingStatus.REQUESTED, model
-        assert model.loading_status_message.startswith(f"attempt {attempt} failed: model.safetensors")
+        assert model.loading_status_message.startswith(f"attempt {attempt} failed: Hugging Face repo org/dead: ")
         assert f"trying again in {delay} s" in model.loading_status_message
         assert not (await api.acquire_base("eager")).base_model_id
         clock.advance(delay)  # type: ignore[attr-defined]
     await harness.drain()
     model = await api.get("org/dead")
     assert model.loading_status == pb.ModelLoadingStatus.FAILED
-    assert "model.safetensors from Hugging Face repo org/dead" in model.loading_failure_reason
+    reason = model.loading_failure_reason
+    assert reason.startswith("Hugging Face repo org/dead: model.safetensors: ") and reason.count("org/dead") == 1, (
+        reason
+    )
     assert "gave up after 3 attempts" in model.loading_failure_reason
     assert model.loading_status_message == ""
     assert await harness.store.list_objects(PREFIX) == []
