@@ -8,7 +8,9 @@ RUN pip install --no-cache-dir --prefix=/install .
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 mm
 COPY --from=build /install /usr/local
-COPY config.example.yaml /etc/model-manager/config.yaml
+COPY deploy/container.yaml /etc/model-manager/config.yaml
+RUN mkdir /data && chown mm /data
+VOLUME /data
 USER mm
 WORKDIR /home/mm
 EXPOSE 8080 8081 8082

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import socket
@@ -34,6 +35,13 @@ log = logging.getLogger(__name__)
 ROLES = ("all", "server", "loader")
 DRAIN_SECONDS = 10.0
 LINGER_SECONDS = 2.0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def holder_name() -> str:
@@ -88,12 +96,20 @@ class Server:
             lingering_time=LINGER_SECONDS,
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, port=self.config.http_port).start()
+        http_host, grpc_host, worker_host = self.config.listen_hosts()
+        await web.TCPSite(self._runner, host=http_host or None, port=self.config.http_port).start()
         max_request = self.config.limits.grpc_message_bytes
         public = build_server([ModelsServicer(models, self.inflight)], with_health=True, max_request_bytes=max_request)
-        await public.start(port=self.config.grpc_port)
+        await public.start(grpc_host or None, self.config.grpc_port)
         worker = build_server([self.worker], with_health=False, max_request_bytes=max_request)
-        await worker.start(port=self.config.worker_grpc_port)
+        await worker.start(worker_host or None, self.config.worker_grpc_port)
+        exposed = [h for h in (http_host, grpc_host, worker_host) if not _is_loopback(h)]
+        if exposed:
+            log.warning(
+                "serving WITHOUT authentication on %s: anyone who can reach these ports can read, change and delete "
+                "models (set bindAddress: 127.0.0.1, or keep the ports on a private network)",
+                ", ".join(sorted({h or "every address" for h in exposed})),
+            )
         self._grpc = [public, worker]
         log.info(
             "serving REST on :%d, gRPC on :%d, worker gRPC on :%d",

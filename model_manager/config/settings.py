@@ -266,6 +266,18 @@ class Config(Settings):
     worker_grpc_port: int = setting(
         "workerServiceGrpcPort", PORT, 8082, "worker gRPC: ModelsWorkerService", aliases=("internalGrpcPort",)
     )
+    bind_address: str = setting(
+        "bindAddress",
+        Str(),
+        "",
+        "address all three ports listen on; empty: every address (the quick-start config uses 127.0.0.1)",
+        example="127.0.0.1",
+    )
+    http_host: str = setting("httpHost", Str(), "", "address of the REST port, overriding bindAddress")
+    grpc_host: str = setting("grpcHost", Str(), "", "address of the public gRPC port, overriding bindAddress")
+    worker_grpc_host: str = setting(
+        "workerServiceGrpcHost", Str(), "", "address of the worker gRPC port, overriding bindAddress"
+    )
     http: HttpConfig = setting("http", Section(HttpConfig), HttpConfig(), "REST connection timeouts")
     limits: LimitsConfig = setting(
         "limits", Section(LimitsConfig), LimitsConfig(), "sizes requests and models may have"
@@ -296,6 +308,11 @@ class Config(Settings):
         "worker": "upstream's in-cluster worker settings",
         "auth.rbacInternalServerAddr": "llmariner's RBAC server; auth is not implemented yet",
     }
+
+    def listen_hosts(self) -> tuple[str, str, str]:
+        """The addresses of the REST, public gRPC and worker gRPC ports ("" for every address)."""
+        base = self.bind_address
+        return (self.http_host or base, self.grpc_host or base, self.worker_grpc_host or base)
 
     def check(self, where: Mapping[str, str]) -> None:
         # A setting that looks like protection but would do nothing is refused, not ignored: running open while the

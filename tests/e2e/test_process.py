@@ -261,3 +261,17 @@ def test_migrate_command(tmp_path: Path) -> None:
     r = _cli("migrate", "--config", str(path), timeout=60)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "m.db").exists()
+
+
+def test_listen_addresses_and_the_warning_for_unauthenticated_exposure(tmp_path: Path) -> None:
+    loopback = start({**embedded_config(tmp_path), "bindAddress": "127.0.0.1"}, tmp_path)
+    try:
+        assert _http(loopback, "GET", "/v1/models")[0] == 200
+        assert "WITHOUT authentication" not in loopback.output()
+    finally:
+        assert loopback.stop() == 0
+    exposed = start({**embedded_config(tmp_path), "workerServiceGrpcHost": "0.0.0.0"}, tmp_path)
+    try:
+        assert "serving WITHOUT authentication on 0.0.0.0, every address" in exposed.output()
+    finally:
+        assert exposed.stop() == 0

@@ -33,4 +33,13 @@ def test_compose_runs_each_role_with_its_config() -> None:
 def test_dockerfile_entrypoint_is_the_console_script() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["model-manager"]' in text
-    assert "config.example.yaml" in text
+    assert "COPY deploy/container.yaml /etc/model-manager/config.yaml" in text
+    container = load_config(ROOT / "deploy" / "container.yaml")
+    assert container.listen_hosts() == ("", "", "")  # reachable from outside the container
+    assert container.sqlite_path.startswith("/data/") and "chown mm /data" in text
+
+
+def test_the_quick_start_listens_on_loopback_only() -> None:
+    cfg = load_config(ROOT / "config.example.yaml")
+    assert cfg.listen_hosts() == ("127.0.0.1", "127.0.0.1", "127.0.0.1")
+    assert load_config(ROOT / "deploy" / "server.yaml").listen_hosts() == ("", "", "")
