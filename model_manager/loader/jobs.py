@@ -135,6 +135,16 @@ class Jobs:
 
     # ---- base models -------------------------------------------------------------------------------------
 
+    async def lost_claim(self, refusal: GRPCError, model_id: str, project_id: str) -> LeaseLost:
+        """What a refused report or registration of a base model means. NOT_FOUND is a deleted model, unless
+        another loader completed it meanwhile (its requested row goes away on success): then, as after a takeover,
+        the files are the other loader's and must stay."""
+        deleted = refusal.status == Status.NOT_FOUND
+        if deleted:
+            path_req = pb.GetBaseModelPathRequest(id=converted(model_id), project_id=project_id)
+            deleted = await _not_found(self.worker.get_base_model_path(path_req))
+        return LeaseLost(refusal.message or str(refusal.status), deleted=deleted)
+
     async def already_loaded(self, model_id: str, repo: pb.SourceRepository, project_id: str) -> bool:
         """Skip what exists: a loaded base model under the converted id, or a recorded Hugging Face repo."""
         path_req = pb.GetBaseModelPathRequest(id=converted(model_id), project_id=project_id)
@@ -169,9 +179,10 @@ class Jobs:
         except GRPCError as e:
             if e.status not in LOST_CLAIM:
                 raise
-            # Deleted (or taken over) while it loaded: what this load stored is nobody's.
-            await self.discard(prefix, stored)
-            raise LeaseLost(e.message or str(e.status), deleted=e.status == Status.NOT_FOUND) from e
+            lost = await self.lost_claim(e, model_id, project_id)
+            if lost.deleted:
+                await self.discard(prefix, stored)  # what this load stored is nobody's
+            raise lost from e
         log.info("loaded base model %s from %s at %s", model_id, source.name, source.revision or "-")
 
     async def _register_base(

@@ -146,7 +146,9 @@ class LoaderLoop:
             try:
                 await claim.send(self.worker, Report(message=message))
             except GRPCError as e:
-                if e.status in LOST_CLAIM:
+                if e.status in LOST_CLAIM and claim.is_base:
+                    raise await self.jobs.lost_claim(e, claim.model_id, claim.project_id) from e
+                if e.status in LOST_CLAIM:  # a fine-tuned row stays after success: NOT_FOUND means deleted
                     raise LeaseLost(e.message or str(e.status), deleted=e.status == Status.NOT_FOUND) from e
                 log.warning("progress report failed: %s", e)  # the lease has slack; keep going
 

@@ -46,7 +46,9 @@ class LocalStore(ObjectStore):
     ) -> None:
         path = self._path(key)
         with _translated(f"write {key}"):
-            fd, tmp = await asyncio.to_thread(self._begin, path)
+            # In the loop, not a thread: a load cancelled while a thread created the temporary file would leave it
+            # behind with nobody to remove it. These are a few quick local calls.
+            fd, tmp = self._begin(path)
         try:
             with os.fdopen(fd, "wb") as f:
                 async for chunk in chunks:  # the source's own errors pass through untranslated
