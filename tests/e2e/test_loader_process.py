@@ -170,3 +170,55 @@ def test_kill_9_of_a_loader_mid_transfer_into_s3(tmp_path: Path, s3_endpoint: st
             assert second.stop() == 0, second.output()
         finally:
             server.stop()
+
+
+def test_a_frozen_loader_that_comes_back_after_another_finished_is_refused_and_deletes_nothing(
+    tmp_path: Path,
+) -> None:
+    hub = Hub()
+    weights = bytes(range(256)) * (4096 * 8)  # 8 MiB, served slowly
+    files = {"config.json": b"{}", "model.safetensors": weights}
+    hub.add("org/big", files, throttle=0.02)
+    with serve_in_thread(hub.app()) as hub_url:
+        server_cfg = {**embedded_config(tmp_path), "loading": {"leaseDuration": "2s"}}
+        server = start(server_cfg, tmp_path, role="server")
+        loader_cfg = {
+            "objectStore": {"local": {"path": str(tmp_path / "objects")}},
+            "loader": {
+                "workerServiceAddr": f"127.0.0.1:{server.worker}",
+                "modelLoadInterval": "200ms",
+                "progressInterval": "300ms",
+            },
+        }
+        env = {"HF_ENDPOINT": hub_url}
+        try:
+            first = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
+            _post(server, "/v1/models", {"id": "org/big", "source_repository": "SOURCE_REPOSITORY_HUGGING_FACE"})
+            deadline = time.monotonic() + 30
+            while (
+                "downloaded"
+                not in _get(server, "/v1/models/org/big?include_loading_model=true")["loading_status_message"]
+            ):
+                assert time.monotonic() < deadline, first.output()
+                time.sleep(0.05)
+            first.popen.send_signal(signal.SIGSTOP)  # frozen mid-transfer: its lease runs out
+            hub.repos["org/big"].throttle = 0
+            second = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    assert _get(server, "/v1/models/org-big")["loading_status"] == "MODEL_LOADING_STATUS_SUCCEEDED"
+                    break
+                except urllib.error.HTTPError:
+                    assert time.monotonic() < deadline, second.output()
+                    time.sleep(0.2)
+            first.popen.send_signal(signal.SIGCONT)  # back, with a claim that is no longer its own
+            time.sleep(3)
+            stored = tmp_path / "objects" / "models" / "base-models" / "org" / "big"
+            assert {p.name: p.read_bytes() for p in stored.iterdir()} == files  # nothing deleted or overwritten
+            assert _get(server, "/v1/models/org-big")["loading_status"] == "MODEL_LOADING_STATUS_SUCCEEDED"
+            assert first.popen.poll() is None, first.output()
+            for loader in (first, second):
+                assert loader.stop() == 0, loader.output()[-3000:]
+        finally:
+            server.stop()
