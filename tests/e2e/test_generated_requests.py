@@ -13,6 +13,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from tests.e2e.conftest import Proc, embedded_config, start
+from tests.e2e.pgcluster import private_cluster
 
 # What the document promises: no server error, and answers whose status, type and body it describes. Not that
 # every schema-valid request is accepted: ids, sources and limits follow rules the schema does not spell out, and
@@ -25,12 +26,23 @@ CHECKS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """A real process on each database: some text only PostgreSQL refuses (NUL), so both are driven."""
     tmp = tmp_path_factory.mktemp("generated")
-    proc = start(embedded_config(tmp), tmp)
-    yield proc
-    assert proc.stop() == 0, proc.output()[-3000:]
+    config = embedded_config(tmp)
+    cluster = None
+    if request.param == "postgres":
+        cluster = private_cluster()
+        database = {"host": "127.0.0.1", "port": cluster.port, "database": "gen", "createDatabase": True}
+        config["database"] = {**database, "autoMigrate": True}
+    proc = start(config, tmp)
+    try:
+        yield proc
+    finally:
+        assert proc.stop() == 0, proc.output()[-3000:]
+        if cluster is not None:
+            cluster.remove()
 
 
 def test_generated_requests_get_no_server_error_and_fit_the_document(served: Proc) -> None:
