@@ -33,6 +33,18 @@ def _post(proc: Proc, path: str, body: Any) -> Any:
         return json.loads(r.read())
 
 
+def _loader_config(server: Proc, object_store: dict[str, Any]) -> dict[str, Any]:
+    """A loader role that talks to `server`'s worker API, polling and reporting progress often."""
+    return {
+        "objectStore": object_store,
+        "loader": {
+            "workerServiceAddr": f"127.0.0.1:{server.worker}",
+            "modelLoadInterval": "200ms",
+            "progressInterval": "300ms",
+        },
+    }
+
+
 def test_sigterm_mid_load_gives_the_model_back_and_leaves_nothing(tmp_path: Path) -> None:
     hub = Hub()
     weights = bytes(range(256)) * (4096 * 8)  # 8 MiB, served slowly
@@ -132,14 +144,7 @@ def test_kill_9_of_a_loader_mid_transfer_into_s3(tmp_path: Path, s3_endpoint: st
             "loading": {"leaseDuration": "3s", "maxAttempts": 5},
         }
         server = start(server_cfg, tmp_path, role="server")
-        loader_cfg = {
-            "objectStore": store,
-            "loader": {
-                "workerServiceAddr": f"127.0.0.1:{server.worker}",
-                "modelLoadInterval": "200ms",
-                "progressInterval": "500ms",
-            },
-        }
+        loader_cfg = _loader_config(server, store)
         env = {"HF_ENDPOINT": hub_url}
         try:
             first = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
@@ -180,16 +185,9 @@ def test_a_frozen_loader_that_comes_back_after_another_finished_is_refused_and_d
     files = {"config.json": b"{}", "model.safetensors": weights}
     hub.add("org/big", files, throttle=0.02)
     with serve_in_thread(hub.app()) as hub_url:
-        server_cfg = {**embedded_config(tmp_path), "loading": {"leaseDuration": "2s"}}
+        server_cfg = {**embedded_config(tmp_path), "loading": {"leaseDuration": "4s"}}  # margin on a busy machine
         server = start(server_cfg, tmp_path, role="server")
-        loader_cfg = {
-            "objectStore": {"local": {"path": str(tmp_path / "objects")}},
-            "loader": {
-                "workerServiceAddr": f"127.0.0.1:{server.worker}",
-                "modelLoadInterval": "200ms",
-                "progressInterval": "300ms",
-            },
-        }
+        loader_cfg = _loader_config(server, {"local": {"path": str(tmp_path / "objects")}})
         env = {"HF_ENDPOINT": hub_url}
         try:
             first = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
