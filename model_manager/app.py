@@ -17,22 +17,27 @@ from grpclib.client import Channel
 from model_manager.api.grpc import InFlight, ModelsServicer, WorkerServicer, build_server
 from model_manager.api.rest import RestApi
 from model_manager.config import Config, ConfigError
+from model_manager.errors import ServiceError
+from model_manager.identity import DEFAULT_WORKER_IDENTITY, Identity
 from model_manager.loader.runner import run_loader
 from model_manager.loader.worker_api import WorkerApi
 from model_manager.objectstore.base import UnconfiguredStore
 from model_manager.objectstore.factory import open_store
 from model_manager.proto.llmariner.models.server.v1 import ModelsWorkerServiceStub
+from model_manager.service.auth import Api, Authenticator, Credentials
 from model_manager.service.context import ServiceContext
 from model_manager.service.health import Health
 from model_manager.service.housekeeping import run_housekeeping
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService
 from model_manager.store.database import Database, create_database_if_missing
-from model_manager.store.migrate import migrate
+from model_manager.store.migrate import check_schema, migrate
 
 log = logging.getLogger(__name__)
 
 ROLES = ("all", "server", "loader")
+# llmariner's name for the variable that holds a cluster's worker key.
+REGISTRATION_KEY_ENV = "LLMO_CLUSTER_REGISTRATION_KEY"
 DRAIN_SECONDS = 10.0
 LINGER_SECONDS = 2.0
 
@@ -54,6 +59,12 @@ async def open_database(config: Config) -> Database:
     db = Database.from_config(config)
     if config.database is None or config.database.auto_migrate:
         await migrate(db)
+    else:
+        try:
+            await check_schema(db)
+        except BaseException:
+            await db.close()
+            raise
     return db
 
 
@@ -70,12 +81,16 @@ class Server:
     _runner: web.AppRunner | None = None
     _grpc: list[object] = field(default_factory=list)
 
+    auth: Authenticator | None = None
+
     @classmethod
     async def create(cls, config: Config) -> Server:
         db = await open_database(config)
         ctx = ServiceContext.from_config(config, db, open_store(config.object_store))
+        auth = Authenticator(db, config.auth.enable, config.auth.key_cache_ttl)
         inflight = InFlight()
-        return cls(config, db, ctx, ModelsService(ctx), WorkerServicer(WorkerService(ctx), inflight), inflight)
+        worker = WorkerServicer(WorkerService(ctx), inflight, auth, await _in_process_loader_identity(config, auth))
+        return cls(config, db, ctx, ModelsService(ctx), worker, inflight, auth=auth)
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
         leases = self.worker.service.leases
@@ -84,7 +99,8 @@ class Server:
 
     async def start(self) -> None:
         models = self.models
-        rest = RestApi(models, Health(self.ctx).ready, self.config.http, self.config.limits)
+        assert self.auth is not None
+        rest = RestApi(models, Health(self.ctx).ready, self.auth, self.config.http, self.config.limits)
         self._runner = web.AppRunner(
             rest.app(),
             shutdown_timeout=DRAIN_SECONDS,
@@ -99,15 +115,16 @@ class Server:
         http_host, grpc_host, worker_host = self.config.listen_hosts()
         await web.TCPSite(self._runner, host=http_host or None, port=self.config.http_port).start()
         max_request = self.config.limits.grpc_message_bytes
-        public = build_server([ModelsServicer(models, self.inflight)], with_health=True, max_request_bytes=max_request)
+        public_servicer = ModelsServicer(models, self.inflight, self.auth)
+        public = build_server(public_servicer, with_health=True, max_request_bytes=max_request)
         await public.start(grpc_host or None, self.config.grpc_port)
-        worker = build_server([self.worker], with_health=False, max_request_bytes=max_request)
+        worker = build_server(self.worker, with_health=False, max_request_bytes=max_request)
         await worker.start(worker_host or None, self.config.worker_grpc_port)
         exposed = [h for h in (http_host, grpc_host, worker_host) if not _is_loopback(h)]
-        if exposed:
+        if exposed and not self.config.auth.enable:
             log.warning(
                 "serving WITHOUT authentication on %s: anyone who can reach these ports can read, change and delete "
-                "models (set bindAddress: 127.0.0.1, or keep the ports on a private network)",
+                "models (set auth.enable: true, or bindAddress: 127.0.0.1, or keep the ports on a private network)",
                 ", ".join(sorted({h or "every address" for h in exposed})),
             )
         self._grpc = [public, worker]
@@ -138,16 +155,35 @@ async def worker_for_loader(config: Config) -> AsyncIterator[WorkerApi]:
         db = await open_database(config)
         ctx = ServiceContext.from_config(config, db, open_store(config.object_store))
         try:
-            yield WorkerServicer(WorkerService(ctx), InFlight())
+            yield WorkerServicer(WorkerService(ctx), InFlight(), Authenticator(db, enabled=False))
         finally:
             await db.close()
         return
     host, _, port = config.loader.worker_service_addr.rpartition(":")
     channel = Channel(host or "localhost", int(port), ssl=config.loader.worker_service_tls)
+    key = os.environ.get(REGISTRATION_KEY_ENV, "")
+    if key and not config.loader.worker_service_tls and not _is_loopback(host or "localhost"):
+        log.warning(
+            "sending the worker key to %s without TLS: anyone on the path can read it (set loader.workerServiceTls)",
+            host,
+        )
     try:
-        yield ModelsWorkerServiceStub(channel)
+        yield ModelsWorkerServiceStub(channel, metadata={"authorization": f"Bearer {key}"} if key else None)
     finally:
         channel.close()
+
+
+async def _in_process_loader_identity(config: Config, auth: Authenticator) -> Identity:
+    """Who the loader of role "all" loads for: the tenant of the worker key in LLMO_CLUSTER_REGISTRATION_KEY when
+    auth is on and one is set, else the default tenant. It calls the worker service in process, so the key is
+    checked once here rather than on every call."""
+    key = os.environ.get(REGISTRATION_KEY_ENV, "")
+    if not config.auth.enable or not key:
+        return DEFAULT_WORKER_IDENTITY
+    try:
+        return await auth.authenticate(Credentials(f"Bearer {key}"), Api.WORKER)
+    except ServiceError as e:
+        raise ConfigError(f"{REGISTRATION_KEY_ENV}: {e.message}") from e
 
 
 async def loader_role(config: Config, stop: asyncio.Event) -> None:
@@ -160,12 +196,27 @@ async def loader_role(config: Config, stop: asyncio.Event) -> None:
     stop.set()  # runOnce finished: the process is done
 
 
+@asynccontextmanager
+async def _first_config_error() -> AsyncIterator[None]:
+    """A task that stops on a setting to fix (a refused loader key) ends the process with that message, not with a
+    task group's traceback."""
+    try:
+        yield
+    except* ConfigError as group:
+        raise group.exceptions[0] from None
+
+
 def check_role(config: Config, role: str) -> None:
     if role not in ROLES:
         raise ConfigError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
     if role == "loader":
         if isinstance(open_store(config.object_store), UnconfiguredStore):
             raise ConfigError("objectStore.s3.bucket: required for the loader")
+        if config.auth.enable and not config.standalone and not os.environ.get(REGISTRATION_KEY_ENV):
+            raise ConfigError(
+                f"{REGISTRATION_KEY_ENV}: required for --role loader when auth.enable is true (a worker key, made "
+                "with `model-manager keys create --role worker`)"
+            )
         if not config.standalone and not config.loader.worker_service_addr:
             # Its form (host:port) was checked when the config was read.
             raise ConfigError("loader.workerServiceAddr: required for --role loader (or set debug.standalone)")
@@ -177,7 +228,7 @@ async def run(config: Config, role: str, stop: asyncio.Event) -> None:
     try:
         if server is not None:
             await server.start()
-        async with asyncio.TaskGroup() as tg:
+        async with _first_config_error(), asyncio.TaskGroup() as tg:
             if server is not None:
                 tg.create_task(server.housekeeping(stop))
             if role == "loader":

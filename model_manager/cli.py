@@ -1,4 +1,4 @@
-"""`model-manager run|migrate`: parse arguments, load the config, run."""
+"""`model-manager run|migrate|keys`: parse arguments, load the config, run."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import logging
 import signal
 import sys
 
-from model_manager import app
+from model_manager import app, keys_cli
 from model_manager.config import Config, ConfigError, load_config
+from model_manager.errors import InvalidArgument, ServiceError
 from model_manager.store.database import Database, create_database_if_missing
-from model_manager.store.migrate import migrate
+from model_manager.store.migrate import SchemaOutdated, migrate
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--role", default="all", choices=app.ROLES, help="which parts of the process to run")
     mig = sub.add_parser("migrate", help="apply database migrations and exit")
     mig.add_argument("--config", required=True, help="YAML configuration file")
+    keys_cli.add_parser(sub)
     return p
 
 
@@ -45,18 +47,28 @@ async def _migrate(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The keys commands talk to people and scripts: only warnings, not migration chatter, around their output.
+    level = logging.WARNING if args.command == "keys" else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
         if args.command == "run":
             app.check_role(config, args.role)
             asyncio.run(_run(config, args.role))
+        elif args.command == "keys":
+            asyncio.run(keys_cli.run(config, args))
         else:
             asyncio.run(_migrate(config))
             logging.getLogger("model_manager").info("migrations applied")
     except ConfigError as e:
         print(f"model-manager: config error: {e}", file=sys.stderr)
         return 2
+    except InvalidArgument as e:
+        print(f"model-manager: {e.message}", file=sys.stderr)
+        return 2
+    except (ServiceError, SchemaOutdated) as e:
+        print(f"model-manager: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"model-manager: {e}", file=sys.stderr)
         return 1

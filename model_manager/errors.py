@@ -27,3 +27,11 @@ class FailedPrecondition(ServiceError):
 
 class Unavailable(ServiceError):
     pass
+
+
+class Unauthenticated(ServiceError):
+    """No API key, or one that is unknown, malformed or revoked."""
+
+
+class PermissionDenied(ServiceError):
+    """A valid API key whose role or scope does not allow the call."""

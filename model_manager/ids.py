@@ -121,6 +121,33 @@ def check_s3_url(value: str, field: str) -> str:
     return value
 
 
+MAX_PATH_LEN = 1024
+
+
+def check_object_path(value: str, field: str) -> str:
+    """A key (or key prefix) inside the bucket: '/'-separated and relative, never climbing out of where it is
+    put, with no URL scheme, control characters or backslashes. Paths that name a bucket (`s3://other/x`) or the
+    file system (`/etc/x`, `../x`) end here, whoever sends them: a source's file list or a worker."""
+    require(value, field)
+    problem = ""
+    if len(value) > MAX_PATH_LEN:
+        problem = f"it must be at most {MAX_PATH_LEN} characters"
+    elif "://" in value:
+        problem = "it must be a path inside the configured bucket, not a URL"
+    elif value.startswith("/") or any(seg in ("", ".", "..") for seg in value.split("/")):
+        problem = "it must be a relative path without empty, '.' or '..' segments"
+    elif any(ord(c) < 32 or ord(c) == 127 for c in value) or "\\" in value or _SURROGATE.search(value):
+        problem = "it must not contain control characters, backslashes or lone surrogates"
+    if problem:
+        raise InvalidId(f"{field} {value!r} is not allowed: {problem}")
+    return value
+
+
+def is_within(path: str, prefix: str) -> bool:
+    """`path` is `prefix` itself or lies below it, segment by segment ("models/a" is not within "models/ab")."""
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
 def storage_directory(model_id: str) -> str:
     """Where a base model's files go, below `<pathPrefix>/<baseModelPathPrefix>`: the requested id, ":" -> "-"."""
     return model_id.replace(":", "-")

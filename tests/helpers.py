@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from model_manager.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity
+from model_manager.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity, Role
 from model_manager.proto.llmariner.models.server import v1 as pb
+from model_manager.service.auth import Authenticator
 from model_manager.service.context import ServiceContext
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService
 
 WHO = DEFAULT_IDENTITY
 WORKER = DEFAULT_WORKER_IDENTITY
-OTHER_PROJECT = Identity(WHO.tenant_id, WHO.organization_id, "other-project")
-OTHER_TENANT = Identity("other-tenant", "default", "default")
+OTHER_PROJECT = Identity(WHO.tenant_id, WHO.organization_id, "other-project", Role.ADMIN)
+OTHER_TENANT = Identity("other-tenant", "default", "default", Role.ADMIN)
 
 HF = pb.SourceRepository.HUGGING_FACE
 OLLAMA = pb.SourceRepository.OLLAMA
 OBJECT_STORE = pb.SourceRepository.OBJECT_STORE
+
+
+def no_auth(ctx: ServiceContext) -> Authenticator:
+    """The authenticator of a server with auth off: every caller is the default identity."""
+    return Authenticator(ctx.db, enabled=False)
 
 
 class Api:

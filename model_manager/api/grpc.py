@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -17,16 +18,17 @@ from grpclib.server import Server, Stream
 from model_manager.api.grpc_wire import MAX_REQUEST_BYTES, CheckedCodec, SizeLimitedService
 from model_manager.api.status import status_of
 from model_manager.errors import ServiceError
-from model_manager.identity import DEFAULT_WORKER_IDENTITY, Identity, identity_from_headers
+from model_manager.identity import DEFAULT_WORKER_IDENTITY, Identity
 from model_manager.proto.google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from model_manager.proto.llmariner.models.server import v1 as pb
+from model_manager.service.auth import Api, Authenticator, Credentials
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService
 
 log = logging.getLogger(__name__)
 
-# The caller of the call being served. Direct in-process calls (the loader in role "all") see the worker default.
-_caller: contextvars.ContextVar[Identity] = contextvars.ContextVar("caller", default=DEFAULT_WORKER_IDENTITY)
+# The caller of the call being served; None outside a network call (the in-process loader of role "all").
+_caller: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("caller", default=None)
 
 Handler = Callable[[Stream[Any, Any]], Coroutine[Any, Any, None]]
 
@@ -60,140 +62,182 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
-async def _call(method: Callable[[Identity, Req], Awaitable[Resp]], message: Req) -> Resp:
-    """Run a service method as the current caller; service errors become gRPC statuses here and only here.
+def _credentials(stream: Stream[Any, Any]) -> Credentials:
+    def text(key: str) -> str | None:
+        value = stream.metadata.get(key) if stream.metadata else None
+        return value if isinstance(value, str) else None  # binary metadata ("-bin" keys) never carries these
 
-    Network calls and direct in-process calls (the loader in role "all") both pass through this, so callers of the
-    servicer always see GRPCError, exactly as callers of the generated stub do.
-    """
-    try:
-        return await method(_caller.get(), message)
-    except ServiceError as e:
-        raise GRPCError(status_of(e), e.message) from e
+    return Credentials(text("authorization"), text("openai-organization"), text("openai-project"))
 
 
-def _wrap(func: Handler, who: Callable[[Stream[Any, Any]], Identity], inflight: InFlight) -> Handler:
+def authenticated(func: Handler, auth: Authenticator, api: Api, inflight: InFlight | None = None) -> Handler:
+    """A handler that first authenticates the caller (refusing with the mapped status) and serves as them."""
+
     async def handler(stream: Stream[Any, Any]) -> None:
-        inflight.enter()
-        token = _caller.set(who(stream))
+        if inflight is not None:
+            inflight.enter()
         try:
-            await func(stream)
+            try:
+                who = await auth.authenticate(_credentials(stream), api)
+            except ServiceError as e:
+                raise GRPCError(status_of(e), e.message) from e
+            token = _caller.set(who)
+            try:
+                await func(stream)
+            finally:
+                _caller.reset(token)
         finally:
-            _caller.reset(token)
-            inflight.leave()
+            if inflight is not None:
+                inflight.leave()
 
     return handler
 
 
+def authenticated_service(service: Any, auth: Authenticator, api: Api) -> Any:
+    """Any grpclib service (server reflection) behind the same authentication as the API it is served with."""
+
+    class Authenticated:
+        def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+            mapping: dict[str, grpclib.const.Handler] = service.__mapping__()
+            return {name: h._replace(func=authenticated(h.func, auth, api)) for name, h in mapping.items()}
+
+    return Authenticated()
+
+
 class _Servicer:
-    """Mixin: wraps every generated handler with identity and error mapping."""
+    """Mixin: wraps every generated handler with authentication, in-flight counting and error mapping."""
 
     inflight: InFlight
+    auth: Authenticator
+    api: Api
+    # Who direct in-process calls (the loader of role "all") run as.
+    local_caller: Identity = DEFAULT_WORKER_IDENTITY
 
-    def _identity(self, stream: Stream[Any, Any]) -> Identity:
-        return identity_from_headers(stream.metadata)
+    async def _call(self, method: Callable[[Identity, Req], Awaitable[Resp]], message: Req) -> Resp:
+        """Run a service method as the current caller; service errors become gRPC statuses here and only here.
+
+        Network calls and direct in-process calls both pass through this, so callers of the servicer always see
+        GRPCError, exactly as callers of the generated stub do.
+        """
+        try:
+            return await method(_caller.get() or self.local_caller, message)
+        except ServiceError as e:
+            raise GRPCError(status_of(e), e.message) from e
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         mapping: dict[str, grpclib.const.Handler] = super().__mapping__()  # type: ignore[misc]
-        return {name: h._replace(func=_wrap(h.func, self._identity, self.inflight)) for name, h in mapping.items()}
+        wrap = functools.partial(authenticated, auth=self.auth, api=self.api, inflight=self.inflight)
+        return {name: h._replace(func=wrap(h.func)) for name, h in mapping.items()}
 
 
 class ModelsServicer(_Servicer, pb.ModelsServiceBase):
-    def __init__(self, service: ModelsService, inflight: InFlight) -> None:
+    api = Api.PUBLIC
+
+    def __init__(self, service: ModelsService, inflight: InFlight, auth: Authenticator) -> None:
         self.service = service
         self.inflight = inflight
+        self.auth = auth
 
     async def get_model(self, message: pb.GetModelRequest) -> pb.Model:
-        return await _call(self.service.get_model, message)
+        return await self._call(self.service.get_model, message)
 
     async def list_models(self, message: pb.ListModelsRequest) -> pb.ListModelsResponse:
-        return await _call(self.service.list_models, message)
+        return await self._call(self.service.list_models, message)
 
     async def delete_model(self, message: pb.DeleteModelRequest) -> pb.DeleteModelResponse:
-        return await _call(self.service.delete_model, message)
+        return await self._call(self.service.delete_model, message)
 
     async def create_model(self, message: pb.CreateModelRequest) -> pb.Model:
-        return await _call(self.service.create_model, message)
+        return await self._call(self.service.create_model, message)
 
     async def update_model(self, message: pb.UpdateModelRequest) -> pb.Model:
-        return await _call(self.service.update_model, message)
+        return await self._call(self.service.update_model, message)
 
     async def activate_model(self, message: pb.ActivateModelRequest) -> pb.ActivateModelResponse:
-        return await _call(self.service.activate_model, message)
+        return await self._call(self.service.activate_model, message)
 
     async def deactivate_model(self, message: pb.DeactivateModelRequest) -> pb.DeactivateModelResponse:
-        return await _call(self.service.deactivate_model, message)
+        return await self._call(self.service.deactivate_model, message)
 
 
 class WorkerServicer(_Servicer, pb.ModelsWorkerServiceBase):
     """Also the loader's worker interface in role "all": same methods and messages as the generated stub."""
 
-    def __init__(self, service: WorkerService, inflight: InFlight) -> None:
+    api = Api.WORKER
+
+    def __init__(
+        self,
+        service: WorkerService,
+        inflight: InFlight,
+        auth: Authenticator,
+        local_caller: Identity = DEFAULT_WORKER_IDENTITY,
+    ) -> None:
         self.service = service
         self.inflight = inflight
-
-    def _identity(self, stream: Stream[Any, Any]) -> Identity:
-        return DEFAULT_WORKER_IDENTITY
+        self.auth = auth
+        self.local_caller = local_caller
 
     async def create_storage_config(self, message: pb.CreateStorageConfigRequest) -> pb.StorageConfig:
-        return await _call(self.service.create_storage_config, message)
+        return await self._call(self.service.create_storage_config, message)
 
     async def get_storage_config(self, message: pb.GetStorageConfigRequest) -> pb.StorageConfig:
-        return await _call(self.service.get_storage_config, message)
+        return await self._call(self.service.get_storage_config, message)
 
     async def get_model(self, message: pb.GetModelRequest) -> pb.Model:
-        return await _call(self.service.get_model, message)
+        return await self._call(self.service.get_model, message)
 
     async def list_models(self, message: pb.ListModelsRequest) -> pb.ListModelsResponse:
-        return await _call(self.service.list_models, message)
+        return await self._call(self.service.list_models, message)
 
     async def register_model(self, message: pb.RegisterModelRequest) -> pb.RegisterModelResponse:
-        return await _call(self.service.register_model, message)
+        return await self._call(self.service.register_model, message)
 
     async def publish_model(self, message: pb.PublishModelRequest) -> pb.PublishModelResponse:
-        return await _call(self.service.publish_model, message)
+        return await self._call(self.service.publish_model, message)
 
     async def get_model_path(self, message: pb.GetModelPathRequest) -> pb.GetModelPathResponse:
-        return await _call(self.service.get_model_path, message)
+        return await self._call(self.service.get_model_path, message)
 
     async def get_model_attributes(self, message: pb.GetModelAttributesRequest) -> pb.ModelAttributes:
-        return await _call(self.service.get_model_attributes, message)
+        return await self._call(self.service.get_model_attributes, message)
 
     async def create_base_model(self, message: pb.CreateBaseModelRequest) -> pb.BaseModel:
-        return await _call(self.service.create_base_model, message)
+        return await self._call(self.service.create_base_model, message)
 
     async def get_base_model_path(self, message: pb.GetBaseModelPathRequest) -> pb.GetBaseModelPathResponse:
-        return await _call(self.service.get_base_model_path, message)
+        return await self._call(self.service.get_base_model_path, message)
 
     async def create_hf_model_repo(self, message: pb.CreateHfModelRepoRequest) -> pb.HfModelRepo:
-        return await _call(self.service.create_hf_model_repo, message)
+        return await self._call(self.service.create_hf_model_repo, message)
 
     async def get_hf_model_repo(self, message: pb.GetHfModelRepoRequest) -> pb.HfModelRepo:
-        return await _call(self.service.get_hf_model_repo, message)
+        return await self._call(self.service.get_hf_model_repo, message)
 
     async def acquire_unloaded_base_model(
         self, message: pb.AcquireUnloadedBaseModelRequest
     ) -> pb.AcquireUnloadedBaseModelResponse:
-        return await _call(self.service.acquire_unloaded_base_model, message)
+        return await self._call(self.service.acquire_unloaded_base_model, message)
 
     async def acquire_unloaded_model(self, message: pb.AcquireUnloadedModelRequest) -> pb.AcquireUnloadedModelResponse:
-        return await _call(self.service.acquire_unloaded_model, message)
+        return await self._call(self.service.acquire_unloaded_model, message)
 
     async def update_base_model_loading_status(
         self, message: pb.UpdateBaseModelLoadingStatusRequest
     ) -> pb.UpdateBaseModelLoadingStatusResponse:
-        return await _call(self.service.update_base_model_loading_status, message)
+        return await self._call(self.service.update_base_model_loading_status, message)
 
     async def update_model_loading_status(
         self, message: pb.UpdateModelLoadingStatusRequest
     ) -> pb.UpdateModelLoadingStatusResponse:
-        return await _call(self.service.update_model_loading_status, message)
+        return await self._call(self.service.update_model_loading_status, message)
 
 
-def build_server(services: list[Any], with_health: bool, max_request_bytes: int = MAX_REQUEST_BYTES) -> Server:
-    """A grpclib server for `services`, plus health (public port) and server reflection (both ports)."""
-    all_services = list(services)
-    if with_health:
-        all_services.append(Health())
-    served = ServerReflection.extend(all_services, pool=default_google_proto_descriptor_pool)
+def build_server(
+    servicer: ModelsServicer | WorkerServicer, with_health: bool, max_request_bytes: int = MAX_REQUEST_BYTES
+) -> Server:
+    """A grpclib server for `servicer`, plus health (public port, open to all) and server reflection (both ports,
+    behind the servicer's authentication)."""
+    served: list[Any] = [servicer, Health()] if with_health else [servicer]
+    reflection = ServerReflection.extend(served, pool=default_google_proto_descriptor_pool)[len(served) :]
+    served += [authenticated_service(r, servicer.auth, servicer.api) for r in reflection]
     return Server([SizeLimitedService(s, max_request_bytes) for s in served], codec=CheckedCodec())

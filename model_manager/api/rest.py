@@ -20,7 +20,7 @@ from model_manager.api.routes import ROUTES
 from model_manager.api.status import status_of
 from model_manager.config import HttpConfig, LimitsConfig
 from model_manager.errors import InvalidArgument, NotFound, ServiceError
-from model_manager.identity import Identity, identity_from_headers
+from model_manager.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivateModelRequest,
     CreateModelRequest,
@@ -31,12 +31,15 @@ from model_manager.proto.llmariner.models.server.v1 import (
     Model,
     UpdateModelRequest,
 )
+from model_manager.service.auth import Api, Authenticator, Credentials
 from model_manager.service.models import ModelsService
 
 log = logging.getLogger(__name__)
 
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
 BODY_LIMIT = web.AppKey("body_limit", int)
+CALLER = web.RequestKey("caller", Identity)
+OPEN_PATHS = frozenset(route.path for route in ROUTES if route.open)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The wire contract's table of HTTP statuses by gRPC code.
@@ -76,7 +79,10 @@ def error_response(status: Status, message: str, http_status: int | None = None)
         "details": [],
         "error": {"message": message, "type": status.name.lower(), "code": status.value},
     }
-    return web.json_response(body, status=http_status or HTTP_BY_STATUS[status])
+    response = web.json_response(body, status=http_status or HTTP_BY_STATUS[status])
+    if status is Status.UNAUTHENTICATED:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="model-manager"'
+    return response
 
 
 @web.middleware
@@ -133,19 +139,32 @@ class RestApi:
         self,
         service: ModelsService,
         ready: Callable[[], Awaitable[bool]],
+        auth: Authenticator,
         http: HttpConfig | None = None,
         limits: LimitsConfig | None = None,
     ) -> None:
         self.service = service
+        self.auth = auth
         self.ready = ready
         self.http = http or HttpConfig()
         self.limits = limits or LimitsConfig()
 
     def who(self, request: web.Request) -> Identity:
-        return identity_from_headers(request.headers)
+        return request[CALLER]
+
+    @web.middleware
+    async def auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every route but the health checks needs a caller (unknown paths too: no probing without a key)."""
+        if request.path not in OPEN_PATHS:
+            h = request.headers
+            creds = Credentials(h.get("Authorization"), h.get("OpenAI-Organization"), h.get("OpenAI-Project"))
+            request[CALLER] = await self.auth.authenticate(creds, Api.PUBLIC)
+        return await handler(request)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.limits.request_body_bytes, middlewares=[error_middleware])
+        app = web.Application(
+            client_max_size=self.limits.request_body_bytes, middlewares=[error_middleware, self.auth_middleware]
+        )
         app[BODY_TIMEOUT] = self.http.body_timeout
         app[BODY_LIMIT] = self.limits.request_body_bytes
         actions: dict[str, Handler] = {}

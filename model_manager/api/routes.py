@@ -22,6 +22,7 @@ class Route:
     query: type[betterproto2.Message] | None = None  # scalar fields read from the query string
     body: type[betterproto2.Message] | None = None  # the JSON request body
     response: type[betterproto2.Message] | None = None  # None: a small JSON object of its own
+    open: bool = False  # served without an API key when auth is on (health checks only)
 
     @property
     def action(self) -> str:
@@ -31,8 +32,8 @@ class Route:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/healthz", "healthz", "the process is up"),
-    Route("GET", "/readyz", "readyz", "the database answers"),
+    Route("GET", "/healthz", "healthz", "the process is up", open=True),
+    Route("GET", "/readyz", "readyz", "the database answers", open=True),
     Route("GET", "/openapi.json", "openapi", "this document"),
     Route(
         "GET", "/v1/models", "list_models", "list models", query=pb.ListModelsRequest, response=pb.ListModelsResponse

@@ -12,6 +12,8 @@ _STATUS_BY_ERROR: dict[type[errors.ServiceError], Status] = {
     errors.AlreadyExists: Status.ALREADY_EXISTS,
     errors.FailedPrecondition: Status.FAILED_PRECONDITION,
     errors.Unavailable: Status.UNAVAILABLE,
+    errors.Unauthenticated: Status.UNAUTHENTICATED,
+    errors.PermissionDenied: Status.PERMISSION_DENIED,
 }
 
 

@@ -13,6 +13,7 @@ import yaml
 
 from model_manager.config.schema import ConfigError, read_section
 from model_manager.config.settings import (
+    AuthConfig,
     Config,
     DatabaseConfig,
     DownloaderConfig,
@@ -27,6 +28,7 @@ from model_manager.config.settings import (
 )
 
 __all__ = [
+    "AuthConfig",
     "Config",
     "ConfigError",
     "DatabaseConfig",

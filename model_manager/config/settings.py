@@ -260,6 +260,27 @@ class LoaderConfig(Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AuthConfig(Settings):
+    enable: bool = setting(
+        "enable",
+        Bool(),
+        False,
+        "require an API key (`Authorization: Bearer`) on every call but health checks; keys are made with "
+        "`model-manager keys create`",
+    )
+    key_cache_ttl: float = setting(
+        "keyCacheTtl",
+        Duration(positive=True),
+        5.0,
+        "how long a server trusts a key it looked up; a revoked key stops working on every replica within this",
+    )
+
+    IGNORED: ClassVar[Mapping[str, str]] = {
+        "rbacInternalServerAddr": "llmariner's RBAC server; API keys live in this service's own database"
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config(Settings):
     http_port: int = setting("httpPort", PORT, 8080, "REST: the Models API, /healthz, /readyz")
     grpc_port: int = setting("grpcPort", PORT, 8081, "public gRPC: ModelsService, health, reflection")
@@ -296,9 +317,7 @@ class Config(Settings):
     object_store: ObjectStoreConfig = setting(
         "objectStore", Section(ObjectStoreConfig), ObjectStoreConfig(), "where model files are stored"
     )
-    auth_enable: bool = setting(
-        "auth.enable", Bool(), False, "refused when true: authentication is not implemented yet"
-    )
+    auth: AuthConfig = setting("auth", Section(AuthConfig), AuthConfig(), "API keys and roles (keys below)")
     loader: LoaderConfig = setting("loader", Section(LoaderConfig, sees_top_level=True), LoaderConfig(), "the loader")
 
     IGNORED: ClassVar[Mapping[str, str]] = {
@@ -306,22 +325,12 @@ class Config(Settings):
         "componentStatusSender": "status reporting to llmariner's control plane",
         "projectCache": "upstream's project cache",
         "worker": "upstream's in-cluster worker settings",
-        "auth.rbacInternalServerAddr": "llmariner's RBAC server; auth is not implemented yet",
     }
 
     def listen_hosts(self) -> tuple[str, str, str]:
         """The addresses of the REST, public gRPC and worker gRPC ports ("" for every address)."""
         base = self.bind_address
         return (self.http_host or base, self.grpc_host or base, self.worker_grpc_host or base)
-
-    def check(self, where: Mapping[str, str]) -> None:
-        # A setting that looks like protection but would do nothing is refused, not ignored: running open while the
-        # operator believes the API is protected is worse than not starting.
-        if self.auth_enable:
-            raise ConfigError(
-                f"{where['auth_enable']}: authentication is not implemented in this version; remove the key or set "
-                "it to false, and keep the ports on a private network"
-            )
 
 
 def _id_rule(rule: ids.Rule, value: str, path: str) -> None:

@@ -6,9 +6,11 @@ import asyncio
 import logging
 
 import aiohttp
+from grpclib import GRPCError
+from grpclib.const import Status
 
 from model_manager.aio import wait_for_stop
-from model_manager.config import Config
+from model_manager.config import Config, ConfigError
 from model_manager.loader.jobs import Jobs
 from model_manager.loader.loop import LoaderLoop
 from model_manager.loader.sources.factory import SourceFactory
@@ -50,6 +52,13 @@ async def run_loader(
                 except OSError as e:
                     log.warning("worker API unreachable (%s); retrying", e)
                     await wait_for_stop(stop, 2)
+                except GRPCError as e:
+                    if e.status in (Status.UNAUTHENTICATED, Status.PERMISSION_DENIED):
+                        # No key, a revoked one, or a public key: retrying cannot help; say which setting to fix.
+                        raise ConfigError(
+                            f"LLMO_CLUSTER_REGISTRATION_KEY: the worker API refused this loader: {e.message}"
+                        ) from e
+                    raise
             await loop.run(stop)
         finally:
             await sources.close()

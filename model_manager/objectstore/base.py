@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 
+from model_manager import ids
 from model_manager.errors import FailedPrecondition
 
 
@@ -26,16 +27,12 @@ class StoreError(Exception):
 
 
 def check_key(key: str) -> str:
-    """Keys are '/'-separated and relative, never climb out of the store, and hold no control characters or
-    backslashes (a source's file names are untrusted: `../x`, `/etc/x`, `a\\b` and NUL all end here)."""
-    problem = ""
-    if not key or key.startswith("/") or any(seg in ("", ".", "..") for seg in key.split("/")):
-        problem = "it must be a relative path without empty, '.' or '..' segments"
-    elif any(ord(c) < 32 or ord(c) == 127 for c in key) or "\\" in key:
-        problem = "it must not contain control characters or backslashes"
-    if problem:
-        raise StoreError(f"invalid object key {key!r}: {problem}", "InvalidKey", transient=False)
-    return key
+    """Keys follow the one object-path rule of `ids` (a source's file names are untrusted: `../x`, `/etc/x`,
+    `a\\b` and NUL all end here)."""
+    try:
+        return ids.check_object_path(key, "object key")
+    except ids.InvalidId as e:
+        raise StoreError(f"invalid {e.message}", "InvalidKey", transient=False) from e
 
 
 class ObjectStore(ABC):

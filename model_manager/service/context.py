@@ -22,11 +22,21 @@ class ServiceContext:
     default_path_prefix: str = ObjectStoreConfig().path_prefix
     base_model_path_prefix: str = ObjectStoreConfig().base_model_path_prefix
     clock: Callable[[], float] = field(default=time.time)
+    # With auth on, worker calls may only name projects the tenant's API keys name.
+    auth_enabled: bool = False
 
     @classmethod
     def from_config(cls, config: Config, db: Database, objects: ObjectStore) -> ServiceContext:
         store = config.object_store
-        return cls(db, objects, config.loading, config.limits, store.path_prefix, store.base_model_path_prefix)
+        return cls(
+            db,
+            objects,
+            config.loading,
+            config.limits,
+            store.path_prefix,
+            store.base_model_path_prefix,
+            auth_enabled=config.auth.enable,
+        )
 
     @property
     def base_model_root(self) -> str:

@@ -12,7 +12,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     UpdateModelLoadingStatusRequest,
     UpdateModelLoadingStatusResponse,
 )
-from model_manager.service import validate
+from model_manager.service import tenancy, validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files
 from model_manager.store import catalog, loading
@@ -98,6 +98,8 @@ class LoadingStatusService:
 
     async def _update(self, who: Identity, kind: Kind, req: _Request, project_id: str | None) -> None:
         validate.check_id(req.id)
+        if isinstance(req, UpdateModelLoadingStatusRequest):
+            tenancy.check_files(req.files)
         async with self.ctx.db.transaction() as conn:
             if req.retryable_failure:
                 rec = await loading.find_loading_target(conn, kind, who.tenant_id, req.id, project_id)

@@ -6,7 +6,7 @@ import logging
 
 from model_manager import ids
 from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
-from model_manager.identity import Identity
+from model_manager.identity import Identity, Role
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivateModelRequest,
     ActivateModelResponse,
@@ -23,7 +23,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     SourceRepository,
     UpdateModelRequest,
 )
-from model_manager.service import model_config, validate
+from model_manager.service import access, model_config, validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model
 from model_manager.service.file_removal import FileRemoval
@@ -40,10 +40,11 @@ _BASE_SOURCES = "SOURCE_REPOSITORY_HUGGING_FACE, SOURCE_REPOSITORY_OLLAMA, SOURC
 async def find_visible(
     conn: Conn, who: Identity, model_id: str, include_loading: bool, project_id: str | None
 ) -> ModelRecord:
-    """Get's lookup: a base model first, then a published fine-tuned model of the tenant."""
+    """Get's lookup: a base model first, then a published fine-tuned model of the tenant; both as `project_id`
+    sees them (None: any project of the tenant, as the worker API sees them)."""
     rec = await catalog.find_base(conn, who.tenant_id, model_id, project_id)
     if rec is None:
-        rec = await catalog.find_fine_tuned(conn, who.tenant_id, model_id)
+        rec = await catalog.find_fine_tuned(conn, who.tenant_id, model_id, project_id=project_id)
     if rec is None or not (rec.is_loaded or include_loading):
         raise NotFound(f'model "{model_id}" not found')
     return rec
@@ -55,11 +56,13 @@ class ModelsService:
         self.removals = FileRemoval(ctx)
 
     async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
+        access.require(who, Role.READER, "reading models")
         validate.check_id(req.id)
         async with self.ctx.db.reading() as conn:
             return to_model(await find_visible(conn, who, req.id, req.include_loading_model, who.project_id))
 
     async def list_models(self, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
+        access.require(who, Role.READER, "listing models")
         if req.limit < 0:
             raise InvalidArgument(f"limit must not be negative, got {req.limit}")
         limit = min(req.limit or DEFAULT_LIMIT, self.ctx.limits.page_size)
@@ -78,6 +81,9 @@ class ModelsService:
         )
 
     async def create_model(self, who: Identity, req: CreateModelRequest) -> Model:
+        access.require(who, Role.WRITER, "creating models")
+        if not req.is_fine_tuned_model and not req.is_project_scoped:
+            access.require(who, Role.ADMIN, "creating a global base model (one not scoped to a project)")
         config = model_config.validate(req.config) if req.config is not None else model_config.default_config()
         if req.is_fine_tuned_model:
             return await self._create_fine_tuned(who, req, config)
@@ -166,9 +172,11 @@ class ModelsService:
         return to_model(rec)
 
     async def delete_model(self, who: Identity, req: DeleteModelRequest) -> DeleteModelResponse:
+        access.require(who, Role.WRITER, "deleting models")
         validate.check_id(req.id)
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, req.id, True, who.project_id)
+            access.require_owner(who, rec, "deleting")
             await catalog.delete_inactive_model(conn, rec)
             # A model deleted while it loads takes along what its load registered so far.
             discarded = await catalog.delete_registered_by(conn, rec)
@@ -200,6 +208,7 @@ class ModelsService:
             )
 
     async def update_model(self, who: Identity, req: UpdateModelRequest) -> Model:
+        access.require(who, Role.WRITER, "updating models")
         if req.model is None:
             raise InvalidArgument("model is required")
         validate.check_id(req.model.id, "model.id")
@@ -207,6 +216,7 @@ class ModelsService:
         model_config.check_mask(paths)
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, req.model.id, True, who.project_id)
+            access.require_owner(who, rec, "updating")
             config = model_config.apply_mask(model_config.decode(rec.config), req.model.config, paths)
             rec = await catalog.update_model(conn, rec, {"config": model_config.encode(config)})
         return to_model(rec)
@@ -220,6 +230,9 @@ class ModelsService:
         return DeactivateModelResponse()
 
     async def _set_activation(self, who: Identity, model_id: str, status: int) -> None:
+        # Writers may (de)activate the tenant's global models too: activation only decides what inference engines
+        # keep loaded, and llmariner's gateway activates a model on demand for whoever calls it.
+        access.require(who, Role.WRITER, "activating and deactivating models")
         validate.check_id(model_id)
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, model_id, False, who.project_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from model_manager import ids
-from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
+from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from model_manager.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
     AcquireUnloadedBaseModelRequest,
@@ -39,7 +39,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     SourceRepository,
     StorageConfig,
 )
-from model_manager.service import model_config, validate
+from model_manager.service import model_config, tenancy, validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files, to_model
 from model_manager.service.leases import Leases
@@ -58,7 +58,7 @@ class WorkerService(LoadingStatusService):
         self.leases = Leases(ctx)
 
     async def create_storage_config(self, who: Identity, req: CreateStorageConfigRequest) -> StorageConfig:
-        validate.check_id(req.path_prefix, "path_prefix")
+        validate.check_object_path(req.path_prefix, "path_prefix")
         async with self.ctx.db.transaction() as conn:
             await registry.create_storage_config(conn, who.tenant_id, req.path_prefix)
         return StorageConfig(path_prefix=req.path_prefix)
@@ -91,6 +91,7 @@ class WorkerService(LoadingStatusService):
         else:
             validate.check_id(req.id)
         async with self.ctx.db.transaction() as conn:
+            await tenancy.check_project(self.ctx, conn, who, req.project_id, req.organization_id)
             if req.id:
                 if await catalog.find_fine_tuned(conn, who.tenant_id, req.id, published_only=False):
                     raise AlreadyExists(f'model "{req.id}" already exists')
@@ -98,6 +99,7 @@ class WorkerService(LoadingStatusService):
             else:
                 model_id = await self._fresh_id(conn, who.tenant_id, ids.converted(base), req.suffix)
             path = req.path or f"{await self.ctx.path_prefix(conn, who.tenant_id)}/{who.tenant_id}/{model_id}"
+            await tenancy.check_path(self.ctx, conn, who, path, "path")
             await catalog.insert_model(
                 conn,
                 Kind.FINE_TUNED,
@@ -128,6 +130,7 @@ class WorkerService(LoadingStatusService):
 
     async def publish_model(self, who: Identity, req: PublishModelRequest) -> PublishModelResponse:
         validate.check_id(req.id)
+        tenancy.check_files(req.files)
         async with self.ctx.db.transaction() as conn:
             rec = await catalog.find_fine_tuned(conn, who.tenant_id, req.id, published_only=False)
             if rec is None:
@@ -170,6 +173,7 @@ class WorkerService(LoadingStatusService):
         formats = list(req.formats) or [ModelFormat.GGUF]
         if ModelFormat.GGUF in formats and not req.gguf_model_path:
             raise InvalidArgument("gguf_model_path is required when formats include MODEL_FORMAT_GGUF")
+        tenancy.check_files(req.files)
         values = {
             "path": req.path,
             "formats": encode_formats(formats),
@@ -184,6 +188,10 @@ class WorkerService(LoadingStatusService):
             "lease_expires_at": None,
         }
         async with self.ctx.db.transaction() as conn:
+            await tenancy.check_project(self.ctx, conn, who, req.project_id)
+            await tenancy.check_path(self.ctx, conn, who, req.path, "path", req.id)
+            if req.gguf_model_path:
+                await tenancy.check_path(self.ctx, conn, who, req.gguf_model_path, "gguf_model_path", req.id)
             claim = None
             if req.loading_model_id:
                 # Fenced by the claim: a model deleted (or taken over) while it loaded gets nothing registered.
@@ -195,6 +203,13 @@ class WorkerService(LoadingStatusService):
             if existing is not None and existing.project_id == req.project_id:
                 if existing.is_loaded:
                     raise AlreadyExists(f'model "{req.id}" already exists')
+                held = existing.loading_status == LoadingStatus.LOADING and loading.is_fenced(existing)
+                if held and (claim is None or claim.id != existing.id):
+                    # Only the claim that holds a loading model may complete it.
+                    raise FailedPrecondition(
+                        f'model "{req.id}" is being loaded under a lease; only its loader may register it '
+                        "(loading_model_id and attempt of that claim)"
+                    )
                 # The loader finishing a model requested under this very id.
                 rec = await catalog.update_model(conn, existing, values)
             elif claim is not None:
@@ -220,6 +235,7 @@ class WorkerService(LoadingStatusService):
     async def get_base_model_path(self, who: Identity, req: GetBaseModelPathRequest) -> GetBaseModelPathResponse:
         validate.check_id(req.id)
         async with self.ctx.db.reading() as conn:
+            await tenancy.check_project(self.ctx, conn, who, req.project_id)
             rec = await catalog.find_base(conn, who.tenant_id, req.id, req.project_id, loaded_only=True)
         if rec is None:
             raise NotFound(f'model "{req.id}" not found')
@@ -231,6 +247,7 @@ class WorkerService(LoadingStatusService):
     async def create_hf_model_repo(self, who: Identity, req: CreateHfModelRepoRequest) -> HfModelRepo:
         validate.check_id(req.name, "name")
         async with self.ctx.db.transaction() as conn:
+            await tenancy.check_project(self.ctx, conn, who, req.project_id)
             await registry.create_hf_repo(conn, who.tenant_id, req.project_id, req.name)
         return HfModelRepo(name=req.name)
 
@@ -275,4 +292,4 @@ class WorkerService(LoadingStatusService):
         await self.leases.expire_if_due()  # a model given back is claimable at once
         now = self.ctx.clock()
         async with self.ctx.db.transaction() as conn:
-            return await loading.claim(conn, kind, who.tenant_id, holder or "unknown", self.ctx.lease_seconds, now)
+            return await loading.claim(conn, kind, who.tenant_id, holder, self.ctx.lease_seconds, now)

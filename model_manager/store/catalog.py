@@ -207,3 +207,22 @@ async def paths_at_or_under(conn: Conn, path: str) -> set[str]:
         q = select(col).where(or_(col == path, col.startswith(path + "/", autoescape=True))).distinct()
         found.update((await conn.execute(q)).scalars())
     return found
+
+
+async def models_overlapping(conn: Conn, path: str) -> list[tuple[str, str, Kind]]:
+    """(tenant, model id, kind) of every model whose files (directory or GGUF file) are at `path`, inside it or
+    hold it: the models a worker naming `path` would share files with."""
+    parts = path.split("/")
+    ancestors = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    found: list[tuple[str, str, Kind]] = []
+    for kind, col in (
+        (Kind.BASE, base_models.c.path),
+        (Kind.BASE, base_models.c.gguf_model_path),
+        (Kind.FINE_TUNED, models.c.path),
+    ):
+        t = kind.table
+        q = select(t.c.tenant_id, t.c.model_id).where(
+            or_(col == path, col.startswith(path + "/", autoescape=True), col.in_(ancestors))
+        )
+        found.extend((tenant, model_id, kind) for tenant, model_id in (await conn.execute(q)).all())
+    return found

@@ -14,6 +14,10 @@ from model_manager.errors import FailedPrecondition, NotFound
 from model_manager.store.database import Conn
 from model_manager.store.records import Kind, LoadingStatus, ModelRecord, to_record
 
+# The lease holder recorded for a claim without a holder name: an llmariner loader from before leases, which never
+# sends the attempt back. Its updates are accepted without one; every other claim's updates must name it.
+LEGACY_HOLDER = "unknown"
+
 
 async def claim(
     conn: Conn, kind: Kind, tenant_id: str, holder: str, lease_seconds: float, now: float
@@ -25,6 +29,7 @@ async def claim(
     in the outer WHERE keeps the claim exact.
     """
     t = kind.table
+    holder = holder or LEGACY_HOLDER
     oldest = (
         select(t.c.id)
         .where(
@@ -122,10 +127,20 @@ async def lock_loading(
     return rec
 
 
+def is_fenced(rec: ModelRecord) -> bool:
+    """Claimed under a lease by a loader that sends its attempt back: updates without that attempt are refused."""
+    return rec.lease_holder is not None and rec.lease_holder != LEGACY_HOLDER
+
+
 def check_loading(rec: ModelRecord, attempt: int) -> None:
-    """Raise why `rec` cannot take a loading update from the holder of `attempt` (0: holder unknown)."""
+    """Raise why `rec` cannot take a loading update from the holder of `attempt` (0: not sent)."""
     if rec.loading_status != LoadingStatus.LOADING:
         raise FailedPrecondition(f'model "{rec.model_id}" is not loading (status {rec.loading_status.name})')
+    if not attempt and is_fenced(rec):
+        raise FailedPrecondition(
+            f'model "{rec.model_id}" was claimed under a lease (attempt {rec.attempt}); an update must send the '
+            "attempt its claim returned"
+        )
     if attempt and attempt != rec.attempt:
         raise FailedPrecondition(
             f'model "{rec.model_id}": attempt {attempt} is stale, the model was claimed again (attempt {rec.attempt})'
@@ -146,6 +161,8 @@ async def transition(
     cond = _key(kind, tenant_id, model_id, project_id) & (t.c.loading_status == LoadingStatus.LOADING)
     if attempt:
         cond = cond & (t.c.attempt == attempt)
+    else:
+        cond = cond & (t.c.lease_holder.is_(None) | (t.c.lease_holder == LEGACY_HOLDER))
     row = (await conn.execute(update(t).where(cond).values(**values).returning(*t.c))).first()
     if row is not None:
         return to_record(kind, row)

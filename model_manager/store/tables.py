@@ -136,3 +136,24 @@ model_counts = Table(
     Column("published", Integer, primary_key=True),
     Column("n", BigInteger, nullable=False),
 )
+
+# API keys (auth.enable). Only a SHA-256 of each key's secret is kept; the key itself is shown once, at creation.
+# Public roles carry a tenant, organization and project; worker keys a tenant and an optional cluster name.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_id", String(32), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("tenant_id", String(64), nullable=False),
+    Column("organization_id", String(ID_LEN), nullable=False, server_default=""),
+    Column("project_id", String(ID_LEN), nullable=False, server_default=""),
+    Column("role", String(16), nullable=False),
+    Column("cluster", String(ID_LEN), nullable=False, server_default=""),
+    Column("name", String(ID_LEN), nullable=False, server_default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_used_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+    UniqueConstraint("key_id", name="uq_api_keys_key_id"),
+    Index("ix_api_keys_tenant", "tenant_id", "project_id"),
+)

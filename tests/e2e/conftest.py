@@ -43,6 +43,22 @@ class Proc:
 def start(
     config: dict[str, Any], tmp: Path, role: str = "all", wait_http: bool = True, env: dict[str, str] | None = None
 ) -> Proc:
+    """Start model-manager on free ports. A port picked as free can be taken by another process before ours binds
+    it; such a start is retried on new ports rather than failing the test."""
+    for _ in range(3):
+        proc = _start_once(config, tmp, role, env)
+        if not wait_http:
+            return proc
+        try:
+            wait_ready(proc)
+            return proc
+        except AssertionError:
+            if "address already in use" not in proc.output():
+                raise
+    raise AssertionError(f"no free ports after 3 tries:\n{proc.output()}")
+
+
+def _start_once(config: dict[str, Any], tmp: Path, role: str, env: dict[str, str] | None) -> Proc:
     ports = {"httpPort": free_port(), "grpcPort": free_port(), "workerServiceGrpcPort": free_port()}
     if "internalGrpcPort" in config:
         ports.pop("workerServiceGrpcPort")
@@ -65,8 +81,6 @@ def start(
         config.get("workerServiceGrpcPort") or config["internalGrpcPort"],
         log,
     )
-    if wait_http:
-        wait_ready(proc)
     return proc
 
 

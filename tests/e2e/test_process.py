@@ -240,8 +240,7 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        # Looks like protection and would do nothing: refused before anything listens.
-        ("auth:\n  enable: true\n", "auth.enable: authentication is not implemented"),
+        ("auth:\n  keyCacheTtl: 0s\n", "auth.keyCacheTtl: must be greater than 0"),
         # Would pass the old checks and then stop the whole process from inside the loader.
         ("loader:\n  baseModels: [org/name@]\n", "loader.baseModels[0] 'org/name@': the revision after '@' is empty"),
     ],

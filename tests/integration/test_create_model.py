@@ -130,7 +130,7 @@ async def test_fine_tuned_model_from_object_store(api: Api) -> None:
 
 async def test_fine_tuned_dest_path_uses_the_tenant_storage_config(api: Api) -> None:
     await api.worker.create_storage_config(WORKER, pb.CreateStorageConfigRequest(path_prefix="tenant-store"))
-    await api.loaded_base("base-model")
+    await api.loaded_base("base-model", path="tenant-store/base-models/base-model")
     await api.fine_tuned("base-model", "a")
     claim = await api.worker.acquire_unloaded_model(WORKER, pb.AcquireUnloadedModelRequest())
     assert claim.dest_path.startswith("tenant-store/")

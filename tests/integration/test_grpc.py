@@ -19,6 +19,7 @@ from model_manager.service.context import ServiceContext
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService
 from tests.conftest import free_port
+from tests.helpers import no_auth
 
 MODELS = "llmariner.models.server.v1.ModelsService"
 WORKER = "llmariner.models.server.v1.ModelsWorkerService"
@@ -27,8 +28,8 @@ WORKER = "llmariner.models.server.v1.ModelsWorkerService"
 @pytest.fixture
 async def ports(ctx: ServiceContext) -> AsyncIterator[tuple[int, int]]:
     inflight = InFlight()
-    public = build_server([ModelsServicer(ModelsService(ctx), inflight)], with_health=True)
-    worker = build_server([WorkerServicer(WorkerService(ctx), inflight)], with_health=False)
+    public = build_server(ModelsServicer(ModelsService(ctx), inflight, no_auth(ctx)), with_health=True)
+    worker = build_server(WorkerServicer(WorkerService(ctx), inflight, no_auth(ctx)), with_health=False)
     ports = (free_port(), free_port())
     await public.start("127.0.0.1", ports[0])
     await worker.start("127.0.0.1", ports[1])
@@ -204,7 +205,9 @@ def _varint(n: int) -> bytes:
 
 
 async def test_the_grpc_request_limit_is_configurable(ctx: ServiceContext) -> None:
-    server = build_server([ModelsServicer(ModelsService(ctx), InFlight())], with_health=True, max_request_bytes=1024)
+    server = build_server(
+        ModelsServicer(ModelsService(ctx), InFlight(), no_auth(ctx)), with_health=True, max_request_bytes=1024
+    )
     port = free_port()
     await server.start("127.0.0.1", port)
     try:

@@ -154,8 +154,8 @@ async def test_rows_with_unspecified_status_count_as_loaded(api: Api) -> None:
 
 
 async def test_a_project_scoped_model_shadows_the_global_one_of_the_same_id(api: Api) -> None:
-    await api.loaded_base("m", path="global")
-    await api.loaded_base("m", path="scoped", project_id=OTHER_PROJECT.project_id)
+    await api.loaded_base("m", path="models/base-models/m-global")
+    await api.loaded_base("m", path="models/base-models/m-scoped", project_id=OTHER_PROJECT.project_id)
     listed = await api.list(who=OTHER_PROJECT)
     assert [(m.id, m.project.id if m.project else "") for m in listed.data] == [("m", OTHER_PROJECT.project_id)]
     assert listed.total_items == 1
@@ -187,10 +187,14 @@ async def test_total_items_stays_exact_through_a_models_life(api: Api) -> None:
     await check()
     claim = await api.acquire_base()
     await api.loaded_base("org-a")
-    await api.base_status(claim.base_model_id, success=pb.UpdateBaseModelLoadingStatusRequestSuccess())
+    await api.base_status(
+        claim.base_model_id, success=pb.UpdateBaseModelLoadingStatusRequestSuccess(), attempt=claim.attempt
+    )
     await check()
-    await api.acquire_base()
-    await api.base_status("org/b", failure=pb.UpdateBaseModelLoadingStatusRequestFailure(reason="x"))
+    claim = await api.acquire_base()
+    await api.base_status(
+        "org/b", failure=pb.UpdateBaseModelLoadingStatusRequestFailure(reason="x"), attempt=claim.attempt
+    )
     await check()
     ft = await api.loaded_fine_tuned("org-a", "s")
     reg = await api.worker.register_model(
@@ -198,7 +202,9 @@ async def test_total_items_stays_exact_through_a_models_life(api: Api) -> None:
     )
     await check()
     await api.worker.publish_model(WORKER, pb.PublishModelRequest(id=reg.id))
-    await api.loaded_base("org-a", path="scoped", project_id=WHO.project_id)  # shadows the global org-a
+    await api.loaded_base(
+        "org-a", path="models/base-models/m-scoped", project_id=WHO.project_id
+    )  # shadows the global org-a
     await check()
     await api.models.delete_model(WHO, pb.DeleteModelRequest(id=ft))
     await api.models.delete_model(WHO, pb.DeleteModelRequest(id="org/b"))

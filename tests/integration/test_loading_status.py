@@ -52,11 +52,13 @@ async def test_success_under_the_converted_id_removes_the_requested_row(api: Api
 
 async def test_failure_needs_a_reason_and_marks_failed(api: Api) -> None:
     await api.request_base("org/name")
-    await api.acquire_base()
+    attempt = (await api.acquire_base()).attempt
     with pytest.raises(InvalidArgument, match="reason"):
-        await api.base_status("org/name", failure=_fail(""))
-    await api.base_status("org/name", status_message="downloaded 1.0 GiB of 9.0 GiB, about 46624.4 h left")
-    await api.base_status("org/name", failure=_fail("repo not found: org/name"))
+        await api.base_status("org/name", failure=_fail(""), attempt=attempt)
+    await api.base_status(
+        "org/name", status_message="downloaded 1.0 GiB of 9.0 GiB, about 46624.4 h left", attempt=attempt
+    )
+    await api.base_status("org/name", failure=_fail("repo not found: org/name"), attempt=attempt)
     got = await api.get("org/name")
     assert (got.loading_status, got.loading_failure_reason) == (
         pb.ModelLoadingStatus.FAILED,
@@ -111,9 +113,21 @@ async def test_expired_lease_gives_the_model_back_and_fences_the_old_loader(api:
         await api.base_status("org/name", failure=_fail("late failure"), attempt=first.attempt)
     with pytest.raises(FailedPrecondition, match="stale"):
         await api.base_status("org/name", success=OK, attempt=first.attempt)
-    # An update without an attempt (an upstream client) is accepted.
+    # So is an update without an attempt: the model was claimed under a lease, and only its claim may update it.
+    with pytest.raises(FailedPrecondition, match="claimed under a lease"):
+        await api.base_status("org/name", failure=_fail("forged"), attempt=0)
+    assert (await api.get("org/name")).loading_status == pb.ModelLoadingStatus.LOADING
+
+
+async def test_a_loader_from_before_leases_updates_without_an_attempt(api: Api) -> None:
+    # llmariner's own loader sends no holder when it claims and no attempt when it reports: it keeps working.
+    await api.request_base("org/name")
+    claim = await api.acquire_base(holder="")
+    assert claim.base_model_id == "org/name"
     await api.base_status("org/name", status_message="from an old client")
     assert (await api.get("org/name")).loading_status_message == "from an old client"
+    await api.base_status("org/name", failure=_fail("gave up"))
+    assert (await api.get("org/name")).loading_status == pb.ModelLoadingStatus.FAILED
 
 
 async def test_lease_expiry_after_max_attempts_fails_the_model(api: Api, clock: FakeClock) -> None:

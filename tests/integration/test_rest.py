@@ -18,12 +18,12 @@ from model_manager.service.health import Health
 from model_manager.service.models import ModelsService
 from model_manager.store.database import Database
 from tests.conftest import free_port
-from tests.helpers import Api
+from tests.helpers import Api, no_auth
 
 
 @pytest.fixture
 async def http(ctx: ServiceContext) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    client = TestClient(TestServer(RestApi(ModelsService(ctx), Health(ctx).ready).app()))
+    client = TestClient(TestServer(RestApi(ModelsService(ctx), Health(ctx).ready, no_auth(ctx)).app()))
     await client.start_server()
     yield client
     await client.close()
@@ -159,7 +159,9 @@ async def test_health_and_readiness(http: TestClient) -> None:  # type: ignore[t
 
 async def test_readiness_fails_when_the_database_is_unreachable(ctx: ServiceContext) -> None:
     unreachable = Database(create_async_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none"))
-    client = TestClient(TestServer(RestApi(ModelsService(ctx), Health(replace(ctx, db=unreachable)).ready).app()))
+    client = TestClient(
+        TestServer(RestApi(ModelsService(ctx), Health(replace(ctx, db=unreachable)).ready, no_auth(ctx)).app())
+    )
     await client.start_server()
     try:
         r = await client.get("/readyz")
@@ -194,7 +196,7 @@ async def test_the_openapi_document_matches_the_routes_the_server_serves(http: T
 async def test_limits_are_configurable(ctx: ServiceContext) -> None:
     limits = LimitsConfig(request_body_bytes=2048, page_size=2)
     models = ModelsService(replace(ctx, limits=limits))
-    client = TestClient(TestServer(RestApi(models, Health(ctx).ready, limits=limits).app()))
+    client = TestClient(TestServer(RestApi(models, Health(ctx).ready, no_auth(ctx), limits=limits).app()))
     await client.start_server()
     try:
         r = await client.post("/v1/models", data=b'{"id": "' + b"a" * 3000 + b'"}')

@@ -65,8 +65,8 @@ async def test_register_generates_a_unique_id_and_default_path(api: Api) -> None
 
 
 async def test_register_with_given_id_and_path(api: Api) -> None:
-    resp = await api.worker.register_model(WORKER, _register(id="ft:mine", path="custom/path"))
-    assert (resp.id, resp.path) == ("ft:mine", "custom/path")
+    resp = await api.worker.register_model(WORKER, _register(id="ft:mine", path="models/custom/path"))
+    assert (resp.id, resp.path) == ("ft:mine", "models/custom/path")
     with pytest.raises(AlreadyExists, match="ft:mine"):
         await api.worker.register_model(WORKER, _register(id="ft:mine"))
 
@@ -97,9 +97,10 @@ async def test_create_base_model_rules(api: Api) -> None:
         await api.worker.create_base_model(WORKER, pb.CreateBaseModelRequest(id="m"))
     # Empty formats mean GGUF, which needs the GGUF file's path.
     with pytest.raises(InvalidArgument, match="gguf_model_path"):
-        await api.worker.create_base_model(WORKER, pb.CreateBaseModelRequest(id="m", path="p"))
+        await api.worker.create_base_model(WORKER, pb.CreateBaseModelRequest(id="m", path="models/p"))
     created = await api.worker.create_base_model(
-        WORKER, pb.CreateBaseModelRequest(id="m", path="p", gguf_model_path="p/m.gguf", source_repository=HF)
+        WORKER,
+        pb.CreateBaseModelRequest(id="m", path="models/p", gguf_model_path="models/p/m.gguf", source_repository=HF),
     )
     assert (created.id, created.object) == ("m", "basemodel")
     got = await api.get("m", loading=False)
@@ -116,7 +117,12 @@ async def test_create_base_model_completes_a_loading_row_of_the_same_id(api: Api
     await api.worker.create_base_model(
         WORKER,
         pb.CreateBaseModelRequest(
-            id="gemma:2b", path="models/base-models/gemma-2b", formats=[pb.ModelFormat.OLLAMA], revision="sha256:abc"
+            id="gemma:2b",
+            path="models/base-models/gemma-2b",
+            formats=[pb.ModelFormat.OLLAMA],
+            revision="sha256:abc",
+            loading_model_id="gemma:2b",
+            attempt=claim.attempt,
         ),
     )
     await api.base_status("gemma:2b", success=pb.UpdateBaseModelLoadingStatusRequestSuccess(), attempt=claim.attempt)
@@ -133,18 +139,20 @@ async def test_base_model_path(api: Api) -> None:
     with pytest.raises(NotFound):
         await api.worker.get_base_model_path(WORKER, pb.GetBaseModelPathRequest(id="org/loading"))
     await api.worker.create_base_model(
-        WORKER, pb.CreateBaseModelRequest(id="g", path="p", gguf_model_path="p/g.gguf", formats=[])
+        WORKER, pb.CreateBaseModelRequest(id="g", path="models/p", gguf_model_path="models/p/g.gguf", formats=[])
     )
     resp = await api.worker.get_base_model_path(WORKER, pb.GetBaseModelPathRequest(id="g"))
-    assert (resp.path, resp.gguf_model_path, resp.formats) == ("p", "p/g.gguf", [pb.ModelFormat.GGUF])
+    assert (resp.path, resp.gguf_model_path, resp.formats) == ("models/p", "models/p/g.gguf", [pb.ModelFormat.GGUF])
 
 
 async def test_project_scoped_base_model_path_wins_over_global(api: Api) -> None:
-    await api.loaded_base("m", path="global")
-    await api.loaded_base("m", path="scoped", project_id="p1")
+    await api.loaded_base("m", path="models/base-models/m-global")
+    await api.loaded_base("m", path="models/base-models/m-scoped", project_id="p1")
     req = pb.GetBaseModelPathRequest(id="m", project_id="p1")
-    assert (await api.worker.get_base_model_path(WORKER, req)).path == "scoped"
-    assert (await api.worker.get_base_model_path(WORKER, pb.GetBaseModelPathRequest(id="m"))).path == "global"
+    assert (await api.worker.get_base_model_path(WORKER, req)).path == "models/base-models/m-scoped"
+    assert (
+        await api.worker.get_base_model_path(WORKER, pb.GetBaseModelPathRequest(id="m"))
+    ).path == "models/base-models/m-global"
 
 
 async def test_hf_model_repo_records(api: Api) -> None:
@@ -162,7 +170,7 @@ async def test_loaded_files_are_recorded_and_returned(api: Api) -> None:
         pb.ModelFile(path="w.gguf", size=9, sha256="cd" * 32),
     ]
     await api.worker.create_base_model(
-        WORKER, pb.CreateBaseModelRequest(id="m", path="p", gguf_model_path="p/w.gguf", files=files)
+        WORKER, pb.CreateBaseModelRequest(id="m", path="models/p", gguf_model_path="models/p/w.gguf", files=files)
     )
     assert (await api.get("m")).files == files
     resp = await api.worker.register_model(WORKER, _register(suffix="s"))

@@ -29,7 +29,7 @@ from model_manager.store.database import Database
 from tests.conftest import FakeClock
 from tests.fakes.hub import Hub
 from tests.fakes.ollama import Registry
-from tests.helpers import Api
+from tests.helpers import Api, no_auth
 
 
 def minilm_files() -> dict[str, bytes]:
@@ -106,7 +106,7 @@ class Harness:
 
     def loop(self, **loader: Any) -> LoaderLoop:
         config = self.config(**loader)
-        worker = WorkerServicer(WorkerService(self.ctx), InFlight())
+        worker = WorkerServicer(WorkerService(self.ctx), InFlight(), no_auth(self.ctx))
         sources = SourceFactory(self.http, config.loader.downloader, config.object_store.s3, self.hub.url)
         jobs = Jobs(
             worker,

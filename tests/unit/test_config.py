@@ -120,7 +120,7 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ({"auth": {"enable": True}}, "auth.enable: authentication is not implemented"),
+        ({"auth": {"keyCacheTtl": "0s"}}, "auth.keyCacheTtl: must be greater than 0"),
         ({"loader": {"baseModels": ["org/name@"]}}, r"loader\.baseModels\[0\] 'org/name@': the revision after '@'"),
         ({"baseModels": ["ok/one", "just-a-name"]}, r"^baseModels\[1\] 'just-a-name' is not a Hugging Face id"),
         (

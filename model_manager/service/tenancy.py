@@ -1,0 +1,56 @@
+"""What a tenant's worker may name: storage paths inside the tenant's prefix that share no files with another
+tenant's models, relative file names, and projects of its own tenant.
+
+Workers are trusted with their whole tenant (every project), never with another one: these checks are what keep
+a worker key from pointing a model at someone else's files (or at another bucket) or filing into a project that
+is not its tenant's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from model_manager import ids
+from model_manager.errors import InvalidArgument
+from model_manager.identity import Identity
+from model_manager.proto.llmariner.models.server.v1 import ModelFile
+from model_manager.service import validate
+from model_manager.service.context import ServiceContext
+from model_manager.store import catalog, keys
+from model_manager.store.database import Conn
+from model_manager.store.records import Kind
+
+
+async def check_path(
+    ctx: ServiceContext, conn: Conn, who: Identity, path: str, field: str, base_model_id: str | None = None
+) -> None:
+    """`path` (a model's directory or GGUF file) lies under the tenant's storage prefix and shares no files with
+    a model of another tenant, except a base model of the same id (the same open model, stored once)."""
+    validate.check_object_path(path, field)
+    prefix = await ctx.path_prefix(conn, who.tenant_id)
+    if path == prefix or not ids.is_within(path, prefix):
+        raise InvalidArgument(f"{field} {path!r} must lie under this tenant's storage prefix {prefix + '/'!r}")
+    for tenant_id, model_id, kind in await catalog.models_overlapping(conn, path):
+        if tenant_id == who.tenant_id or (kind is Kind.BASE and model_id == base_model_id):
+            continue
+        raise InvalidArgument(f"{field} {path!r} holds, or lies inside, the files of a model of another tenant")
+
+
+def check_files(files: Iterable[ModelFile]) -> None:
+    """File names are relative to the model's path and may not climb out of it."""
+    for i, f in enumerate(files):
+        validate.check_object_path(f.path, f"files[{i}].path")
+
+
+async def check_project(
+    ctx: ServiceContext, conn: Conn, who: Identity, project_id: str, organization_id: str = ""
+) -> None:
+    """With auth on, a project must be one the tenant's API keys name (keys are the project registry); "" (the
+    whole tenant) always passes. With auth off there is one tenant and any project id is taken as given."""
+    if not ctx.auth_enabled or not project_id:
+        return
+    projects = await keys.tenant_projects(conn, who.tenant_id)
+    if project_id not in projects:
+        raise InvalidArgument(f'project_id "{project_id}" is not a project of this tenant')
+    if organization_id and projects[project_id] != organization_id:
+        raise InvalidArgument(f'organization_id "{organization_id}" is not the organization of project "{project_id}"')
