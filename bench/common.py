@@ -175,7 +175,9 @@ def wait_port(port: int, proc: Process, timeout: float = 30) -> None:
     raise RuntimeError(f"port {port} not up after {timeout}s:\n{proc.output()}")
 
 
-def server_process(db_name: str, tmp: Path, role: str = "server") -> tuple[Process, dict[str, int]]:
+def server_process(
+    db_name: str, tmp: Path, role: str = "server", extra: dict[str, Any] | None = None, name: str = ""
+) -> tuple[Process, dict[str, int]]:
     from sqlalchemy.engine import make_url
 
     url = make_url(PG_URL)
@@ -190,12 +192,13 @@ def server_process(db_name: str, tmp: Path, role: str = "server") -> tuple[Proce
         },
         "objectStore": {"local": {"path": str(tmp / "objects")}},
         "loader": {"enable": False},
+        **(extra or {}),
     }
-    path = tmp / f"server-{db_name}.yaml"
+    path = tmp / f"server-{db_name}{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     proc = Process(
         [sys.executable, "-m", "model_manager", "run", "--config", str(path), "--role", role],
-        tmp / f"server-{db_name}.log",
+        tmp / f"server-{db_name}{name}.log",
     )
     wait_http(f"http://127.0.0.1:{ports['httpPort']}/readyz", proc)
     return proc, ports

@@ -15,11 +15,13 @@ import aiohttp
 from bench.common import latency_summary
 
 
-async def main(url: str, connections: int, duration: float, warmup: float) -> dict[str, float]:
+async def main(
+    url: str, connections: int, duration: float, warmup: float, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=connections)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         start = time.perf_counter()
         measure_from = start + warmup
         end = measure_from + duration
@@ -48,5 +50,7 @@ if __name__ == "__main__":
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--header", action="append", default=[], help="'Name: value', sent with every request")
     a = p.parse_args()
-    print(json.dumps(asyncio.run(main(a.url, a.connections, a.duration, a.warmup))))
+    headers = dict(h.split(": ", 1) for h in a.header)
+    print(json.dumps(asyncio.run(main(a.url, a.connections, a.duration, a.warmup, headers))))

@@ -10,17 +10,17 @@ import logging
 import tempfile
 from pathlib import Path
 
-from bench import claims, grpc_bench, rest_listing, transfer
+from bench import auth_overhead, claims, grpc_bench, rest_listing, transfer
 from bench.common import ROOT, Report, machine
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round; for the test suite")
-    p.add_argument("--only", choices=["rest", "grpc", "transfer", "claims"], action="append")
+    p.add_argument("--only", choices=["rest", "grpc", "transfer", "claims", "auth"], action="append")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    only = set(args.only or ["rest", "grpc", "transfer", "claims"])
+    only = set(args.only or ["rest", "grpc", "transfer", "claims", "auth"])
     report = Report()
     with tempfile.TemporaryDirectory(prefix="mm-bench-") as d:
         tmp = Path(d)
@@ -44,6 +44,11 @@ def main() -> None:
                 claims.run(report, models=50, rounds=1)
             else:
                 claims.run(report)
+        if "auth" in only:
+            if args.smoke:
+                auth_overhead.run(report, tmp, models=10, seconds=0.5, warmup=0.1, rounds=1)
+            else:
+                auth_overhead.run(report, tmp)
     print(f"{machine()}\n\n{report.table()}")
     for note in report.notes:
         print(f"- {note}")

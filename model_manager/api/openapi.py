@@ -92,6 +92,8 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
             },
         },
     }
+    if route.open:
+        operation["security"] = []  # health checks answer without a key, whatever auth.enable says
     if route.body is not None:
         operation["requestBody"] = {
             "required": True,
@@ -114,5 +116,16 @@ def document() -> dict[str, Any]:
             "description": "The OpenAI-compatible Models API of model-manager (llmariner's ModelsService over REST).",
         },
         "paths": paths,
-        "components": {"schemas": schemas},
+        # A key when auth.enable is on; none when it is off (the empty alternative).
+        "security": [{"apiKey": []}, {}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API key from `model-manager keys create`",
+                }
+            },
+        },
     }

@@ -22,6 +22,17 @@ from model_manager.store.keys import KeyRecord
 PREFIX = "mmk"
 _KEY = re.compile(rf"^{PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{43}})$")
 MAX_TENANT_LEN = 64
+# Scope names end up in storage paths (`<prefix>/<tenant>/<project>/<model>`): no "/" that could make one tenant's
+# directory sit inside another's.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _check_name(value: str, field: str) -> None:
+    ids.check_id(value, field)
+    if not _NAME.match(value):
+        raise ids.InvalidId(
+            f"{field} {value!r} must be letters, digits, '.', '_' and '-', starting with a letter or digit"
+        )
 
 
 @dataclass(frozen=True)
@@ -49,17 +60,17 @@ class KeyScope:
     name: str = ""
 
     def check(self) -> None:
-        ids.check_id(self.tenant_id, "tenant")
+        _check_name(self.tenant_id, "tenant")
         if len(self.tenant_id) > MAX_TENANT_LEN:
             raise ids.InvalidId(f"tenant must be at most {MAX_TENANT_LEN} characters")
         if self.role is Role.WORKER:
             if self.organization_id or self.project_id:
                 raise ids.InvalidId("a worker key serves a whole tenant: it takes no organization or project")
             if self.cluster:
-                ids.check_id(self.cluster, "cluster")
+                _check_name(self.cluster, "cluster")
         else:
-            ids.check_id(self.organization_id, "organization")
-            ids.check_id(self.project_id, "project")
+            _check_name(self.organization_id, "organization")
+            _check_name(self.project_id, "project")
             if self.cluster:
                 raise ids.InvalidId("cluster is only for worker keys")
         if self.name:

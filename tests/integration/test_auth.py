@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
+from model_manager.config import ConfigError, parse_config
 from model_manager.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from model_manager.identity import DEFAULT_IDENTITY, Identity, Role
 from model_manager.proto.google.protobuf import FieldMask
@@ -54,6 +55,10 @@ async def test_key_scopes_are_checked(keys: KeyService) -> None:
         await keys.create(KeyScope("t1", Role.READER, "o", "p", cluster="east"))
     with pytest.raises(InvalidArgument, match="project is required"):
         await keys.create(KeyScope("t1", Role.READER, "o", ""))
+    with pytest.raises(InvalidArgument, match="tenant 'a/b' must be letters, digits"):
+        await keys.create(KeyScope("a/b", Role.WORKER))  # tenant "a" project "b" would share its directory
+    with pytest.raises(InvalidArgument, match="project 'a b' must be letters"):
+        await keys.create(KeyScope("t1", Role.READER, "o", "a b"))
     with pytest.raises(InvalidArgument, match="tenant must be at most 64"):
         await keys.create(KeyScope("t" * 65, Role.WORKER))
     assert await keys.list() == []  # nothing half-made
@@ -180,3 +185,20 @@ async def test_what_each_role_may_do(ctx: ServiceContext) -> None:
     # A worker identity has no public rights, whatever reaches the service.
     with pytest.raises(PermissionDenied):
         await api.list(Identity("t1", "", "", Role.WORKER))
+
+
+async def test_the_in_process_loader_runs_as_its_keys_tenant(
+    ctx: ServiceContext, keys: KeyService, auth: Authenticator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_manager.app import REGISTRATION_KEY_ENV, _in_process_loader_identity
+
+    on = parse_config({"auth": {"enable": True}})
+    assert (await _in_process_loader_identity(on, auth)).tenant_id == DEFAULT_IDENTITY.tenant_id  # no key set
+    worker, _ = await keys.create(KeyScope("t9", Role.WORKER))
+    monkeypatch.setenv(REGISTRATION_KEY_ENV, worker)
+    assert (await _in_process_loader_identity(on, auth)).tenant_id == "t9"
+    assert (await _in_process_loader_identity(parse_config({}), auth)).tenant_id == DEFAULT_IDENTITY.tenant_id
+    reader, _ = await keys.create(KeyScope("t9", Role.READER, "o", "p"))
+    monkeypatch.setenv(REGISTRATION_KEY_ENV, reader)
+    with pytest.raises(ConfigError, match="LLMO_CLUSTER_REGISTRATION_KEY: the worker API needs a worker key"):
+        await _in_process_loader_identity(on, auth)

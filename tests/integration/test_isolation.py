@@ -275,6 +275,9 @@ async def test_rest_routes_but_health_need_a_key(world: World) -> None:
         assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
     r = await world.http.get("/openapi.json", headers={"Authorization": f"Bearer {world.keys[A_P1]}"})
     assert r.status == 200
+    doc = await r.json()
+    assert doc["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert doc["paths"]["/healthz"]["get"]["security"] == [] and "security" not in doc["paths"]["/v1/models"]["get"]
 
 
 async def _grpc_status(call: Any) -> Status:
