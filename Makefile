@@ -20,6 +20,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	./scripts/ensure-postgres.sh
+	./scripts/ensure-wrk.sh
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -37,6 +38,7 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	./scripts/ensure-postgres.sh
+	./scripts/ensure-wrk.sh
 	$(BIN)/python -m bench.run
 
 clean:

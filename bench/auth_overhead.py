@@ -9,17 +9,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import pgdb
-from bench.common import ROOT, Report, alternate, medians, run_json, server_process, yes
+from bench import loaders, pgdb
+from bench.common import ROOT, Report, alternate, medians, server_process, yes
 
 
 def _load(url: str, seconds: float, warmup: float, key: str = "") -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.loadgen", url, "--connections", "32"]
-    command += ["--duration", str(seconds), "--warmup", str(warmup)]
-    if key:
-        command += ["--header", f"Authorization: Bearer {key}"]
-    result: dict[str, Any] = run_json(command)
-    return result
+    return loaders.wrk(url, seconds, warmup, headers=(f"Authorization: Bearer {key}",) if key else ())
 
 
 def run(

@@ -10,30 +10,25 @@ import logging
 import tempfile
 from pathlib import Path
 
-from bench import auth_overhead, claims, grpc_bench, rest_listing, transfer
+from bench import auth_overhead, claims, hot_paths, transfer
 from bench.common import ROOT, Report, machine
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round; for the test suite")
-    p.add_argument("--only", choices=["rest", "grpc", "transfer", "claims", "auth"], action="append")
+    p.add_argument("--only", choices=["hot", "transfer", "claims", "auth"], action="append")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    only = set(args.only or ["rest", "grpc", "transfer", "claims", "auth"])
+    only = set(args.only or ["hot", "transfer", "claims", "auth"])
     report = Report()
     with tempfile.TemporaryDirectory(prefix="mm-bench-") as d:
         tmp = Path(d)
-        if "rest" in only:
+        if "hot" in only:
             if args.smoke:
-                rest_listing.run(report, tmp, sizes=(10, 50), seconds=0.5, warmup=0.1, rounds=1)
+                hot_paths.run(report, tmp, sizes=(10, 50), seconds=1, warmup=0, rounds=1)
             else:
-                rest_listing.run(report, tmp)
-        if "grpc" in only:
-            if args.smoke:
-                grpc_bench.run(report, tmp, models=10, seconds=0.5, rounds=1)
-            else:
-                grpc_bench.run(report, tmp)
+                hot_paths.run(report, tmp)
         if "transfer" in only:
             if args.smoke:
                 transfer.run(report, tmp, sizes_mib=(8,), rounds=1)
@@ -46,7 +41,7 @@ def main() -> None:
                 claims.run(report)
         if "auth" in only:
             if args.smoke:
-                auth_overhead.run(report, tmp, models=10, seconds=0.5, warmup=0.1, rounds=1)
+                auth_overhead.run(report, tmp, models=10, seconds=1, warmup=0, rounds=1)
             else:
                 auth_overhead.run(report, tmp)
     print(f"{machine()}\n\n{report.table()}")

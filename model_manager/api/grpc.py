@@ -7,7 +7,7 @@ import contextvars
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpclib.const
 from grpclib import GRPCError
@@ -15,7 +15,7 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server, Stream
 
-from model_manager.api.grpc_wire import MAX_REQUEST_BYTES, CheckedCodec, SizeLimitedService
+from model_manager.api.grpc_wire import MAX_REQUEST_BYTES, PROTO, CheckedCodec, Encoded, SizeLimitedService
 from model_manager.api.status import status_of
 from model_manager.errors import ServiceError
 from model_manager.identity import DEFAULT_WORKER_IDENTITY, Identity
@@ -138,11 +138,14 @@ class ModelsServicer(_Servicer, pb.ModelsServiceBase):
         self.inflight = inflight
         self.auth = auth
 
+    # Reads answer with pre-encoded bytes (see grpc_wire.Encoded), which the codec sends as they are.
     async def get_model(self, message: pb.GetModelRequest) -> pb.Model:
-        return await self._call(self.service.get_model, message)
+        encoded = await self._call(functools.partial(self.service.get_model_encoded, encoding=PROTO), message)
+        return cast(pb.Model, Encoded(encoded))
 
     async def list_models(self, message: pb.ListModelsRequest) -> pb.ListModelsResponse:
-        return await self._call(self.service.list_models, message)
+        encoded = await self._call(functools.partial(self.service.list_models_encoded, encoding=PROTO), message)
+        return cast(pb.ListModelsResponse, Encoded(encoded))
 
     async def delete_model(self, message: pb.DeleteModelRequest) -> pb.DeleteModelResponse:
         return await self._call(self.service.delete_model, message)
@@ -187,7 +190,8 @@ class WorkerServicer(_Servicer, pb.ModelsWorkerServiceBase):
         return await self._call(self.service.get_model, message)
 
     async def list_models(self, message: pb.ListModelsRequest) -> pb.ListModelsResponse:
-        return await self._call(self.service.list_models, message)
+        encoded = await self._call(functools.partial(self.service.list_models_encoded, encoding=PROTO), message)
+        return cast(pb.ListModelsResponse, Encoded(encoded))
 
     async def register_model(self, message: pb.RegisterModelRequest) -> pb.RegisterModelResponse:
         return await self._call(self.service.register_model, message)

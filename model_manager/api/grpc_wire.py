@@ -5,6 +5,7 @@ service can store. Anything else is refused with a status that names the problem
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 import betterproto2
@@ -15,6 +16,7 @@ from grpclib.const import Handler, Status
 from grpclib.encoding.proto import ProtoCodec
 
 from model_manager import ids
+from model_manager.service.cache import Encoding
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # as grpc-go and grpcio servers default to
 
@@ -58,8 +60,25 @@ class SizeLimitedService:
         return {name: h._replace(func=limited(h.func)) for name, h in mapping.items()}
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """An answer already serialized (from the response cache): sent as is instead of being encoded again."""
+
+    data: bytes
+
+
+# How the gRPC fronts encode answers the service may cache.
+PROTO: Encoding[Any] = Encoding("proto", bytes)
+
+
 class CheckedCodec(ProtoCodec):
-    """grpclib's protobuf codec, with malformed requests and unstorable text refused as INVALID_ARGUMENT."""
+    """grpclib's protobuf codec, with malformed requests and unstorable text refused as INVALID_ARGUMENT, and
+    pre-encoded answers passed through."""
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        if isinstance(message, Encoded):
+            return message.data
+        return super().encode(message, message_type)
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         try:

@@ -32,6 +32,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     UpdateModelRequest,
 )
 from model_manager.service.auth import Api, Authenticator, Credentials
+from model_manager.service.cache import Encoding
 from model_manager.service.models import ModelsService
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,14 @@ def _ok(msg: Any) -> web.Response:
     return web.json_response(to_json(msg))
 
 
+# The REST encoding of answers the service may cache: the same bytes web.json_response would write.
+JSON: Encoding[Any] = Encoding("json", lambda msg: json.dumps(to_json(msg)).encode())
+
+
+def _json_body(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
 class RestApi:
     def __init__(
         self,
@@ -191,12 +200,12 @@ class RestApi:
 
     async def list_models(self, request: web.Request) -> web.Response:
         req = from_query(ListModelsRequest, request.query)
-        return _ok(await self.service.list_models(self.who(request), req))
+        return _json_body(await self.service.list_models_encoded(self.who(request), req, JSON))
 
     async def get_model(self, request: web.Request) -> web.Response:
         req = from_query(GetModelRequest, request.query)
         req.id = request.match_info["id"]
-        return _ok(await self.service.get_model(self.who(request), req))
+        return _json_body(await self.service.get_model_encoded(self.who(request), req, JSON))
 
     async def delete_model(self, request: web.Request) -> web.Response:
         req = DeleteModelRequest(id=request.match_info["id"])

@@ -14,6 +14,7 @@ import yaml
 from model_manager.config.schema import ConfigError, read_section
 from model_manager.config.settings import (
     AuthConfig,
+    CacheConfig,
     Config,
     DatabaseConfig,
     DownloaderConfig,
@@ -29,6 +30,7 @@ from model_manager.config.settings import (
 
 __all__ = [
     "AuthConfig",
+    "CacheConfig",
     "Config",
     "ConfigError",
     "DatabaseConfig",

@@ -260,6 +260,17 @@ class LoaderConfig(Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CacheConfig(Settings):
+    enable: bool = setting(
+        "enable",
+        Bool(),
+        True,
+        "reuse encoded GetModel and ListModels answers until the next write to the catalogue (any replica's)",
+    )
+    max_mib: int = setting("maxMiB", Int(1, 16 * 1024), 64, "memory for cached answers per server, MiB")
+
+
+@dataclass(frozen=True, kw_only=True)
 class AuthConfig(Settings):
     enable: bool = setting(
         "enable",
@@ -317,6 +328,7 @@ class Config(Settings):
     object_store: ObjectStoreConfig = setting(
         "objectStore", Section(ObjectStoreConfig), ObjectStoreConfig(), "where model files are stored"
     )
+    cache: CacheConfig = setting("cache", Section(CacheConfig), CacheConfig(), "answers reused between writes")
     auth: AuthConfig = setting("auth", Section(AuthConfig), AuthConfig(), "API keys and roles (keys below)")
     loader: LoaderConfig = setting("loader", Section(LoaderConfig, sees_top_level=True), LoaderConfig(), "the loader")
 

@@ -52,9 +52,11 @@ class LoaderLoop:
         while not stop.is_set():
             try:
                 await self.drain(stop)
-            except (GRPCError, OSError) as e:
+            except* (GRPCError, OSError) as group:  # from any of the slots' task group: the loader carries on
                 log.warning(
-                    "worker API error while claiming models: %s; retrying in %.0fs", e, self.cfg.model_load_interval
+                    "worker API error while claiming models: %s; retrying in %.0fs",
+                    group.exceptions[0],
+                    self.cfg.model_load_interval,
                 )
             if await wait_for_stop(stop, self.cfg.model_load_interval):
                 break

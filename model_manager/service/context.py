@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from model_manager.config import Config, LimitsConfig, LoadingConfig, ObjectStoreConfig
 from model_manager.objectstore.base import ObjectStore
+from model_manager.service.cache import MIB, ResponseCache
 from model_manager.store.database import Conn, Database
 from model_manager.store.registry import get_storage_prefix
 
@@ -24,6 +25,7 @@ class ServiceContext:
     clock: Callable[[], float] = field(default=time.time)
     # With auth on, worker calls may only name projects the tenant's API keys name.
     auth_enabled: bool = False
+    cache: ResponseCache | None = None  # None: every read goes to the database
 
     @classmethod
     def from_config(cls, config: Config, db: Database, objects: ObjectStore) -> ServiceContext:
@@ -36,6 +38,7 @@ class ServiceContext:
             store.path_prefix,
             store.base_model_path_prefix,
             auth_enabled=config.auth.enable,
+            cache=ResponseCache(config.cache.max_mib * MIB) if config.cache.enable else None,
         )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from model_manager import ids
@@ -40,6 +41,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     StorageConfig,
 )
 from model_manager.service import model_config, tenancy, validate
+from model_manager.service.cache import Encoding, cached
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files, to_model
 from model_manager.service.leases import Leases
@@ -77,7 +79,19 @@ class WorkerService(LoadingStatusService):
 
     async def list_models(self, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
         async with self.ctx.db.reading() as conn:
-            records = await listing.all_loaded(conn, who.tenant_id)
+            return await self._list(conn, who)
+
+    async def list_models_encoded(
+        self, who: Identity, req: ListModelsRequest, encoding: Encoding[ListModelsResponse]
+    ) -> bytes:
+        """Every loaded model of the tenant, encoded; reused from the cache while the catalogue stands."""
+        return await cached(
+            self.ctx, ("worker-list", encoding.name, who.tenant_id), partial(self._list, who=who), encoding
+        )
+
+    @staticmethod
+    async def _list(conn: Conn, who: Identity) -> ListModelsResponse:
+        records = await listing.all_loaded(conn, who.tenant_id)
         return ListModelsResponse(
             object="list", data=[to_model(r) for r in records], has_more=False, total_items=len(records)
         )

@@ -14,7 +14,7 @@ from model_manager import ids
 from model_manager.errors import AlreadyExists, FailedPrecondition, NotFound
 from model_manager.store.database import Conn
 from model_manager.store.records import LOADED_STATUSES, Activation, Kind, ModelRecord, to_record
-from model_manager.store.tables import base_models, hf_model_repos, models
+from model_manager.store.tables import base_models, catalog_version, hf_model_repos, models
 
 
 def now_seconds() -> int:
@@ -226,3 +226,11 @@ async def models_overlapping(conn: Conn, path: str) -> list[tuple[str, str, Kind
         )
         found.extend((tenant, model_id, kind) for tenant, model_id in (await conn.execute(q)).all())
     return found
+
+
+_VERSION = select(catalog_version.c.version).where(catalog_version.c.id == 1)
+
+
+async def version(conn: Conn) -> int:
+    """The catalogue version: changes in the same transaction as any write to a model table."""
+    return int((await conn.execute(_VERSION)).scalar_one())

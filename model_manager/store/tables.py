@@ -157,3 +157,12 @@ api_keys = Table(
     UniqueConstraint("key_id", name="uq_api_keys_key_id"),
     Index("ix_api_keys_tenant", "tenant_id", "project_id"),
 )
+
+# One row (id 1): bumped by triggers (migration 0006) in every transaction that writes a model table. Cached
+# answers are valid for the version they were built under.
+catalog_version = Table(
+    "catalog_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)

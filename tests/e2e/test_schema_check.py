@@ -45,7 +45,7 @@ def test_an_old_schema_is_refused_until_migrated(tmp_path: Path, old_database: d
 
     r = cli("run")
     assert r.returncode == 1, r.stderr
-    assert "schema is at revision 0004 but this version needs 0005" in r.stderr and "model-manager migrate" in r.stderr
+    assert "schema is at revision 0004 but this version needs" in r.stderr and "model-manager migrate" in r.stderr
     assert "Traceback" not in r.stderr
     r = cli("keys", "list")
     assert r.returncode == 1 and "model-manager migrate" in r.stderr

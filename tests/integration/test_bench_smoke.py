@@ -21,9 +21,13 @@ def test_every_benchmark_runs_at_smoke_size(pg_url: str) -> None:
     )
     assert r.returncode == 0, r.stderr[-3000:]
     for row in (
-        "REST list, 10 models",
-        "gRPC GetModel",
-        "gRPC ListModels",
+        "REST list limit=100, 10 models",
+        "REST list limit=100, 50 models",
+        "REST get one model, 10 models",
+        "gRPC GetModel, 10 models",
+        "gRPC ListModels limit=100, 10 models",
+        "gRPC worker ListModels (all), 10 models",
+        "REST get, auth on vs off",
         "transfer 0.0078125 GiB",
         "claims, 8 acquirers, 50 models",
     ):

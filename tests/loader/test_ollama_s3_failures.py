@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import boto3
 import pytest
+from grpclib import GRPCError
+from grpclib.const import Status
 
 from model_manager.config import S3Config
 from model_manager.errors import NotFound
@@ -334,3 +336,34 @@ async def test_fine_tuned_from_an_s3_location(harness: Harness, api: Api, s3_end
     assert path == f"models/{WHO.tenant_id}/{WHO.project_id}/{created.id}"
     for name, data in files.items():
         assert await get(harness.store, f"{path}/{name}") == data
+
+
+async def test_a_failed_claim_does_not_stop_the_loader(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """An error answer to a claim (the server's database refused it, say) is logged and the loader carries on:
+    the next poll claims and loads the model."""
+    harness.hub.add("org/m", {"config.json": b"{}"})
+    await Api(harness.ctx).request_base("org/m")
+    loop = harness.loop(modelLoadInterval="50ms")
+    real = loop.worker.acquire_unloaded_base_model
+    calls = 0
+
+    async def flaky(message: pb.AcquireUnloadedBaseModelRequest) -> pb.AcquireUnloadedBaseModelResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise GRPCError(Status.UNKNOWN, "Internal Server Error")
+        return await real(message)
+
+    loop.worker.acquire_unloaded_base_model = flaky  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    loaded = False
+    for _ in range(200):
+        try:
+            loaded = bool(await Api(harness.ctx).get("org-m", loading=False))
+            break
+        except NotFound:
+            await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert loaded and calls > 1 and "worker API error while claiming models" in caplog.text

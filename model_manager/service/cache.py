@@ -1,0 +1,90 @@
+"""Encoded answers of the read paths (a model, a listing page), reused while the catalogue version stands.
+
+Every write to a model table bumps the version in the database, in its own transaction (migration 0006), so a
+server that reads the version sees a committed write at once, whatever replica made it. A request reads the
+version first and the data after: an answer is never stored under a version older than the data it holds, so a
+reader that sees version V never gets an answer from before V. One small read per request replaces the page's
+queries, the record and message building and the encoding.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from model_manager.store import catalog
+from model_manager.store.database import Conn
+
+if TYPE_CHECKING:
+    from model_manager.service.context import ServiceContext
+
+MIB = 1024 * 1024
+M = TypeVar("M")
+
+
+class ResponseCache:
+    def __init__(self, max_bytes: int = 64 * MIB, max_entries: int = 10_000) -> None:
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self.version = -1
+        self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def _adopt(self, version: int) -> bool:
+        """Move to `version` when it is newer (dropping every older answer); False for an older one, which a
+        request that read the version before another saw a write may still hold."""
+        if version > self.version:
+            self.version = version
+            self._entries.clear()
+            self._bytes = 0
+        return version == self.version
+
+    def get(self, version: int, key: Hashable) -> bytes | None:
+        value = self._entries.get(key) if self._adopt(version) else None
+        if value is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return value
+
+    def put(self, version: int, key: Hashable, value: bytes) -> None:
+        if not self._adopt(version) or len(value) > self.max_bytes // 4:
+            return
+        old = self._entries.pop(key, None)
+        self._bytes -= len(old) if old is not None else 0
+        self._entries[key] = value
+        self._bytes += len(value)
+        while self._bytes > self.max_bytes or len(self._entries) > self.max_entries:
+            _, dropped = self._entries.popitem(last=False)  # least recently used
+            self._bytes -= len(dropped)
+
+
+@dataclass(frozen=True)
+class Encoding(Generic[M]):
+    """How a front encodes an answer (JSON for REST, protobuf for gRPC); the name keeps the two apart in the cache."""
+
+    name: str
+    encode: Callable[[M], bytes]
+
+
+async def cached(
+    ctx: ServiceContext, key: Hashable, build: Callable[[Conn], Awaitable[M]], encoding: Encoding[M]
+) -> bytes:
+    """The encoded answer for `key`: from the cache when the catalogue version has not moved since it was built,
+    else built on the same connection (version read first, data after) and kept."""
+    cache = ctx.cache
+    async with ctx.db.reading() as conn:
+        if cache is None:
+            return encoding.encode(await build(conn))
+        version = await catalog.version(conn)
+        hit = cache.get(version, key)
+        if hit is not None:
+            return hit
+        value = encoding.encode(await build(conn))
+    cache.put(version, key, value)
+    return value
