@@ -1,4 +1,4 @@
-"""The honest peer: a minimal hand-written model API (aiohttp + grpclib + plain asyncpg + the stdlib's json) over
+"""The honest peer: a minimal hand-written model API (aiohttp + grpclib + plain asyncpg + orjson, as ours) over
 its own table holding the same rows as ours, in the same PostgreSQL. It answers the hot paths with the same bytes
 (the benchmark checks) and queries the database for every request, as such an app does.
 
@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import asyncpg
+import orjson
 from aiohttp import web
 from grpclib.server import Server
 
@@ -82,7 +83,7 @@ def _json_model(r: asyncpg.Record) -> dict[str, Any]:
         "is_base_model": True,
         "base_model_id": "",
         "activation_status": ACTIVATION[r["activation_status"]],
-        "config": json.loads(r["config_json"]),
+        "config": orjson.loads(r["config_json"]),
         "revision": r["revision"],
         "files": [],
     }
@@ -137,10 +138,10 @@ class Peer:
             "has_more": len(rows) > limit,
             "total_items": total,
         }
-        return web.Response(body=json.dumps(body).encode(), content_type="application/json", charset="utf-8")
+        return web.Response(body=orjson.dumps(body), content_type="application/json", charset="utf-8")
 
     async def rest_get(self, request: web.Request) -> web.Response:
-        body = json.dumps(_json_model(await self.one(request.match_info["id"]))).encode()
+        body = orjson.dumps(_json_model(await self.one(request.match_info["id"])))
         return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 

@@ -16,6 +16,7 @@ MAX_ID_LEN = 256
 MAX_SUFFIX_LEN = 18
 _SUFFIX = re.compile(r"^[a-z0-9-]+$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")  # one regex scan: a per-character loop showed in request profiles
 _URLSAFE = string.ascii_letters + string.digits + "-_"
 
 
@@ -49,7 +50,7 @@ def check_id(value: str, field: str = "id") -> str:
         raise InvalidId(f"{field} must be at most {MAX_ID_LEN} characters, got {len(value)}")
     if _SURROGATE.search(value):
         raise InvalidId(f"{field} must be valid Unicode text (it has a lone surrogate)")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if _CONTROL.search(value):
         raise InvalidId(f"{field} must not contain control characters")
     if any(seg in (".", "..") for seg in value.split("/")):
         raise InvalidId(f"{field} must not contain '.' or '..' path segments")
@@ -136,7 +137,7 @@ def check_object_path(value: str, field: str) -> str:
         problem = "it must be a path inside the configured bucket, not a URL"
     elif value.startswith("/") or any(seg in ("", ".", "..") for seg in value.split("/")):
         problem = "it must be a relative path without empty, '.' or '..' segments"
-    elif any(ord(c) < 32 or ord(c) == 127 for c in value) or "\\" in value or _SURROGATE.search(value):
+    elif _CONTROL.search(value) or "\\" in value or _SURROGATE.search(value):
         problem = "it must not contain control characters, backslashes or lone surrogates"
     if problem:
         raise InvalidId(f"{field} {value!r} is not allowed: {problem}")

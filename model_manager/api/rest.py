@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
@@ -80,7 +81,7 @@ def error_response(status: Status, message: str, http_status: int | None = None)
         "details": [],
         "error": {"message": message, "type": status.name.lower(), "code": status.value},
     }
-    response = web.json_response(body, status=http_status or HTTP_BY_STATUS[status])
+    response = json_response(body, status=http_status or HTTP_BY_STATUS[status])
     if status is Status.UNAUTHENTICATED:
         response.headers["WWW-Authenticate"] = 'Bearer realm="model-manager"'
     return response
@@ -131,16 +132,22 @@ async def _body(request: web.Request) -> Any:
         raise InvalidArgument(f"request body is not valid JSON: a number is too long ({e})") from e
 
 
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """Every JSON answer of the REST port, written by orjson: on a page of 100 models the stdlib's encoder cost
+    about a tenth of the request."""
+    return _json_body(orjson.dumps(data), status)
+
+
+def _json_body(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+
+
 def _ok(msg: Any) -> web.Response:
-    return web.json_response(to_json(msg))
+    return json_response(to_json(msg))
 
 
-# The REST encoding of answers the service may cache: the same bytes web.json_response would write.
-JSON: Encoding[Any] = Encoding("json", lambda msg: json.dumps(to_json(msg)).encode())
-
-
-def _json_body(body: bytes) -> web.Response:
-    return web.Response(body=body, content_type="application/json", charset="utf-8")
+# The REST encoding of answers the service may cache.
+JSON: Encoding[Any] = Encoding("json", lambda msg: orjson.dumps(to_json(msg)))
 
 
 class RestApi:
@@ -188,14 +195,14 @@ class RestApi:
         return app
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi.document())
+        return json_response(openapi.document())
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
         if await self.ready():
-            return web.json_response({"status": "ready"})
+            return json_response({"status": "ready"})
         return error_response(Status.UNAVAILABLE, "database unreachable")
 
     async def list_models(self, request: web.Request) -> web.Response:
@@ -224,11 +231,11 @@ class RestApi:
 
     async def activate_model(self, request: web.Request) -> web.Response:
         await self.service.activate_model(self.who(request), ActivateModelRequest(id=request.match_info["id"]))
-        return web.json_response({})
+        return json_response({})
 
     async def deactivate_model(self, request: web.Request) -> web.Response:
         await self.service.deactivate_model(self.who(request), DeactivateModelRequest(id=request.match_info["id"]))
-        return web.json_response({})
+        return json_response({})
 
     async def model_action(self, actions: dict[str, Handler], request: web.Request) -> web.StreamResponse:
         # Ids may contain ':' ("gemma:2b", "ft:base:suffix"): the verb is what follows the last colon.

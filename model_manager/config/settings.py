@@ -49,6 +49,16 @@ class DatabaseConfig(Settings):
     statement_timeout: float = setting(
         "statementTimeout", Duration(positive=True), 10.0, "give up waiting for one statement after this long"
     )
+    pool_size: int = setting(
+        "poolSize",
+        Int(1, 1000),
+        30,
+        "connections each server keeps open; size it to the requests in flight, since every request beyond it opens "
+        "and closes a connection of its own",
+    )
+    max_overflow: int = setting(
+        "maxOverflow", Int(0, 1000), 10, "connections opened for a burst beyond poolSize, closed when done"
+    )
     pool_timeout: float = setting(
         "poolTimeout", Duration(positive=True), 5.0, "give up waiting for a free pooled connection after this long"
     )

@@ -96,8 +96,8 @@ class Database:
             # is replaced, and pool_recycle retires connections before servers or proxies time them out.
             postgres_url(db),
             connect_args=connect_args(db),
-            pool_size=10,
-            max_overflow=20,
+            pool_size=db.pool_size,
+            max_overflow=db.max_overflow,
             pool_recycle=1800,
             pool_timeout=db.pool_timeout,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -43,9 +44,12 @@ class Kind(enum.Enum):
         return base_models if self is Kind.BASE else models
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ModelRecord:
-    """A row of either model table; fine-tuned-only fields keep their defaults on base models."""
+    """A row of either model table; fine-tuned-only fields keep their defaults on base models.
+
+    Read-only by convention, not frozen: a frozen dataclass sets each of its 30 fields through object.__setattr__,
+    which cost a fifth of a cold listing page."""
 
     kind: Kind
     id: int  # the row's key
@@ -92,8 +96,19 @@ def encode_formats(formats: Sequence[int]) -> str:
     return ",".join(str(int(f)) for f in formats)
 
 
+@functools.cache
+def _columns(kind: Kind) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The table's column names in select order, and those the record does not carry (claimable_at)."""
+    names = tuple(c.name for c in kind.table.c)
+    return names, tuple(n for n in names if n not in _FIELDS)
+
+
 def to_record(kind: Kind, row: Any) -> ModelRecord:
-    values = {k: v for k, v in row._mapping.items() if k in _FIELDS}
+    """A row of `select(table)` (or `RETURNING` all columns) as a record."""
+    names, extra = _columns(kind)
+    values = dict(zip(names, row, strict=True))
+    for name in extra:
+        del values[name]
     if "formats" in values:
         values["formats"] = tuple(int(f) for f in values["formats"].split(",") if f)
     if "files" in values:

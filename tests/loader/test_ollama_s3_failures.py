@@ -172,14 +172,15 @@ async def test_a_loader_that_lost_its_lease_stops_and_leaves_the_keys_to_the_new
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)
     # Another loader takes the model over after the first one's lease expired. The first one's progress report
-    # may renew its lease between the clock's jump and the claim, so jump again until the claim wins.
+    # may renew its lease between the clock's jump and the claim, so jump again until the claim wins. The first
+    # loader, having lost its claim, may also claim the model again before loader-2 does (attempt 2, then 3).
     for _ in range(20):
         harness.ctx.clock.advance(3600)  # type: ignore[attr-defined]
         takeover = await api.acquire_base("loader-2")
         if takeover.base_model_id:
             break
         await asyncio.sleep(0.01)
-    assert takeover.attempt == 2
+    assert takeover.base_model_id == "org/contested" and takeover.attempt >= 2
     await asyncio.wait_for(task, 10)
     model = await api.get("org/contested")
     assert model.loading_status == pb.ModelLoadingStatus.LOADING  # still the new holder's; nothing overwritten
