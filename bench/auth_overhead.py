@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import loaders, pgdb
-from bench.common import ROOT, Report, alternate, medians, server_process, yes
+from bench.common import ROOT, Report, alternate, medians, report_load, server_process
 
 
 def _load(url: str, seconds: float, warmup: float, key: str = "") -> dict[str, Any]:
@@ -47,20 +47,5 @@ def run(
         secured.stop()
         open_.stop()
         pgdb.run(pgdb.drop(name))
-    ours, base = medians(results["auth"]), medians(results["open"])
-    ratio = ours["rps"] / base["rps"] if base["rps"] else 0.0
-    label = "REST get, auth on vs off"
-    report.add(
-        label, "requests/s", f"{ours['rps']:.0f}", f"{base['rps']:.0f}", f"{ratio:.2f}x", ">= 0.9x", yes(ratio >= 0.9)
-    )
-    report.add(
-        label,
-        "p50 / p99 ms",
-        f"{ours['p50_ms']:.1f} / {ours['p99_ms']:.1f}",
-        f"{base['p50_ms']:.1f} / {base['p99_ms']:.1f}",
-        "",
-        "",
-        "",
-    )
-    if ours["errors"] or base["errors"]:
-        report.notes.append(f"{label}: {ours['errors']:.0f} / {base['errors']:.0f} failed requests")
+    auth, off = medians(results["auth"]), medians(results["open"])
+    report_load(report, "REST get, auth on vs off", "requests/s", auth, off, target=0.9)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from tests.conftest import free_port
 
@@ -113,3 +115,25 @@ def server(tmp_path: Path) -> Iterator[Proc]:
     proc = start(embedded_config(tmp_path), tmp_path)
     yield proc
     proc.stop()
+
+
+def psql(database: str, sql: str) -> str:
+    command = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-At", "-c", sql]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.fixture
+def fresh_database(pg_url: str) -> Iterator[dict[str, Any]]:
+    """The `database` section of a config naming a new PostgreSQL database, created and migrated by the first
+    process that opens it, dropped after the test."""
+    name = f"mm_e2e_{uuid.uuid4().hex[:10]}"
+    url = make_url(pg_url)
+    yield {
+        "host": url.host,
+        "port": url.port or 5432,
+        "username": url.username,
+        "database": name,
+        "createDatabase": True,
+        "autoMigrate": True,
+    }
+    psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -6,17 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from grpclib.client import Channel
-from sqlalchemy.engine import make_url
 
 from model_manager.proto.llmariner.models.server import v1 as pb
 from tests.e2e.conftest import Proc, start
-from tests.e2e.test_security import _psql
 
 
 def _http(proc: Proc, method: str, path: str, body: Any = None) -> Any:
@@ -26,25 +23,10 @@ def _http(proc: Proc, method: str, path: str, body: Any = None) -> Any:
         return json.loads(r.read())
 
 
-@pytest.fixture
-def database(pg_url: str) -> Any:
-    name = f"mm_cache_{uuid.uuid4().hex[:10]}"
-    url = make_url(pg_url)
-    yield {
-        "host": url.host,
-        "port": url.port or 5432,
-        "username": url.username,
-        "database": name,
-        "createDatabase": True,
-        "autoMigrate": True,
-    }
-    _psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.mark.slow
-def test_a_write_on_one_replica_is_read_on_the_other(tmp_path: Path, database: dict[str, Any]) -> None:
+def test_a_write_on_one_replica_is_read_on_the_other(tmp_path: Path, fresh_database: dict[str, Any]) -> None:
     config = {
-        "database": database,
+        "database": fresh_database,
         "objectStore": {"local": {"path": str(tmp_path / "objects")}},
         "loader": {"enable": False},
     }

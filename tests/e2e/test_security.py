@@ -19,7 +19,6 @@ from typing import Any
 import openai
 import pytest
 import yaml
-from sqlalchemy.engine import make_url
 
 from tests.e2e.conftest import Proc, start
 from tests.fakes.hub import Hub
@@ -44,26 +43,6 @@ def _http(proc: Proc, method: str, path: str, key: str | None, body: Any = None)
         return e.code, json.loads(e.read())
 
 
-def _psql(database: str, sql: str) -> str:
-    command = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-At", "-c", sql]
-    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-
-@pytest.fixture
-def database(pg_url: str) -> Any:
-    name = f"mm_sec_{uuid.uuid4().hex[:10]}"
-    url = make_url(pg_url)
-    yield {
-        "host": url.host,
-        "port": url.port or 5432,
-        "username": url.username,
-        "database": name,
-        "createDatabase": True,
-        "autoMigrate": True,
-    }
-    _psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _wait(check: Any, what: str, timeout: float = 30) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -76,14 +55,14 @@ def _wait(check: Any, what: str, timeout: float = 30) -> Any:
 
 @pytest.mark.slow
 def test_keys_guard_two_replicas_and_a_loader_and_nothing_leaks(
-    tmp_path: Path, database: dict[str, Any], s3_endpoint: str, s3_bucket: str
+    tmp_path: Path, fresh_database: dict[str, Any], s3_endpoint: str, s3_bucket: str
 ) -> None:
     hf_token = f"hf_{uuid.uuid4().hex}"
     s3_secret = f"s3secret{uuid.uuid4().hex}"
     env = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": s3_secret, "HF_TOKEN": hf_token}
     store = {"s3": {"endpointUrl": s3_endpoint, "region": "us-east-1", "bucket": s3_bucket}}
     config = {
-        "database": database,
+        "database": fresh_database,
         "auth": {"enable": True, "keyCacheTtl": "1s"},
         "objectStore": store,
         "loader": {"enable": False},
@@ -184,7 +163,7 @@ def test_keys_guard_two_replicas_and_a_loader_and_nothing_leaks(
     # Nothing secret in any log, CLI output, error body or the database.
     logs = "\n".join([p.output() for p in procs] + outputs)
     dump = subprocess.run(
-        ["pg_dump", "-h", "127.0.0.1", "-U", "postgres", database["database"]], capture_output=True, text=True
+        ["pg_dump", "-h", "127.0.0.1", "-U", "postgres", fresh_database["database"]], capture_output=True, text=True
     )
     assert dump.returncode == 0, dump.stderr
     assert "api_keys" in dump.stdout and admin_id in dump.stdout
