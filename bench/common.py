@@ -179,7 +179,12 @@ def wait_port(port: int, proc: Process, timeout: float = 30) -> None:
 
 
 def server_process(
-    db_name: str, tmp: Path, role: str = "server", extra: dict[str, Any] | None = None, name: str = ""
+    db_name: str,
+    tmp: Path,
+    role: str = "server",
+    extra: dict[str, Any] | None = None,
+    name: str = "",
+    database: dict[str, Any] | None = None,
 ) -> tuple[Process, dict[str, int]]:
     from sqlalchemy.engine import make_url
 
@@ -192,6 +197,7 @@ def server_process(
             "port": url.port or 5432,
             "username": url.username or "postgres",
             "database": db_name,
+            **(database or {}),
         },
         "objectStore": {"local": {"path": str(tmp / "objects")}},
         "loader": {"enable": False},

@@ -126,8 +126,12 @@ def run(
         pgdb.run(_prepare_peer(name))
         procs: list[Process] = []
         try:
-            cold, cold_ports = server_process(name, tmp, extra={"cache": {"enable": False}}, name="-cold")
-            cached, cached_ports = server_process(name, tmp, name="-cached")
+            # The peer's pool: 30 connections, no overflow. Three such pools stay under PostgreSQL's default
+            # max_connections (100); with overflow, ours would be refused connections during the runs.
+            pool = {"poolSize": 30, "maxOverflow": 0}
+            cache_off = {"cache": {"enable": False}}
+            cold, cold_ports = server_process(name, tmp, extra=cache_off, name="-cold", database=pool)
+            cached, cached_ports = server_process(name, tmp, name="-cached", database=pool)
             procs += [cold, cached]
             peer_ports = {"httpPort": free_port(), "grpcPort": free_port(), "workerServiceGrpcPort": free_port()}
             peer = Process(

@@ -2,6 +2,10 @@
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 async def wait_for_stop(stop: asyncio.Event, seconds: float) -> bool:
@@ -23,3 +27,46 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
         else:
             leaves.append(e)
     return next((e for e in leaves if not isinstance(e, asyncio.CancelledError)), leaves[0])
+
+
+class SharedRead(Generic[T]):
+    """A read that callers share without ever getting an answer older than their call.
+
+    A caller waits for the first read that *starts* after it arrived: while one read is in flight, everyone who
+    arrives joins the next one, which starts when the current one ends. Under load, one read serves a whole batch
+    of callers (one database round trip instead of one per request), and each caller still sees every write that
+    was acknowledged before it called.
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
+        self._read = read
+        self._next: asyncio.Future[T] | None = None
+        self._task: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to tasks
+
+    async def __call__(self) -> T:
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            if self._task is None:
+                self._task = asyncio.create_task(self._serve())
+        # Shielded: a caller that gives up (a cancelled request) must not cancel the read others wait for.
+        return await asyncio.shield(self._next)
+
+    async def _serve(self) -> None:
+        try:
+            while self._next is not None:
+                batch, self._next = self._next, None
+                try:
+                    value = await self._read()
+                except asyncio.CancelledError:
+                    batch.cancel()
+                    raise
+                except Exception as e:
+                    batch.set_exception(e)
+                    batch.exception()  # retrieved here: a batch whose callers all gave up must not log it
+                else:
+                    batch.set_result(value)
+        finally:
+            self._task = None
+            if self._next is not None:  # stopped by cancellation: nobody will serve these callers
+                self._next.cancel()
+                self._next = None

@@ -3,8 +3,8 @@
 Every write to a model table bumps the version in the database, in its own transaction (migration 0006), so a
 server that reads the version sees a committed write at once, whatever replica made it. A request reads the
 version first and the data after: an answer is never stored under a version older than the data it holds, so a
-reader that sees version V never gets an answer from before V. One small read per request replaces the page's
-queries, the record and message building and the encoding.
+reader that sees version V never gets an answer from before V. One small read, shared by the requests that
+arrive together, replaces the page's queries, the record and message building and the encoding.
 """
 
 from __future__ import annotations
@@ -72,19 +72,28 @@ class Encoding(Generic[M]):
     encode: Callable[[M], bytes]
 
 
+async def read_version(ctx: ServiceContext) -> int:
+    async with ctx.db.reading() as conn:
+        return await catalog.version(conn)
+
+
 async def cached(
     ctx: ServiceContext, key: Hashable, build: Callable[[Conn], Awaitable[M]], encoding: Encoding[M]
 ) -> bytes:
     """The encoded answer for `key`: from the cache when the catalogue version has not moved since it was built,
-    else built on the same connection (version read first, data after) and kept."""
+    else built (version read first, data after) and kept.
+
+    The version comes from a read shared by the requests that arrive together (`ServiceContext.catalog_version`):
+    a hit takes no connection of its own, and still sees every write acknowledged before the request came."""
     cache = ctx.cache
-    async with ctx.db.reading() as conn:
-        if cache is None:
+    if cache is None:
+        async with ctx.db.reading() as conn:
             return encoding.encode(await build(conn))
-        version = await catalog.version(conn)
-        hit = cache.get(version, key)
-        if hit is not None:
-            return hit
+    version = await ctx.catalog_version()
+    hit = cache.get(version, key)
+    if hit is not None:
+        return hit
+    async with ctx.db.reading() as conn:
         value = encoding.encode(await build(conn))
     cache.put(version, key, value)
     return value

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from model_manager.aio import SharedRead
 from model_manager.config import Config, LimitsConfig, LoadingConfig, ObjectStoreConfig
 from model_manager.objectstore.base import ObjectStore
-from model_manager.service.cache import MIB, ResponseCache
+from model_manager.service.cache import MIB, ResponseCache, read_version
 from model_manager.store.database import Conn, Database
 from model_manager.store.registry import get_storage_prefix
 
@@ -26,6 +28,10 @@ class ServiceContext:
     # With auth on, worker calls may only name projects the tenant's API keys name.
     auth_enabled: bool = False
     cache: ResponseCache | None = None  # None: every read goes to the database
+    catalog_version: SharedRead[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.catalog_version = SharedRead(functools.partial(read_version, self))
 
     @classmethod
     def from_config(cls, config: Config, db: Database, objects: ObjectStore) -> ServiceContext:
