@@ -15,8 +15,9 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server, Stream
 
-from model_manager.api.grpc_wire import MAX_REQUEST_BYTES, PROTO, CheckedCodec, Encoded, SizeLimitedService
+from model_manager.api.grpc_wire import MAX_REQUEST_BYTES, CheckedCodec, Encoded, SizeLimitedService
 from model_manager.api.status import status_of
+from model_manager.api.wire import PROTO
 from model_manager.errors import ServiceError
 from model_manager.identity import DEFAULT_WORKER_IDENTITY, Identity
 from model_manager.proto.google_proto_descriptor_pool import default_google_proto_descriptor_pool

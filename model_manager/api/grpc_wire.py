@@ -16,7 +16,6 @@ from grpclib.const import Handler, Status
 from grpclib.encoding.proto import ProtoCodec
 
 from model_manager import ids
-from model_manager.service.cache import Encoding
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # as grpc-go and grpcio servers default to
 
@@ -65,10 +64,6 @@ class Encoded:
     """An answer already serialized (from the response cache): sent as is instead of being encoded again."""
 
     data: bytes
-
-
-# How the gRPC fronts encode answers the service may cache.
-PROTO: Encoding[Any] = Encoding("proto", bytes)
 
 
 class CheckedCodec(ProtoCodec):

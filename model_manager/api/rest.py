@@ -19,6 +19,7 @@ from model_manager.api import openapi
 from model_manager.api.json_codec import from_json, from_query, to_json
 from model_manager.api.routes import ROUTES
 from model_manager.api.status import status_of
+from model_manager.api.wire import JSON
 from model_manager.config import HttpConfig, LimitsConfig
 from model_manager.errors import InvalidArgument, NotFound, ServiceError
 from model_manager.identity import Identity
@@ -33,7 +34,6 @@ from model_manager.proto.llmariner.models.server.v1 import (
     UpdateModelRequest,
 )
 from model_manager.service.auth import Api, Authenticator, Credentials
-from model_manager.service.cache import Encoding
 from model_manager.service.models import ModelsService
 
 log = logging.getLogger(__name__)
@@ -144,10 +144,6 @@ def _json_body(body: bytes, status: int = 200) -> web.Response:
 
 def _ok(msg: Any) -> web.Response:
     return json_response(to_json(msg))
-
-
-# The REST encoding of answers the service may cache.
-JSON: Encoding[Any] = Encoding("json", lambda msg: orjson.dumps(to_json(msg)))
 
 
 class RestApi:

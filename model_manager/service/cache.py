@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from model_manager.store import catalog
 from model_manager.store.database import Conn
+from model_manager.store.records import ModelRecord
 
 if TYPE_CHECKING:
     from model_manager.service.context import ServiceContext
@@ -65,11 +66,22 @@ class ResponseCache:
 
 
 @dataclass(frozen=True)
-class Encoding(Generic[M]):
-    """How a front encodes an answer (JSON for REST, protobuf for gRPC); the name keeps the two apart in the cache."""
+class Page:
+    """A listing page as the service found it, before a front writes it."""
+
+    records: list[ModelRecord]
+    has_more: bool
+    total: int
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a front writes the read paths' answers (JSON for REST, protobuf for gRPC) straight from the records;
+    the name keeps the two apart in the cache."""
 
     name: str
-    encode: Callable[[M], bytes]
+    model: Callable[[ModelRecord], bytes]
+    page: Callable[[Page], bytes]
 
 
 async def read_version(ctx: ServiceContext) -> int:
@@ -78,7 +90,7 @@ async def read_version(ctx: ServiceContext) -> int:
 
 
 async def cached(
-    ctx: ServiceContext, key: Hashable, build: Callable[[Conn], Awaitable[M]], encoding: Encoding[M]
+    ctx: ServiceContext, key: Hashable, build: Callable[[Conn], Awaitable[M]], encode: Callable[[M], bytes]
 ) -> bytes:
     """The encoded answer for `key`: from the cache when the catalogue version has not moved since it was built,
     else built (version read first, data after) and kept.
@@ -88,12 +100,12 @@ async def cached(
     cache = ctx.cache
     if cache is None:
         async with ctx.db.reading() as conn:
-            return encoding.encode(await build(conn))
+            return encode(await build(conn))
     version = await ctx.catalog_version()
     hit = cache.get(version, key)
     if hit is not None:
         return hit
     async with ctx.db.reading() as conn:
-        value = encoding.encode(await build(conn))
+        value = encode(await build(conn))
     cache.put(version, key, value)
     return value

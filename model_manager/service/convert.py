@@ -5,6 +5,7 @@ from __future__ import annotations
 from model_manager import files
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivationStatus,
+    ListModelsResponse,
     Model,
     ModelFile,
     ModelFormat,
@@ -13,6 +14,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     SourceRepository,
 )
 from model_manager.service import model_config
+from model_manager.service.cache import Page
 from model_manager.store.records import Kind, ModelRecord
 
 
@@ -35,6 +37,12 @@ def to_model(rec: ModelRecord) -> Model:
         project=Project(id=rec.project_id) if rec.project_id else None,
         revision=rec.revision,
         files=files.to_messages(rec.files),
+    )
+
+
+def to_response(page: Page) -> ListModelsResponse:
+    return ListModelsResponse(
+        object="list", data=[to_model(r) for r in page.records], has_more=page.has_more, total_items=page.total
     )
 
 

@@ -25,9 +25,9 @@ from model_manager.proto.llmariner.models.server.v1 import (
     UpdateModelRequest,
 )
 from model_manager.service import access, model_config, validate
-from model_manager.service.cache import Encoding, cached
+from model_manager.service.cache import Encoding, Page, cached
 from model_manager.service.context import ServiceContext
-from model_manager.service.convert import to_model
+from model_manager.service.convert import to_model, to_response
 from model_manager.service.file_removal import FileRemoval
 from model_manager.store import catalog, listing
 from model_manager.store.database import Conn
@@ -60,13 +60,13 @@ class ModelsService:
     async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
         self._check_get(who, req)
         async with self.ctx.db.reading() as conn:
-            return await self._get(conn, who, req)
+            return to_model(await self._get(conn, who, req))
 
-    async def get_model_encoded(self, who: Identity, req: GetModelRequest, encoding: Encoding[Model]) -> bytes:
-        """GetModel's answer already encoded by the front, reused from the cache while the catalogue stands."""
+    async def get_model_encoded(self, who: Identity, req: GetModelRequest, encoding: Encoding) -> bytes:
+        """GetModel's answer written by the front, reused from the cache while the catalogue stands."""
         self._check_get(who, req)
         key = ("get", encoding.name, who.tenant_id, who.project_id, req.id, req.include_loading_model)
-        return await cached(self.ctx, key, functools.partial(self._get, who=who, req=req), encoding)
+        return await cached(self.ctx, key, functools.partial(self._get, who=who, req=req), encoding.model)
 
     @staticmethod
     def _check_get(who: Identity, req: GetModelRequest) -> None:
@@ -74,20 +74,18 @@ class ModelsService:
         validate.check_id(req.id)
 
     @staticmethod
-    async def _get(conn: Conn, who: Identity, req: GetModelRequest) -> Model:
-        return to_model(await find_visible(conn, who, req.id, req.include_loading_model, who.project_id))
+    async def _get(conn: Conn, who: Identity, req: GetModelRequest) -> ModelRecord:
+        return await find_visible(conn, who, req.id, req.include_loading_model, who.project_id)
 
     async def list_models(self, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
         self._check_list(who, req)
         async with self.ctx.db.reading() as conn:
-            return await self._list(conn, who, req)
+            return to_response(await self._list(conn, who, req))
 
-    async def list_models_encoded(
-        self, who: Identity, req: ListModelsRequest, encoding: Encoding[ListModelsResponse]
-    ) -> bytes:
+    async def list_models_encoded(self, who: Identity, req: ListModelsRequest, encoding: Encoding) -> bytes:
         self._check_list(who, req)
         key = ("list", encoding.name, who.tenant_id, who.project_id, req.include_loading_models, req.limit, req.after)
-        return await cached(self.ctx, key, functools.partial(self._list, who=who, req=req), encoding)
+        return await cached(self.ctx, key, functools.partial(self._list, who=who, req=req), encoding.page)
 
     @staticmethod
     def _check_list(who: Identity, req: ListModelsRequest) -> None:
@@ -95,7 +93,7 @@ class ModelsService:
         if req.limit < 0:
             raise InvalidArgument(f"limit must not be negative, got {req.limit}")
 
-    async def _list(self, conn: Conn, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
+    async def _list(self, conn: Conn, who: Identity, req: ListModelsRequest) -> Page:
         limit = min(req.limit or DEFAULT_LIMIT, self.ctx.limits.page_size)
         scope = listing.ListScope(who.tenant_id, who.project_id, req.include_loading_models)
         after: tuple[int, str] | None = None
@@ -105,10 +103,7 @@ class ModelsService:
                 raise InvalidArgument(f'after: model "{req.after}" not found')
             after = (group, req.after)
         records, has_more = await listing.page(conn, scope, limit, after)
-        total = await listing.count(conn, scope)
-        return ListModelsResponse(
-            object="list", data=[to_model(r) for r in records], has_more=has_more, total_items=total
-        )
+        return Page(records, has_more, await listing.count(conn, scope))
 
     async def create_model(self, who: Identity, req: CreateModelRequest) -> Model:
         access.require(who, Role.WRITER, "creating models")

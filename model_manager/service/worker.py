@@ -41,9 +41,9 @@ from model_manager.proto.llmariner.models.server.v1 import (
     StorageConfig,
 )
 from model_manager.service import model_config, tenancy, validate
-from model_manager.service.cache import Encoding, cached
+from model_manager.service.cache import Encoding, Page, cached
 from model_manager.service.context import ServiceContext
-from model_manager.service.convert import stored_files, to_model
+from model_manager.service.convert import stored_files, to_model, to_response
 from model_manager.service.leases import Leases
 from model_manager.service.loading_status import LoadingStatusService
 from model_manager.service.models import find_visible
@@ -79,22 +79,17 @@ class WorkerService(LoadingStatusService):
 
     async def list_models(self, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
         async with self.ctx.db.reading() as conn:
-            return await self._list(conn, who)
+            return to_response(await self._list(conn, who))
 
-    async def list_models_encoded(
-        self, who: Identity, req: ListModelsRequest, encoding: Encoding[ListModelsResponse]
-    ) -> bytes:
-        """Every loaded model of the tenant, encoded; reused from the cache while the catalogue stands."""
-        return await cached(
-            self.ctx, ("worker-list", encoding.name, who.tenant_id), partial(self._list, who=who), encoding
-        )
+    async def list_models_encoded(self, who: Identity, req: ListModelsRequest, encoding: Encoding) -> bytes:
+        """Every loaded model of the tenant, written by the front; reused from the cache while the catalogue stands."""
+        key = ("worker-list", encoding.name, who.tenant_id)
+        return await cached(self.ctx, key, partial(self._list, who=who), encoding.page)
 
     @staticmethod
-    async def _list(conn: Conn, who: Identity) -> ListModelsResponse:
+    async def _list(conn: Conn, who: Identity) -> Page:
         records = await listing.all_loaded(conn, who.tenant_id)
-        return ListModelsResponse(
-            object="list", data=[to_model(r) for r in records], has_more=False, total_items=len(records)
-        )
+        return Page(records, False, len(records))
 
     async def register_model(self, who: Identity, req: RegisterModelRequest) -> RegisterModelResponse:
         base = validate.check_id(req.base_model, "base_model")

@@ -7,12 +7,25 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
-from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from model_manager import ids
-from model_manager.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from model_manager.errors import AlreadyExists, FailedPrecondition, NotFound
+from model_manager.store import driver
 from model_manager.store.database import Conn
 from model_manager.store.records import LOADED_STATUSES, Activation, Kind, ModelRecord, to_record
 from model_manager.store.tables import base_models, catalog_version, hf_model_repos, models
@@ -37,8 +50,13 @@ def project_visibility(tenant_id: ColumnElement[str], project_id: ColumnElement[
     return and_(t.c.tenant_id == tenant_id, or_(t.c.project_id == project_id, and_(t.c.project_id == "", ~shadowed)))
 
 
+def is_loaded(status: ColumnElement[int]) -> ColumnElement[bool]:
+    # Literal values, not an expanding parameter: the statement's text stays fixed (store/driver.py).
+    return status.in_([literal_column(str(int(s))) for s in LOADED_STATUSES])
+
+
 def loaded(kind: Kind) -> ColumnElement[bool]:
-    return kind.table.c.loading_status.in_(LOADED_STATUSES)
+    return is_loaded(kind.table.c.loading_status)
 
 
 _FIND_BASE = select(base_models).where(
@@ -54,7 +72,7 @@ async def find_base(
     All rows of one id are few (the global one and project-scoped ones), so they are read by key and the
     project's own row is preferred here rather than in SQL.
     """
-    rows = (await conn.execute(_FIND_BASE, {"tenant": tenant_id, "model_id": model_id})).all()
+    rows = await driver.rows(conn, _FIND_BASE, {"tenant": tenant_id, "model_id": model_id})
     found = [to_record(Kind.BASE, r) for r in rows]
     found = [r for r in found if (project_id is None or r.project_id in ("", project_id))]
     if loaded_only:
@@ -78,8 +96,8 @@ async def find_fine_tuned(
 ) -> ModelRecord | None:
     q = _find_fine_tuned(published_only, project_id is not None)
     params = {"tenant": tenant_id, "model_id": model_id, "project": project_id}
-    row = (await conn.execute(q, params)).first()
-    return to_record(Kind.FINE_TUNED, row) if row else None
+    rows = await driver.rows(conn, q, params)
+    return to_record(Kind.FINE_TUNED, rows[0]) if rows else None
 
 
 async def base_id_taken(conn: Conn, tenant_id: str, model_ids: Sequence[str], project_id: str | None) -> str | None:
@@ -232,22 +250,6 @@ async def models_overlapping(conn: Conn, path: str) -> list[tuple[str, str, Kind
 _VERSION = select(catalog_version.c.version).where(catalog_version.c.id == 1)
 
 
-_VERSION_SQL = "SELECT version FROM catalog_version WHERE id = 1"
-
-
 async def version(conn: Conn) -> int:
-    """The catalogue version: changes in the same transaction as any write to a model table.
-
-    Read by every cached request, so on PostgreSQL it goes straight to asyncpg, which keeps the statement prepared:
-    SQLAlchemy's execution path cost more than the query, and made a cached answer slower than a hand-written app
-    reading the whole row. Errors are handled here as the store handles them elsewhere: a connection left in an
-    unknown state (a timed-out query) is discarded, never returned to the pool, and the caller gets Unavailable.
-    """
-    driver = (await conn.get_raw_connection()).driver_connection
-    if not isinstance(driver, asyncpg.Connection):
-        return int((await conn.execute(_VERSION)).scalar_one())
-    try:
-        return int(await driver.fetchval(_VERSION_SQL))
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
-        await conn.invalidate()
-        raise Unavailable("database unavailable, try again") from e
+    """The catalogue version: changes in the same transaction as any write to a model table."""
+    return int(await driver.value(conn, _VERSION))

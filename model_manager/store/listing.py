@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Integer, Select, String, and_, bindparam, func, select
 
-from model_manager.store.catalog import loaded, project_visibility
+from model_manager.store import driver
+from model_manager.store.catalog import is_loaded, loaded, project_visibility
 from model_manager.store.database import Conn
-from model_manager.store.records import LOADED_STATUSES, Activation, Kind, ModelRecord, to_record
+from model_manager.store.records import Activation, Kind, ModelRecord, to_record
 from model_manager.store.tables import base_models, model_counts, models
 
 GROUPS: tuple[tuple[int, Kind], ...] = (
@@ -72,7 +73,7 @@ async def group_of(conn: Conn, scope: ListScope, model_id: str) -> int | None:
     """Index in GROUPS of the visible model `model_id`, or None when the caller cannot see it."""
     for kind in (Kind.BASE, Kind.FINE_TUNED):
         q = _activation_of(kind, scope.include_loading)
-        activation = (await conn.execute(q, _params(scope, after=model_id))).scalar()
+        activation = await driver.value(conn, q, _params(scope, after=model_id))
         if activation is not None:
             return GROUPS.index((Activation.ACTIVE if activation == Activation.ACTIVE else Activation.INACTIVE, kind))
     return None
@@ -90,7 +91,7 @@ async def page(
         keyed = after is not None and index == after[0]
         q = _group_query(kind, activation, scope.include_loading, keyed)
         params = _params(scope, limit=want - len(out), after=after[1] if after else "")
-        out.extend(to_record(kind, r) for r in (await conn.execute(q, params)).all())
+        out.extend(to_record(kind, r) for r in await driver.rows(conn, q, params))
         if len(out) >= want:
             break
     return out[:limit], len(out) > limit
@@ -112,25 +113,31 @@ def _count_query(include_loading: bool) -> Select:  # type: ignore[type-arg]
     shadowed = select(func.count()).select_from(own.join(glob, on))
     shadowed = shadowed.where(own.c.tenant_id == _TENANT, own.c.project_id == _PROJECT)
     if not include_loading:
-        shadowed = shadowed.where(glob.c.loading_status.in_(LOADED_STATUSES))
+        shadowed = shadowed.where(is_loaded(glob.c.loading_status))
     return select(base.scalar_subquery() + fine_tuned.scalar_subquery() - shadowed.scalar_subquery())
 
 
 async def count(conn: Conn, scope: ListScope) -> int:
     """How many models the listing holds across all pages: read from the trigger-kept counters, minus the global
     base models the caller's project shadows (a join over that project's own base models only)."""
-    return int((await conn.execute(_count_query(scope.include_loading), _params(scope))).scalar_one())
+    return int(await driver.value(conn, _count_query(scope.include_loading), _params(scope)))
+
+
+_ALL_BASE = (
+    select(base_models)
+    .where(base_models.c.tenant_id == _TENANT, loaded(Kind.BASE))
+    .order_by(base_models.c.model_id, base_models.c.project_id)
+)
+_ALL_FINE_TUNED = (
+    select(models)
+    .where(models.c.tenant_id == _TENANT, models.c.is_published.is_(True), loaded(Kind.FINE_TUNED))
+    .order_by(models.c.model_id)
+)
 
 
 async def all_loaded(conn: Conn, tenant_id: str) -> list[ModelRecord]:
     """Worker listing: every loaded base model of the tenant, then every loaded, published fine-tuned model."""
-    b, m = base_models, models
-    bases = await conn.execute(
-        select(b).where(b.c.tenant_id == tenant_id, loaded(Kind.BASE)).order_by(b.c.model_id, b.c.project_id)
-    )
-    fts = await conn.execute(
-        select(m)
-        .where(m.c.tenant_id == tenant_id, m.c.is_published.is_(True), loaded(Kind.FINE_TUNED))
-        .order_by(m.c.model_id)
-    )
-    return [to_record(Kind.BASE, r) for r in bases] + [to_record(Kind.FINE_TUNED, r) for r in fts]
+    params = {"tenant": tenant_id}
+    bases = await driver.rows(conn, _ALL_BASE, params)
+    fine_tuned = await driver.rows(conn, _ALL_FINE_TUNED, params)
+    return [to_record(Kind.BASE, r) for r in bases] + [to_record(Kind.FINE_TUNED, r) for r in fine_tuned]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 from sqlalchemy import Table
@@ -89,32 +89,48 @@ class ModelRecord:
         return self.loading_status in LOADED_STATUSES
 
 
-_FIELDS = {f.name for f in fields(ModelRecord)}
-
-
 def encode_formats(formats: Sequence[int]) -> str:
     return ",".join(str(int(f)) for f in formats)
 
 
+def _decode_formats(raw: str) -> tuple[int, ...]:
+    return tuple(int(f) for f in raw.split(",") if f)
+
+
+# Columns stored in another form than the record's; a dict lookup, not an Enum call, for the enums (an Enum call
+# showed in listing profiles).
+_DECODE: dict[str, Callable[[Any], Any]] = {
+    "formats": _decode_formats,
+    "files": files.decode,
+    "loading_status": {s.value: s for s in LoadingStatus}.__getitem__,
+    "activation_status": {a.value: a for a in Activation}.__getitem__,
+    "is_published": bool,
+}
+
+_Plan = tuple[tuple[int, Any, Callable[[Any], Any] | None], ...]
+
+
 @functools.cache
-def _columns(kind: Kind) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The table's column names in select order, and those the record does not carry (claimable_at)."""
-    names = tuple(c.name for c in kind.table.c)
-    return names, tuple(n for n in names if n not in _FIELDS)
+def _plan(kind: Kind) -> _Plan:
+    """Per record field after `kind`: its column's index in a row of the table (-1: the table has none, use the
+    default) and how to decode it. Computed once, so a row becomes a record without building a dict."""
+    names = [c.name for c in kind.table.c]
+    plan = []
+    for f in fields(ModelRecord)[1:]:
+        index = names.index(f.name) if f.name in names else -1
+        if index < 0 and f.default is MISSING:
+            raise TypeError(f"table {kind.table.name} has no column {f.name}, which ModelRecord requires")
+        plan.append((index, f.default, _DECODE.get(f.name)))
+    return tuple(plan)
 
 
-def to_record(kind: Kind, row: Any) -> ModelRecord:
+def to_record(kind: Kind, row: Sequence[Any]) -> ModelRecord:
     """A row of `select(table)` (or `RETURNING` all columns) as a record."""
-    names, extra = _columns(kind)
-    values = dict(zip(names, row, strict=True))
-    for name in extra:
-        del values[name]
-    if "formats" in values:
-        values["formats"] = tuple(int(f) for f in values["formats"].split(",") if f)
-    if "files" in values:
-        values["files"] = files.decode(values["files"])
-    values["loading_status"] = LoadingStatus(values["loading_status"])
-    values["activation_status"] = Activation(values["activation_status"])
-    if "is_published" in values:
-        values["is_published"] = bool(values["is_published"])
-    return ModelRecord(kind=kind, **values)
+    args: list[Any] = [kind]
+    for index, default, decode in _plan(kind):
+        if index < 0:
+            args.append(default)
+        else:
+            value = row[index]
+            args.append(decode(value) if decode is not None else value)
+    return ModelRecord(*args)

@@ -7,16 +7,14 @@ import asyncio
 import json
 from dataclasses import replace
 
+from model_manager.api.wire import JSON, PROTO
 from model_manager.proto.google.protobuf import FieldMask
 from model_manager.proto.llmariner.models.server import v1 as pb
-from model_manager.service.cache import Encoding, ResponseCache
+from model_manager.service.cache import ResponseCache
 from model_manager.service.context import ServiceContext
 from model_manager.service.models import ModelsService
 from model_manager.store import catalog
 from tests.helpers import HF, OTHER_PROJECT, WHO, WORKER, Api
-
-PROTO: Encoding[pb.Model] = Encoding("proto", bytes)
-LIST: Encoding[pb.ListModelsResponse] = Encoding("proto", bytes)
 
 
 def _replicas(model_id: str, n: int) -> pb.UpdateModelRequest:
@@ -85,8 +83,8 @@ async def test_reads_are_answered_from_the_cache_until_a_write(ctx: ServiceConte
     # Answers are kept apart by caller: another project does not get this project's page.
     listing = pb.ListModelsRequest(include_loading_models=True)
     await api.models.create_model(WHO, pb.CreateModelRequest(id="org/p", source_repository=HF, is_project_scoped=True))
-    mine = pb.ListModelsResponse.parse(await api.models.list_models_encoded(WHO, listing, LIST))
-    theirs = pb.ListModelsResponse.parse(await api.models.list_models_encoded(OTHER_PROJECT, listing, LIST))
+    mine = pb.ListModelsResponse.parse(await api.models.list_models_encoded(WHO, listing, PROTO))
+    theirs = pb.ListModelsResponse.parse(await api.models.list_models_encoded(OTHER_PROJECT, listing, PROTO))
     assert sorted(m.id for m in mine.data) == ["m", "org/p"] and [m.id for m in theirs.data] == ["m"]
 
 
@@ -99,16 +97,17 @@ async def test_no_stale_answer_after_an_acknowledged_write_under_concurrency(ctx
     names = [f"m{i}" for i in range(4)]
     for name in names:
         await api.loaded_base(name)
-    json_model: Encoding[pb.Model] = Encoding("json", lambda m: json.dumps(m.to_dict()).encode())
     stale: list[str] = []
 
     async def writer_and_reader(name: str) -> None:
         for n in range(2, 14):
             await one.update_model(WHO, _replicas(name, n))  # acknowledged on server one
-            for encoding in (PROTO, json_model):
+            for encoding in (PROTO, JSON):
                 body = await two.get_model_encoded(WHO, pb.GetModelRequest(id=name), encoding)
                 got = (
-                    _replicas_in(body) if encoding is PROTO else json.loads(body)["config"]["runtimeConfig"]["replicas"]
+                    _replicas_in(body)
+                    if encoding is PROTO
+                    else json.loads(body)["config"]["runtime_config"]["replicas"]
                 )
                 if got < n:
                     stale.append(f"{name}: wrote {n}, read {got}")
@@ -116,7 +115,7 @@ async def test_no_stale_answer_after_an_acknowledged_write_under_concurrency(ctx
     async def noise() -> None:  # cache-filling reads on both servers all along
         for _ in range(30):
             for server in (one, two):
-                await server.list_models_encoded(WHO, pb.ListModelsRequest(), LIST)
+                await server.list_models_encoded(WHO, pb.ListModelsRequest(), PROTO)
             await asyncio.sleep(0)
 
     await asyncio.gather(*(writer_and_reader(n) for n in names), noise(), noise())
