@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from model_manager.config import ObjectStoreConfig, S3Config
 from model_manager.errors import FailedPrecondition
-from model_manager.objectstore.base import ObjectStore, StoreError
+from model_manager.objectstore import streams
+from model_manager.objectstore.base import ObjectInfo, ObjectStore, StoreError
 from model_manager.objectstore.factory import open_store
 from model_manager.objectstore.local import LocalStore
 from model_manager.objectstore.s3 import S3Store
@@ -101,3 +105,59 @@ async def test_a_key_that_cannot_be_deleted_does_not_keep_the_others(tmp_path: P
         await store.delete_keys(["m/a", "m/b", "m/c"])
     assert "1 of 3 failed" in str(raised.value) and str(tmp_path) not in str(raised.value)
     assert [o.key for o in await store.list_objects("m/")] == []
+
+
+async def test_a_sent_part_is_freed_while_the_rest_of_the_file_uploads(s3_endpoint: str, s3_bucket: str) -> None:
+    """Memory stays within partsInFlight x partSize: once a part is sent, nothing keeps its buffer, the first part
+    (read before the upload knew it was multipart) included."""
+    part = 5 * 1024 * 1024
+    store = S3Store(
+        S3Config(endpoint_url=s3_endpoint, region="us-east-1", bucket=s3_bucket, part_size_mib=5, parts_in_flight=2)
+    )
+    chunk = b"x" * (1024 * 1024)
+    alive_at_end: list[int] = []
+
+    async def source() -> AsyncIterator[bytes]:
+        for _ in range(4 * 5 - 1):
+            yield chunk
+        # Every earlier part has been sent when only the part being read holds a slot.
+        while store.budget.in_use > 1:  # noqa: ASYNC110 - polling the store's own counter, no event to wait on
+            await asyncio.sleep(0.01)
+        snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, streams.__file__)])
+        alive_at_end.append(sum(s.size for s in snapshot.statistics("filename")))
+        yield chunk
+
+    tracemalloc.start()
+    try:
+        await store.upload("models/big.bin", source())
+    finally:
+        tracemalloc.stop()
+        await store.close()
+    # The part being read (the last one) and nothing else.
+    assert alive_at_end and alive_at_end[0] < 1.5 * part, alive_at_end
+    assert await store.list_objects("models/") == [ObjectInfo(key="models/big.bin", size=4 * part)]
+
+
+async def test_part_bodies_are_not_hashed_for_signing_but_carry_a_content_md5(s3_endpoint: str, s3_bucket: str) -> None:
+    """Signing would sha256 every part on the event loop; the parts go out unsigned-payload with a Content-MD5
+    (hashed in a thread), which the signature covers and the server checks."""
+    store = S3Store(S3Config(endpoint_url=s3_endpoint, region="us-east-1", bucket=s3_bucket, part_size_mib=5))
+    sent: list[dict[str, str]] = []
+    client = await store.client()
+
+    def record(request: Any, **_: Any) -> None:
+        sent.append({k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
+
+    client.meta.events.register("before-send.s3.UploadPart", record)
+    client.meta.events.register("before-send.s3.PutObject", record)
+    try:
+        await put(store, "models/big.bin", b"y" * (6 * 1024 * 1024))
+        await put(store, "models/small.json", b"{}")
+        assert await get(store, "models/small.json") == b"{}"
+    finally:
+        await store.close()
+    assert len(sent) == 3  # two parts and one small object
+    for headers in sent:
+        assert headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+        assert "content-md5" in headers["Authorization"].lower()  # a signed header
+    assert sent[-1]["Content-MD5"] == "mZFLkyvTelC5g8XnyQrpOw=="  # MD5 of b"{}"
