@@ -10,17 +10,17 @@ import logging
 import tempfile
 from pathlib import Path
 
-from bench import auth_overhead, claims, hot_paths, transfer
+from bench import auth_overhead, claims, hot_paths, loader_ceiling, transfer
 from bench.common import ROOT, Report, machine
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round; for the test suite")
-    p.add_argument("--only", choices=["hot", "transfer", "claims", "auth"], action="append")
+    p.add_argument("--only", choices=["hot", "transfer", "ceiling", "claims", "auth"], action="append")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    only = set(args.only or ["hot", "transfer", "claims", "auth"])
+    only = set(args.only or ["hot", "transfer", "ceiling", "claims", "auth"])
     report = Report()
     with tempfile.TemporaryDirectory(prefix="mm-bench-") as d:
         tmp = Path(d)
@@ -34,6 +34,11 @@ def main() -> None:
                 transfer.run(report, tmp, sizes_mib=(8,), rounds=1)
             else:
                 transfer.run(report, tmp)
+        if "ceiling" in only:
+            if args.smoke:
+                loader_ceiling.run(report, tmp, size_mib=8, rounds=1)
+            else:
+                loader_ceiling.run(report, tmp)
         if "claims" in only:
             if args.smoke:
                 claims.run(report, models=50, rounds=1)

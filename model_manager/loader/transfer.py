@@ -19,14 +19,37 @@ from model_manager.objectstore.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
-# Hashing a large chunk releases the GIL; doing it in a thread keeps the event loop free meanwhile.
-_THREAD_HASH_MIN = 256 * 1024
+# Sources deliver what the network handed over (about 256 KiB at a time over HTTP). The bytes are gathered into
+# blocks of this size before they are hashed and stored, so that the thread hops that keep hashing and writing off
+# the event loop are paid once per block, not once per network read.
+BLOCK = 4 * 1024 * 1024
 
 T = TypeVar("T")
 
 
+async def blocks(chunks: AsyncIterator[bytes], size: int = BLOCK) -> AsyncIterator[bytes]:
+    """The same bytes in blocks of `size` (the last one shorter); chunks already that large pass as they are."""
+    held: list[bytes] = []
+    have = 0
+    async for chunk in chunks:
+        if not held and len(chunk) >= size:
+            yield chunk
+            continue
+        held.append(chunk)
+        have += len(chunk)
+        if have >= size:
+            yield b"".join(held)
+            held, have = [], 0
+    if held:
+        yield b"".join(held)
+
+
 class Verifier:
-    """Hashes a file's bytes as they pass and checks them against what the source published."""
+    """Hashes a file's bytes as they pass and checks them against what the source published.
+
+    Each block is hashed in a thread (hashlib lets go of the GIL), in order, while the store writes it: `update`
+    waits only for the previous block's hash, and `finish` for the last one.
+    """
 
     def __init__(self, f: RemoteFile, what: str) -> None:
         self.f = f
@@ -34,18 +57,22 @@ class Verifier:
         self.size = 0
         self.sha256 = hashlib.sha256()
         self.git = hashlib.sha1(f"blob {f.size}\0".encode()) if f.git_sha1 and f.size is not None else None
+        self._hashing: asyncio.Future[None] | None = None
 
-    async def update(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if len(chunk) >= _THREAD_HASH_MIN:
-            await asyncio.to_thread(self._update, chunk)
-        else:
-            self._update(chunk)
+    async def update(self, block: bytes) -> None:
+        await self.finish()
+        self.size += len(block)
+        self._hashing = asyncio.ensure_future(asyncio.to_thread(self._update, block))
 
-    def _update(self, chunk: bytes) -> None:
-        self.sha256.update(chunk)
+    async def finish(self) -> None:
+        if self._hashing is not None:
+            hashing, self._hashing = self._hashing, None
+            await hashing
+
+    def _update(self, block: bytes) -> None:
+        self.sha256.update(block)
         if self.git is not None:
-            self.git.update(chunk)
+            self.git.update(block)
 
     def check(self) -> None:
         if self.f.size is not None and self.size != self.f.size:
@@ -70,10 +97,14 @@ class Transfer:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def _counted(self, chunks: AsyncIterator[bytes], verifier: Verifier) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            await verifier.update(chunk)
-            self.progress.add_bytes(len(chunk))
-            yield chunk
+        try:
+            async for block in blocks(chunks):
+                await verifier.update(block)
+                self.progress.add_bytes(len(block))
+                yield block
+            await verifier.finish()  # before the store commits the file and asks for the check
+        finally:
+            await verifier.finish()  # a failed or cancelled copy leaves no hashing thread behind
 
     async def copy(self, source: Source, f: RemoteFile, key: str) -> StoredFile:
         what = f"{source.name}: {f.path}"  # the form sources use in their own errors, so it is not said twice
