@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from model_manager.store import catalog
 from model_manager.store.database import Conn
+from model_manager.store.listing import Page
 from model_manager.store.records import ModelRecord
 
 if TYPE_CHECKING:
@@ -63,15 +64,6 @@ class ResponseCache:
         while self._bytes > self.max_bytes or len(self._entries) > self.max_entries:
             _, dropped = self._entries.popitem(last=False)  # least recently used
             self._bytes -= len(dropped)
-
-
-@dataclass(frozen=True)
-class Page:
-    """A listing page as the service found it, before a front writes it."""
-
-    records: list[ModelRecord]
-    has_more: bool
-    total: int
 
 
 @dataclass(frozen=True)

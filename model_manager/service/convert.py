@@ -14,7 +14,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     SourceRepository,
 )
 from model_manager.service import model_config
-from model_manager.service.cache import Page
+from model_manager.store.listing import Page
 from model_manager.store.records import Kind, ModelRecord
 
 

@@ -25,12 +25,13 @@ from model_manager.proto.llmariner.models.server.v1 import (
     UpdateModelRequest,
 )
 from model_manager.service import access, model_config, validate
-from model_manager.service.cache import Encoding, Page, cached
+from model_manager.service.cache import Encoding, cached
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model, to_response
 from model_manager.service.file_removal import FileRemoval
 from model_manager.store import catalog, listing
 from model_manager.store.database import Conn
+from model_manager.store.listing import Page
 from model_manager.store.records import Activation, Kind, LoadingStatus, ModelRecord
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,7 @@ class ModelsService:
             if group is None:
                 raise InvalidArgument(f'after: model "{req.after}" not found')
             after = (group, req.after)
-        records, has_more = await listing.page(conn, scope, limit, after)
-        return Page(records, has_more, await listing.count(conn, scope))
+        return await listing.page(conn, scope, limit, after)
 
     async def create_model(self, who: Identity, req: CreateModelRequest) -> Model:
         access.require(who, Role.WRITER, "creating models")

@@ -41,7 +41,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     StorageConfig,
 )
 from model_manager.service import model_config, tenancy, validate
-from model_manager.service.cache import Encoding, Page, cached
+from model_manager.service.cache import Encoding, cached
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files, to_model, to_response
 from model_manager.service.leases import Leases
@@ -49,6 +49,7 @@ from model_manager.service.loading_status import LoadingStatusService
 from model_manager.service.models import find_visible
 from model_manager.store import catalog, listing, loading, registry
 from model_manager.store.database import Conn
+from model_manager.store.listing import Page
 from model_manager.store.records import Kind, LoadingStatus, ModelRecord, encode_formats
 
 _REGISTER_TRIES = 8

@@ -8,8 +8,22 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, String, and_, bindparam, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 
 from model_manager.store import driver
 from model_manager.store.catalog import is_loaded, loaded, project_visibility
@@ -23,6 +37,15 @@ GROUPS: tuple[tuple[int, Kind], ...] = (
     (Activation.INACTIVE, Kind.BASE),
     (Activation.INACTIVE, Kind.FINE_TUNED),
 )
+
+
+@dataclass(frozen=True)
+class Page:
+    """A listing page as the store found it; the fronts write it in their own wire form."""
+
+    records: list[ModelRecord]
+    has_more: bool
+    total: int
 
 
 @dataclass(frozen=True)
@@ -54,13 +77,31 @@ def _visible(kind: Kind, include_loading: bool) -> ColumnElement[bool]:
     return cond if include_loading else and_(cond, loaded(kind))
 
 
-@functools.cache
-def _group_query(kind: Kind, activation: int, include_loading: bool, after: bool) -> Select:  # type: ignore[type-arg]
-    t = kind.table
-    q = select(t).where(_visible(kind, include_loading), t.c.activation_status == activation)
+# Both tables' columns, in one row layout: a page reads both tables in one statement.
+_COLUMNS = tuple(dict.fromkeys([c.name for c in base_models.c] + [c.name for c in models.c]))
+
+
+def _group_query(index: int, include_loading: bool, after: bool) -> Select:  # type: ignore[type-arg]
+    """One group's next models, in the shared row layout (NULL for the other table's columns)."""
+    activation, kind = GROUPS[index]
+    t, other = kind.table, models if kind is Kind.BASE else base_models
+    columns: list[ColumnElement[Any]] = [literal_column(str(index)).label("grp")]
+    columns += [t.c[n] if n in t.c else cast(null(), other.c[n].type).label(n) for n in _COLUMNS]
+    q = select(*columns).where(_visible(kind, include_loading), t.c.activation_status == activation)
     if after:
         q = q.where(t.c.model_id > _AFTER)
-    return q.order_by(t.c.model_id).limit(_LIMIT)
+    # A subquery, so that each group keeps its own ORDER BY and LIMIT inside the UNION (SQLite needs it so).
+    return select(q.order_by(t.c.model_id).limit(_LIMIT).subquery())
+
+
+@functools.cache
+def _page_query(start: int, include_loading: bool, keyed: bool) -> Select:  # type: ignore[type-arg]
+    """A page in one round trip: each remaining group's next models (a range scan of its index, at most the page's
+    size), the first of them in listing order, and the listing's total alongside."""
+    groups = union_all(*(_group_query(i, include_loading, keyed and i == start) for i in range(start, len(GROUPS))))
+    u = groups.subquery()
+    total = _count_query(include_loading).scalar_subquery().label("total")
+    return select(u, total).order_by(u.c.grp, u.c.model_id).limit(_LIMIT)
 
 
 @functools.cache
@@ -79,22 +120,17 @@ async def group_of(conn: Conn, scope: ListScope, model_id: str) -> int | None:
     return None
 
 
-async def page(
-    conn: Conn, scope: ListScope, limit: int, after: tuple[int, str] | None
-) -> tuple[list[ModelRecord], bool]:
-    """Up to `limit` models after `after` (group index, id), and whether another model follows."""
+async def page(conn: Conn, scope: ListScope, limit: int, after: tuple[int, str] | None) -> Page:
+    """Up to `limit` models after `after` (group index, id), whether another model follows, and how many models the
+    listing holds across all pages."""
     want = limit + 1  # one more than the page tells exactly whether there is a next page
-    out: list[ModelRecord] = []
     start = after[0] if after else 0
-    for index in range(start, len(GROUPS)):
-        activation, kind = GROUPS[index]
-        keyed = after is not None and index == after[0]
-        q = _group_query(kind, activation, scope.include_loading, keyed)
-        params = _params(scope, limit=want - len(out), after=after[1] if after else "")
-        out.extend(to_record(kind, r) for r in await driver.rows(conn, q, params))
-        if len(out) >= want:
-            break
-    return out[:limit], len(out) > limit
+    q = _page_query(start, scope.include_loading, after is not None)
+    rows = await driver.rows(conn, q, _params(scope, limit=want, after=after[1] if after else ""))
+    if not rows:
+        return Page([], False, await count(conn, scope))
+    records = [to_record(GROUPS[r[0]][1], r[1:-1], _COLUMNS) for r in rows[:limit]]
+    return Page(records, len(rows) > limit, int(rows[0][-1]))
 
 
 @functools.cache

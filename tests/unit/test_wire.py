@@ -10,8 +10,8 @@ from model_manager.api.wire import JSON, PROTO
 from model_manager.files import StoredFile
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import model_config
-from model_manager.service.cache import Page
 from model_manager.service.convert import to_model, to_response
+from model_manager.store.listing import Page
 from model_manager.store.records import Activation, Kind, LoadingStatus, ModelRecord
 
 
