@@ -14,5 +14,9 @@ VOLUME /data
 USER mm
 WORKDIR /home/mm
 EXPOSE 8080 8081 8082
+# The REST port's liveness check (the slim image has no curl). Loader-only containers serve no HTTP: turn it off
+# for them (docker-compose.yaml does).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
 ENTRYPOINT ["model-manager"]
 CMD ["run", "--config", "/etc/model-manager/config.yaml", "--role", "all"]

@@ -201,6 +201,8 @@ def server_process(
         },
         "objectStore": {"local": {"path": str(tmp / "objects")}},
         "loader": {"enable": False},
+        # The peers log nothing per request; neither do ours here (logging.requests is on by default).
+        "logging": {"requests": False},
         **(extra or {}),
     }
     path = tmp / f"server-{db_name}{name}.yaml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import ipaddress
 import logging
@@ -25,6 +26,7 @@ from model_manager.loader.worker_api import WorkerApi
 from model_manager.objectstore.base import UnconfiguredStore
 from model_manager.objectstore.factory import open_store
 from model_manager.proto.llmariner.models.server.v1 import ModelsWorkerServiceStub
+from model_manager.service import stats
 from model_manager.service.auth import Api, Authenticator, Credentials
 from model_manager.service.context import ServiceContext
 from model_manager.service.health import Health
@@ -101,7 +103,15 @@ class Server:
     async def start(self) -> None:
         models = self.models
         assert self.auth is not None
-        rest = RestApi(models, Health(self.ctx).ready, self.auth, self.config.http, self.config.limits)
+        rest = RestApi(
+            models,
+            Health(self.ctx).ready,
+            self.auth,
+            self.config.http,
+            self.config.limits,
+            refresh_metrics=functools.partial(stats.refresh, self.ctx),
+            access_log=self.config.logging.requests,
+        )
         self._runner = web.AppRunner(
             rest.app(),
             shutdown_timeout=DRAIN_SECONDS,
@@ -117,6 +127,7 @@ class Server:
         await web.TCPSite(self._runner, host=http_host or None, port=self.config.http_port).start()
         max_request = self.config.limits.grpc_message_bytes
         public_servicer = ModelsServicer(models, self.inflight, self.auth)
+        public_servicer.access_log = self.worker.access_log = self.config.logging.requests
         public = build_server(public_servicer, with_health=True, max_request_bytes=max_request)
         await public.start(grpc_host or None, self.config.grpc_port)
         worker = build_server(self.worker, with_health=False, max_request_bytes=max_request)

@@ -1,4 +1,4 @@
-"""`model-manager run|migrate|keys`: parse arguments, load the config, run."""
+"""`model-manager run|migrate|keys|models`: parse arguments, load the config (not for `models`), run."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 
-from model_manager import app, keys_cli
+from model_manager import app, client_cli, keys_cli, logs
 from model_manager.config import Config, ConfigError, load_config
 from model_manager.errors import InvalidArgument, ServiceError
 from model_manager.store.database import Database, create_database_if_missing
@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="apply database migrations and exit")
     mig.add_argument("--config", required=True, help="YAML configuration file")
     keys_cli.add_parser(sub)
+    client_cli.add_parser(sub)
     return p
 
 
@@ -47,11 +48,22 @@ async def _migrate(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "models":  # a client of a running server: no config file, no database
+        try:
+            return client_cli.run(args)
+        except client_cli.UsageError as e:
+            print(f"model-manager: {e}", file=sys.stderr)
+            return 2
+        except client_cli.ApiError as e:
+            print(f"model-manager: {e}", file=sys.stderr)
+            return 1
     # The keys commands talk to people and scripts: only warnings, not migration chatter, around their output.
     level = logging.WARNING if args.command == "keys" else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
+        if args.command != "keys":
+            logs.configure(config.logging.format, config.logging.level)
         if args.command == "run":
             app.check_role(config, args.role)
             asyncio.run(_run(config, args.role))

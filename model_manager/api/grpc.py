@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar, cast
 
@@ -15,6 +16,7 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server, Stream
 
+from model_manager import metrics
 from model_manager.api.grpc_wire import MAX_REQUEST_BYTES, CheckedCodec, Encoded, SizeLimitedService
 from model_manager.api.status import status_of
 from model_manager.api.wire import PROTO
@@ -27,6 +29,7 @@ from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService
 
 log = logging.getLogger(__name__)
+ACCESS = logging.getLogger("model_manager.access")
 
 # The caller of the call being served; None outside a network call (the in-process loader of role "all").
 _caller: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("caller", default=None)
@@ -71,12 +74,23 @@ def _credentials(stream: Stream[Any, Any]) -> Credentials:
     return Credentials(text("authorization"), text("openai-organization"), text("openai-project"))
 
 
-def authenticated(func: Handler, auth: Authenticator, api: Api, inflight: InFlight | None = None) -> Handler:
-    """A handler that first authenticates the caller (refusing with the mapped status) and serves as them."""
+def authenticated(
+    func: Handler,
+    auth: Authenticator,
+    api: Api,
+    inflight: InFlight | None = None,
+    access_log: bool = True,
+    method: str = "",
+) -> Handler:
+    """A handler that first authenticates the caller (refusing with the mapped status) and serves as them; every
+    call is counted, timed and logged (one line) with the status it ended with."""
+    label = "worker" if api is Api.WORKER else "grpc"
 
     async def handler(stream: Stream[Any, Any]) -> None:
         if inflight is not None:
             inflight.enter()
+        start = time.perf_counter()
+        status = grpclib.const.Status.OK
         try:
             try:
                 who = await auth.authenticate(_credentials(stream), api)
@@ -87,11 +101,26 @@ def authenticated(func: Handler, auth: Authenticator, api: Api, inflight: InFlig
                 await func(stream)
             finally:
                 _caller.reset(token)
+        except GRPCError as e:
+            status = e.status
+            raise
+        except BaseException:
+            status = grpclib.const.Status.UNKNOWN  # grpclib answers UNKNOWN (cancelled calls count here too)
+            raise
         finally:
             if inflight is not None:
                 inflight.leave()
+            _observe(label, method, status, time.perf_counter() - start, access_log)
 
     return handler
+
+
+def _observe(api: str, method: str, status: grpclib.const.Status, elapsed: float, access_log: bool) -> None:
+    metrics.REQUESTS.labels(api, method, status.name).inc()
+    metrics.LATENCY.labels(api, method).observe(elapsed)
+    if access_log:
+        fields = {"api": api, "method": method, "status": status.name, "duration_ms": round(elapsed * 1000, 2)}
+        ACCESS.info("%s %s", method, status.name, extra={"fields": fields})
 
 
 def authenticated_service(service: Any, auth: Authenticator, api: Api) -> Any:
@@ -100,7 +129,7 @@ def authenticated_service(service: Any, auth: Authenticator, api: Api) -> Any:
     class Authenticated:
         def __mapping__(self) -> dict[str, grpclib.const.Handler]:
             mapping: dict[str, grpclib.const.Handler] = service.__mapping__()
-            return {name: h._replace(func=authenticated(h.func, auth, api)) for name, h in mapping.items()}
+            return {name: h._replace(func=authenticated(h.func, auth, api, method=name)) for name, h in mapping.items()}
 
     return Authenticated()
 
@@ -113,6 +142,7 @@ class _Servicer:
     api: Api
     # Who direct in-process calls (the loader of role "all") run as.
     local_caller: Identity = DEFAULT_WORKER_IDENTITY
+    access_log: bool = True  # logging.requests
 
     async def _call(self, method: Callable[[Identity, Req], Awaitable[Resp]], message: Req) -> Resp:
         """Run a service method as the current caller; service errors become gRPC statuses here and only here.
@@ -127,8 +157,10 @@ class _Servicer:
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         mapping: dict[str, grpclib.const.Handler] = super().__mapping__()  # type: ignore[misc]
-        wrap = functools.partial(authenticated, auth=self.auth, api=self.api, inflight=self.inflight)
-        return {name: h._replace(func=wrap(h.func)) for name, h in mapping.items()}
+        wrap = functools.partial(
+            authenticated, auth=self.auth, api=self.api, inflight=self.inflight, access_log=self.access_log
+        )
+        return {name: h._replace(func=wrap(h.func, method=name)) for name, h in mapping.items()}
 
 
 class ModelsServicer(_Servicer, pb.ModelsServiceBase):

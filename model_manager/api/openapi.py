@@ -33,6 +33,7 @@ _ERROR = {
             "type": "object",
             "properties": {"message": {"type": "string"}, "type": {"type": "string"}, "code": {"type": "integer"}},
         },
+        "request_id": {"type": "string", "description": "the request's id, as in the X-Request-Id header"},
     },
 }
 _STATUS = {"type": "object", "properties": {"status": {"type": "string"}}}
@@ -80,12 +81,14 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     ok = _ref(route.response, schemas) if route.response is not None else {"type": "object"}
     if route.handler in ("healthz", "readyz"):
         ok = _STATUS
+    if route.media != "application/json":
+        ok = {"type": "string"}
     operation: dict[str, Any] = {
         "operationId": route.handler,
         "summary": route.summary,
         "parameters": params,
         "responses": {
-            "200": {"description": "OK", "content": {"application/json": {"schema": ok}}},
+            "200": {"description": "OK", "content": {route.media: {"schema": ok}}},
             "default": {
                 "description": "an error: the HTTP status follows its gRPC code",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},

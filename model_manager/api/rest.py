@@ -6,6 +6,9 @@ import asyncio
 import functools
 import json
 import logging
+import re
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,7 +17,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
 from grpclib.const import Status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from model_manager import metrics
 from model_manager.api import openapi
 from model_manager.api.json_codec import from_json, from_query, to_json
 from model_manager.api.routes import ROUTES
@@ -41,7 +46,9 @@ log = logging.getLogger(__name__)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
 BODY_LIMIT = web.AppKey("body_limit", int)
 CALLER = web.RequestKey("caller", Identity)
+REQUEST_ID = web.RequestKey("request_id", str)
 OPEN_PATHS = frozenset(route.path for route in ROUTES if route.open)
+ACCESS = logging.getLogger("model_manager.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # The wire contract's table of HTTP statuses by gRPC code.
@@ -74,13 +81,17 @@ _STATUS_BY_HTTP = {
 }
 
 
-def error_response(status: Status, message: str, http_status: int | None = None) -> web.Response:
+def error_response(
+    status: Status, message: str, http_status: int | None = None, request_id: str | None = None
+) -> web.Response:
     body: dict[str, Any] = {
         "code": status.value,
         "message": message,
         "details": [],
         "error": {"message": message, "type": status.name.lower(), "code": status.value},
     }
+    if request_id:
+        body["request_id"] = request_id  # what to quote when reporting the error; the server's log line has it
     response = json_response(body, status=http_status or HTTP_BY_STATUS[status])
     if status is Status.UNAUTHENTICATED:
         response.headers["WWW-Authenticate"] = 'Bearer realm="model-manager"'
@@ -91,24 +102,69 @@ def error_response(status: Status, message: str, http_status: int | None = None)
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    rid = request.get(REQUEST_ID)
     try:
         return await handler(request)
     except ServiceError as e:
-        return error_response(status_of(e), e.message)
+        return error_response(status_of(e), e.message, request_id=rid)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[BODY_LIMIT]
-        return error_response(Status.RESOURCE_EXHAUSTED, f"request body larger than {limit} bytes", 413)
+        return error_response(Status.RESOURCE_EXHAUSTED, f"request body larger than {limit} bytes", 413, rid)
     except web.HTTPException as e:
         if e.status < 400:
             raise
         status = _STATUS_BY_HTTP.get(e.status, Status.INVALID_ARGUMENT)
-        response = error_response(status, e.reason, e.status)
+        response = error_response(status, e.reason, e.status, rid)
         if e.status == 408:
             response.force_close()  # the rest of a body that did not arrive in time is not worth waiting for
         return response
     except Exception:
-        log.exception("unexpected error serving %s %s", request.method, request.path)
-        return error_response(Status.INTERNAL, "internal error")
+        log.exception("unexpected error serving %s %s (request %s)", request.method, request.path, rid)
+        return error_response(Status.INTERNAL, "internal error", request_id=rid)
+
+
+_REQUEST_ID_OK = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _route(request: web.Request) -> str:
+    """The route a request matched, as a bounded label ("GET /v1/models/{id}"); never the raw path."""
+    resource = request.match_info.route.resource
+    return f"{request.method} {resource.canonical}" if resource is not None else f"{request.method} (no route)"
+
+
+def observe_middleware(access_log: bool) -> Any:
+    """Outermost: gives each request an id (the caller's X-Request-Id when it is a sane token), returns it in the
+    X-Request-Id header, counts the request and its latency, and writes one log line for it."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("X-Request-Id", "")
+        rid = given if _REQUEST_ID_OK.fullmatch(given) else uuid.uuid4().hex
+        request[REQUEST_ID] = rid
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            response.headers["X-Request-Id"] = rid
+            return response
+        finally:
+            elapsed = time.perf_counter() - start
+            route = _route(request)
+            metrics.REQUESTS.labels("rest", route, str(status)).inc()
+            metrics.LATENCY.labels("rest", route).observe(elapsed)
+            if access_log:
+                fields = {
+                    "method": request.method,
+                    "route": route.partition(" ")[2],
+                    "path": request.path,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "request_id": rid,
+                }
+                ACCESS.info("%s %s %d", request.method, request.path, status, extra={"fields": fields})
+
+    return middleware
 
 
 async def _body(request: web.Request) -> Any:
@@ -154,10 +210,14 @@ class RestApi:
         auth: Authenticator,
         http: HttpConfig | None = None,
         limits: LimitsConfig | None = None,
+        refresh_metrics: Callable[[], Awaitable[None]] | None = None,
+        access_log: bool = True,
     ) -> None:
         self.service = service
         self.auth = auth
         self.ready = ready
+        self.refresh_metrics = refresh_metrics
+        self.access_log = access_log
         self.http = http or HttpConfig()
         self.limits = limits or LimitsConfig()
 
@@ -175,7 +235,8 @@ class RestApi:
 
     def app(self) -> web.Application:
         app = web.Application(
-            client_max_size=self.limits.request_body_bytes, middlewares=[error_middleware, self.auth_middleware]
+            client_max_size=self.limits.request_body_bytes,
+            middlewares=[observe_middleware(self.access_log), error_middleware, self.auth_middleware],
         )
         app[BODY_TIMEOUT] = self.http.body_timeout
         app[BODY_LIMIT] = self.limits.request_body_bytes
@@ -189,6 +250,11 @@ class RestApi:
         if actions:
             app.router.add_post("/v1/models/{id:.+}", functools.partial(self.model_action, actions))
         return app
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        if self.refresh_metrics is not None:
+            await self.refresh_metrics()
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def openapi(self, request: web.Request) -> web.Response:
         return json_response(openapi.document())

@@ -22,7 +22,8 @@ class Route:
     query: type[betterproto2.Message] | None = None  # scalar fields read from the query string
     body: type[betterproto2.Message] | None = None  # the JSON request body
     response: type[betterproto2.Message] | None = None  # None: a small JSON object of its own
-    open: bool = False  # served without an API key when auth is on (health checks only)
+    open: bool = False  # served without an API key when auth is on (health checks and metrics only)
+    media: str = "application/json"  # what a 200 answer is
 
     @property
     def action(self) -> str:
@@ -35,6 +36,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", "healthz", "the process is up", open=True),
     Route("GET", "/readyz", "readyz", "the database answers", open=True),
     Route("GET", "/openapi.json", "openapi", "this document"),
+    # Prometheus scrapes without a key, as probes ask the health checks.
+    Route("GET", "/metrics", "metrics", "Prometheus metrics (text format)", open=True, media="text/plain"),
     Route(
         "GET", "/v1/models", "list_models", "list models", query=pb.ListModelsRequest, response=pb.ListModelsResponse
     ),

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from model_manager import ids
+from model_manager import ids, logs
 from model_manager.config.schema import (
     PORT,
     Bool,
@@ -302,6 +302,15 @@ class AuthConfig(Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LoggingConfig(Settings):
+    format: str = setting(
+        "format", Str(choices=logs.FORMATS, fold_case=True), "text", "text lines for people, json lines for collectors"
+    )
+    level: str = setting("level", Str(choices=logs.LEVELS, fold_case=True), "info", "the least severe level written")
+    requests: bool = setting("requests", Bool(), True, "one line per request (method, route, status, duration, id)")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config(Settings):
     http_port: int = setting("httpPort", PORT, 8080, "REST: the Models API, /healthz, /readyz")
     grpc_port: int = setting("grpcPort", PORT, 8081, "public gRPC: ModelsService, health, reflection")
@@ -340,6 +349,7 @@ class Config(Settings):
     )
     cache: CacheConfig = setting("cache", Section(CacheConfig), CacheConfig(), "answers reused between writes")
     auth: AuthConfig = setting("auth", Section(AuthConfig), AuthConfig(), "API keys and roles (keys below)")
+    logging: LoggingConfig = setting("logging", Section(LoggingConfig), LoggingConfig(), "log lines and their form")
     loader: LoaderConfig = setting("loader", Section(LoaderConfig, sees_top_level=True), LoaderConfig(), "the loader")
 
     IGNORED: ClassVar[Mapping[str, str]] = {

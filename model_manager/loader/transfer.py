@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from model_manager import metrics
 from model_manager.aio import first_error
 from model_manager.files import StoredFile
 from model_manager.loader.errors import PermanentError
@@ -96,11 +97,10 @@ class Transfer:
     touched: list[str] = field(default_factory=list)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
-    async def _counted(self, chunks: AsyncIterator[bytes], verifier: Verifier) -> AsyncIterator[bytes]:
+    async def _verified(self, chunks: AsyncIterator[bytes], verifier: Verifier) -> AsyncIterator[bytes]:
         try:
             async for block in blocks(chunks):
                 await verifier.update(block)
-                self.progress.add_bytes(len(block))
                 yield block
             await verifier.finish()  # before the store commits the file and asks for the check
         finally:
@@ -109,13 +109,25 @@ class Transfer:
     async def copy(self, source: Source, f: RemoteFile, key: str) -> StoredFile:
         what = f"{source.name}: {f.path}"  # the form sources use in their own errors, so it is not said twice
         self.touched.append(key)
+        transferred = metrics.BYTES_TRANSFERRED.labels(source.kind)
 
         async def attempt() -> StoredFile:
             verifier = Verifier(f, what)
+            arrived = 0
+
+            async def counted() -> AsyncIterator[bytes]:
+                # Progress counts bytes as they arrive, not as blocks fill: on a slow link a block takes a while.
+                nonlocal arrived
+                async for chunk in source.open(f):
+                    arrived += len(chunk)
+                    self.progress.add_bytes(len(chunk))
+                    transferred.inc(len(chunk))
+                    yield chunk
+
             try:
-                await self.store.upload(key, self._counted(source.open(f), verifier), verifier.check)
+                await self.store.upload(key, self._verified(counted(), verifier), verifier.check)
             except Exception:
-                self.progress.restart_file(verifier.size)  # a retry starts the file again
+                self.progress.restart_file(arrived)  # a retry starts the file again
                 raise
             self.progress.file_done()
             return StoredFile(path=f.path, size=verifier.size, sha256=verifier.sha256.hexdigest())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from model_manager import metrics
 from model_manager.service.context import ServiceContext
 from model_manager.store import loading
 
@@ -31,6 +32,7 @@ class Leases:
             n = await loading.expire_leases(conn, now, self.ctx.max_attempts)
         self._swept_at = now
         if n:
+            metrics.LEASE_EVENTS.labels("expired").inc(n)
             log.warning("%d model(s) had an expired loader lease and were given back", n)
         return n
 

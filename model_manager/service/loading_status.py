@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_manager import metrics
 from model_manager.errors import InvalidArgument
 from model_manager.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
@@ -97,6 +98,12 @@ class LoadingStatusService:
         }
 
     async def _update(self, who: Identity, kind: Kind, req: _Request, project_id: str | None) -> None:
+        outcome = await self._apply(who, kind, req, project_id)
+        if outcome:
+            metrics.LOADS.labels(outcome).inc()
+
+    async def _apply(self, who: Identity, kind: Kind, req: _Request, project_id: str | None) -> str:
+        """Apply the update; return the load's outcome for the metrics ("" for a progress report)."""
         validate.check_id(req.id)
         if isinstance(req, UpdateModelLoadingStatusRequest):
             tenancy.check_files(req.files)
@@ -106,17 +113,26 @@ class LoadingStatusService:
                 loading.check_loading(rec, req.attempt)
                 retry = self._retry_later(rec, req.retryable_failure)
                 await loading.transition(conn, kind, who.tenant_id, req.id, project_id, rec.attempt, retry)
-                return
+                return "retried" if retry["loading_status"] == LoadingStatus.REQUESTED else "failed"
             values = self._outcome(kind, req)
             if values is not None:
                 await loading.transition(conn, kind, who.tenant_id, req.id, project_id, req.attempt, values)
-                return
+                return _OUTCOMES.get(values.get("loading_status", -1), "")
             # Base-model success. If the loader created the model under its converted id, the requested row is
             # still LOADING and goes away; if it completed the requested row itself, that row is SUCCEEDED already.
             rec = await loading.find_loading_target(conn, kind, who.tenant_id, req.id, project_id)
             if rec.loading_status == LoadingStatus.SUCCEEDED:
                 await catalog.release_registered_by(conn, rec)
-                return
+                return "succeeded"
             loading.check_loading(rec, req.attempt)
             await catalog.release_registered_by(conn, rec)
             await catalog.delete_model(conn, rec)
+            return "succeeded"
+
+
+# What a status update ends a load with, as the loads metric names it (a release gives the model back unfinished).
+_OUTCOMES: dict[int, str] = {
+    LoadingStatus.SUCCEEDED: "succeeded",
+    LoadingStatus.FAILED: "failed",
+    LoadingStatus.REQUESTED: "released",
+}

@@ -81,6 +81,16 @@ def _child(msg: betterproto2.Message, name: str) -> betterproto2.Message:
     return value  # type: ignore[no-any-return]
 
 
+# llmariner's `llma models update --disable-on-demand-allocation` sends this path without its "config." prefix
+# (upstream refuses it); read as the path it means, so that flag works against this server.
+_ON_DEMAND = "cluster_allocation_policy.enable_on_demand_allocation"
+_LLMA_PATHS = {_ON_DEMAND: f"config.{_ON_DEMAND}"}
+
+
+def normalize_mask(paths: list[str]) -> list[str]:
+    return [_LLMA_PATHS.get(p, p) for p in paths]
+
+
 def check_mask(paths: list[str]) -> None:
     if not paths:
         raise InvalidArgument("update_mask is required: list the fields to change, e.g. config.runtime_config.replicas")

@@ -237,7 +237,7 @@ class ModelsService:
         if req.model is None:
             raise InvalidArgument("model is required")
         validate.check_id(req.model.id, "model.id")
-        paths = list(req.update_mask.paths) if req.update_mask is not None else []
+        paths = model_config.normalize_mask(list(req.update_mask.paths) if req.update_mask is not None else [])
         model_config.check_mask(paths)
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, req.model.id, True, who.project_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from model_manager import ids
+from model_manager import ids, metrics
 from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from model_manager.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
@@ -302,4 +302,7 @@ class WorkerService(LoadingStatusService):
         await self.leases.expire_if_due()  # a model given back is claimable at once
         now = self.ctx.clock()
         async with self.ctx.db.transaction() as conn:
-            return await loading.claim(conn, kind, who.tenant_id, holder, self.ctx.lease_seconds, now)
+            rec = await loading.claim(conn, kind, who.tenant_id, holder, self.ctx.lease_seconds, now)
+        if rec is not None:
+            metrics.LOADS.labels("started").inc()
+        return rec

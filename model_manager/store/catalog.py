@@ -253,3 +253,14 @@ _VERSION = select(catalog_version.c.version).where(catalog_version.c.id == 1)
 async def version(conn: Conn) -> int:
     """The catalogue version: changes in the same transaction as any write to a model table."""
     return int(await driver.value(conn, _VERSION))
+
+
+async def count_by_status(conn: Conn) -> dict[tuple[Kind, int], int]:
+    """How many models of each kind are in each loading status, over every tenant (for the metrics)."""
+    found: dict[tuple[Kind, int], int] = {}
+    for kind in (Kind.BASE, Kind.FINE_TUNED):
+        t = kind.table
+        q = select(t.c.loading_status, func.count()).group_by(t.c.loading_status)
+        for status, n in (await conn.execute(q)).all():
+            found[(kind, int(status))] = int(n)
+    return found

@@ -128,6 +128,11 @@ class Database:
                 raise Unavailable("database connection lost, try again") from e
             raise
 
+    def connections_in_use(self) -> int:
+        """Connections checked out of the pool right now."""
+        checked_out = getattr(self.engine.pool, "checkedout", None)
+        return int(checked_out()) if callable(checked_out) else 0
+
     async def ping(self) -> bool:
         """Whether the database answers a trivial query within PING_SECONDS (readiness must answer fast even when
         the database accepts connections but never replies)."""

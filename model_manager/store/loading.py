@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, case, or_, select, update
 
+from model_manager import metrics
 from model_manager.errors import FailedPrecondition, NotFound
 from model_manager.store.database import Conn
 from model_manager.store.records import Kind, LoadingStatus, ModelRecord, to_record
@@ -142,6 +143,7 @@ def check_loading(rec: ModelRecord, attempt: int) -> None:
             "attempt its claim returned"
         )
     if attempt and attempt != rec.attempt:
+        metrics.LEASE_EVENTS.labels("taken_over").inc()
         raise FailedPrecondition(
             f'model "{rec.model_id}": attempt {attempt} is stale, the model was claimed again (attempt {rec.attempt})'
         )

@@ -30,8 +30,8 @@ async def http(ctx: ServiceContext) -> AsyncIterator[TestClient]:  # type: ignor
 
 
 def _error(body: dict[str, Any], code: int, type_: str) -> str:
-    assert set(body) == {"code", "message", "details", "error"}
-    assert body["code"] == code and body["details"] == []
+    assert set(body) == {"code", "message", "details", "error", "request_id"}
+    assert body["code"] == code and body["details"] == [] and len(body["request_id"]) == 32
     assert body["error"] == {"message": body["message"], "type": type_, "code": code}
     return str(body["message"])
 

@@ -39,6 +39,15 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
     assert container.sqlite_path.startswith("/data/") and "chown mm /data" in text
 
 
+def test_the_image_checks_its_health_on_the_rest_port_and_loaders_opt_out() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    check = next(line for line in text.splitlines() if line.strip().startswith("CMD") and "healthz" in line)
+    container = load_config(ROOT / "deploy" / "container.yaml")
+    assert f"127.0.0.1:{container.http_port}/healthz" in check and "HEALTHCHECK" in text
+    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    assert compose["services"]["loader"]["healthcheck"] == {"disable": True}
+
+
 def test_the_quick_start_listens_on_loopback_only() -> None:
     cfg = load_config(ROOT / "config.example.yaml")
     assert cfg.listen_hosts() == ("127.0.0.1", "127.0.0.1", "127.0.0.1")

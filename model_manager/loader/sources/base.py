@@ -23,6 +23,7 @@ class RemoteFile:
 
 
 class Source(ABC):
+    kind: str  # the source's kind as metrics label it: hugging-face, ollama, object-store
     name: str  # e.g. "Hugging Face repo org/name": used in failure reasons
     revision: str = ""  # the revision actually loaded, once known
 

@@ -28,6 +28,8 @@ T = TypeVar("T")
 
 
 class HuggingFaceSource(Source):
+    kind = "hugging-face"
+
     def __init__(
         self,
         http: aiohttp.ClientSession,

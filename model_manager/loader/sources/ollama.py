@@ -17,6 +17,8 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class OllamaSource(Source):
+    kind = "ollama"
+
     def __init__(self, http: aiohttp.ClientSession, registry: str, model_id: str) -> None:
         self.http = http
         self.registry = registry.rstrip("/")

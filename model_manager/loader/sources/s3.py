@@ -10,6 +10,8 @@ from model_manager.objectstore.s3 import S3Store
 
 
 class S3Source(Source):
+    kind = "object-store"
+
     def __init__(self, store: S3Store, prefix: str) -> None:
         self.store = store
         self.prefix = prefix.strip("/")

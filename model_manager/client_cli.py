@@ -1,0 +1,274 @@
+"""`model-manager models ...`: the Models API from a terminal, over REST, with `llma models`' flags.
+
+Talks to `--server` (env MODEL_MANAGER_URL, default http://localhost:8080) with the key in MODEL_MANAGER_API_KEY.
+Tables for people, `--json` for scripts. Exit codes: 0 done, 1 the API refused or the load failed, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from model_manager import ids
+
+DEFAULT_URL = "http://localhost:8080"
+SOURCES = {
+    "hugging-face": "SOURCE_REPOSITORY_HUGGING_FACE",
+    "ollama": "SOURCE_REPOSITORY_OLLAMA",
+    "object-store": "SOURCE_REPOSITORY_OBJECT_STORE",
+}
+LOADED = "MODEL_LOADING_STATUS_SUCCEEDED"
+FAILED = "MODEL_LOADING_STATUS_FAILED"
+
+
+class ApiError(Exception):
+    """The server's refusal (its message), or why it could not be reached, or a failed load: exit 1."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status of a refusal; 0 otherwise
+
+
+class UsageError(Exception):
+    """A command that cannot be sent as given: exit 2."""
+
+
+def add_parser(sub: Any) -> None:
+    models = sub.add_parser("models", help="list, create, watch and change models on a server (REST)")
+    models.add_argument("--server", default=os.environ.get("MODEL_MANAGER_URL", DEFAULT_URL), help="REST URL")
+    verbs = models.add_subparsers(dest="verb", required=True)
+    listing = verbs.add_parser("list", help="the models you can see, loading ones included")
+    listing.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
+    get = verbs.add_parser("get", help="one model")
+    get.add_argument("id")
+    get.add_argument("--json", action="store_true", help="the API's JSON instead of a summary")
+    create = verbs.add_parser("create", help="request a model").add_subparsers(dest="kind", required=True)
+    base = create.add_parser("base", help="an open model from Hugging Face, Ollama or the object store")
+    base.add_argument("id", help="e.g. google/gemma-2b, gemma:2b")
+    base.add_argument("--source-repository", required=True, choices=list(SOURCES))
+    base.add_argument("--project-scoped", action="store_true", help="only for your project (writers may do this)")
+    fine = create.add_parser("fine-tuned", help="a fine-tuned model of a loaded base model")
+    fine.add_argument("--base-model-id", required=True)
+    fine.add_argument("--suffix", required=True)
+    fine.add_argument("--model-file-location", required=True, help="s3://bucket/path or a Hugging Face repo")
+    fine.add_argument("--source-repository", default="object-store", choices=["object-store", "hugging-face"])
+    for p in (base, fine):
+        p.add_argument("--wait", action="store_true", help="follow the load until it succeeds or fails")
+        p.add_argument("--json", action="store_true", help="the API's JSON instead of a summary")
+    update = verbs.add_parser("update", help="change a model's config")
+    update.add_argument("id")
+    update.add_argument("--replicas", type=int)
+    update.add_argument("--gpu", type=int, help="GPUs per replica")
+    update.add_argument("--extra-args", nargs="*", help="the inference engine's extra arguments (replaces them)")
+    update.add_argument("--disable-on-demand-allocation", action="store_true")
+    update.add_argument("--enable-on-demand-allocation", action="store_true")
+    for name, text in (("delete", "delete a model"), ("activate", "keep a model loaded"), ("deactivate", "unload it")):
+        verbs.add_parser(name, help=text).add_argument("id")
+    wait = verbs.add_parser("wait", help="follow a model's load until it succeeds (0) or fails (1)")
+    wait.add_argument("id")
+    wait.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0: never)")
+
+
+@dataclass
+class Client:
+    server: str
+    key: str | None = None
+
+    def call(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
+        url = self.server.rstrip("/") + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        headers = {"Content-Type": "application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            raise ApiError(_refusal(e), e.code) from e
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise ApiError(f"cannot reach {self.server}: {reason}") from e
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        quoted = urllib.parse.quote(model_id, safe="/:")
+        return dict(self.call("GET", f"/v1/models/{quoted}", query={"include_loading_model": "true"}))
+
+
+def _refusal(e: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(e.read())
+        message = body.get("message") or body.get("error", {}).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"{message or e.reason} (HTTP {e.code})"
+
+
+def _short(enum_name: str, prefix: str) -> str:
+    return enum_name.removeprefix(prefix).lower().replace("_", "-")
+
+
+def _size(model: dict[str, Any]) -> str:
+    total = float(sum(int(f.get("size", 0)) for f in model.get("files", [])))
+    if not total:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if total < 1024 or unit == "GiB":
+            return f"{total:.0f} {unit}" if unit == "B" else f"{total:.1f} {unit}"
+        total /= 1024
+    return "-"
+
+
+def _age(created: int) -> str:
+    seconds = max(0, int(time.time()) - int(created))
+    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= span:
+            return f"{seconds // span}{unit}"
+    return f"{seconds}s"
+
+
+def _status(model: dict[str, Any]) -> str:
+    status = _short(model.get("loading_status", ""), "MODEL_LOADING_STATUS_")
+    if model.get("loading_status") == FAILED and model.get("loading_failure_reason"):
+        return f"{status}: {model['loading_failure_reason']}"
+    if model.get("loading_status_message") and model.get("loading_status") != LOADED:
+        return f"{status}: {model['loading_status_message']}"
+    return status
+
+
+def table(models: list[dict[str, Any]], out: TextIO) -> None:
+    rows = [
+        (
+            m["id"],
+            _short(m.get("activation_status", ""), "ACTIVATION_STATUS_") or "-",
+            ",".join(_short(f, "MODEL_FORMAT_") for f in m.get("formats", [])) or "-",
+            _size(m),
+            _age(m.get("created", 0)),
+            _status(m),
+        )
+        for m in models
+    ]
+    header = ("ID", "ACTIVATION", "FORMATS", "SIZE", "AGE", "STATUS")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for r in [header, *rows]:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] + "\n")
+
+
+def _print(model: dict[str, Any], as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.write(json.dumps(model, indent=2) + "\n")
+    else:
+        table([model], out)
+
+
+def wait(client: Client, model_id: str, out: TextIO, timeout: float = 0, interval: float = 0.5) -> dict[str, Any]:
+    """Follow a load: one line rewritten in place on a terminal, a line per change otherwise. Returns the model
+    once loaded; raises ApiError with the failure reason when the load fails."""
+    tty = out.isatty()
+    deadline = time.monotonic() + timeout if timeout else None
+    last = ""
+    while True:
+        try:
+            model = client.model(model_id)
+        except ApiError as e:
+            # A Hugging Face model requested as "org/name" is loaded as "org-name": follow it there.
+            if e.status != 404 or ids.converted(model_id) == model_id:
+                raise
+            model_id = ids.converted(model_id)
+            continue
+        status = model.get("loading_status")
+        if status == LOADED:
+            if tty and last:
+                out.write("\r\033[K")
+            out.write(f"{model['id']}: loaded ({_size(model)})\n")
+            return model
+        if status == FAILED:
+            if tty and last:
+                out.write("\n")
+            raise ApiError(f"{model['id']}: loading failed: {model.get('loading_failure_reason') or 'no reason given'}")
+        line = f"{model['id']}: {_status(model)}"
+        if line != last:
+            out.write(f"\r\033[K{line}" if tty else line + "\n")
+            out.flush()
+            last = line
+        if deadline is not None and time.monotonic() > deadline:
+            raise ApiError(f"{model_id}: still {_short(status or '', 'MODEL_LOADING_STATUS_')} after {timeout:g} s")
+        time.sleep(interval)
+
+
+def _config_update(args: Any) -> tuple[dict[str, Any], list[str]]:
+    runtime: dict[str, Any] = {}
+    policy: dict[str, Any] = {}
+    paths: list[str] = []
+    if args.replicas is not None:
+        runtime["replicas"] = args.replicas
+        paths.append("config.runtime_config.replicas")
+    if args.gpu is not None:
+        runtime["resources"] = {"gpu": args.gpu}
+        paths.append("config.runtime_config.resources.gpu")
+    if args.extra_args is not None:
+        runtime["extra_args"] = args.extra_args
+        paths.append("config.runtime_config.extra_args")
+    if args.disable_on_demand_allocation or args.enable_on_demand_allocation:
+        policy["enable_on_demand_allocation"] = bool(args.enable_on_demand_allocation)
+        paths.append("config.cluster_allocation_policy.enable_on_demand_allocation")
+    return {"runtime_config": runtime, "cluster_allocation_policy": policy}, paths
+
+
+def run(args: Any, out: TextIO = sys.stdout) -> int:
+    """Serve one `models` command; raises ApiError (exit 1) or UsageError (exit 2)."""
+    client = Client(args.server, os.environ.get("MODEL_MANAGER_API_KEY") or None)
+    verb = args.verb
+    if verb == "list":
+        found = client.call("GET", "/v1/models", query={"include_loading_models": "true", "limit": "1000"})
+        if args.json:
+            out.write(json.dumps(found, indent=2) + "\n")
+        else:
+            table(found.get("data", []), out)
+    elif verb == "get":
+        _print(client.model(args.id), args.json, out)
+    elif verb == "create":
+        if args.kind == "base":
+            body = {
+                "id": args.id,
+                "source_repository": SOURCES[args.source_repository],
+                "is_project_scoped": args.project_scoped,
+            }
+        else:
+            body = {
+                "is_fine_tuned_model": True,
+                "base_model_id": args.base_model_id,
+                "suffix": args.suffix,
+                "model_file_location": args.model_file_location,
+                "source_repository": SOURCES[args.source_repository],
+            }
+        model = client.call("POST", "/v1/models", body)
+        _print(model, args.json, out)
+        if args.wait:
+            wait(client, model["id"], out)
+    elif verb == "update":
+        config, paths = _config_update(args)
+        if not paths:
+            raise UsageError(
+                "models update: nothing to change; give --replicas, --gpu, --extra-args or an allocation flag"
+            )
+        quoted = urllib.parse.quote(args.id, safe="/:")
+        body = {"model": {"config": config}, "update_mask": ",".join(paths)}
+        table([client.call("PATCH", f"/v1/models/{quoted}", body)], out)
+    elif verb in ("delete", "activate", "deactivate"):
+        quoted = urllib.parse.quote(args.id, safe="/:")
+        if verb == "delete":
+            client.call("DELETE", f"/v1/models/{quoted}")
+        else:
+            client.call("POST", f"/v1/models/{quoted}:{verb}")
+        out.write(f"{args.id}: {verb}d\n")
+    elif verb == "wait":
+        wait(client, args.id, out, timeout=args.timeout)
+    return 0

@@ -1,0 +1,38 @@
+"""The process's Prometheus metrics, defined once; every layer that has something to count imports them from here.
+
+Served at `GET /metrics` on the REST port (api/rest.py). Gauges that describe the catalogue or the database pool
+are set when the endpoint is scraped, so they cost nothing between scrapes.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Requests of every front: api is rest, grpc (public port) or worker (worker port); method is the route
+# ("GET /v1/models/{id}") or the gRPC method path; code the HTTP status or the gRPC status name.
+REQUESTS = Counter("model_manager_requests_total", "Requests served", ["api", "method", "code"])
+LATENCY = Histogram(
+    "model_manager_request_duration_seconds",
+    "Time to serve a request",
+    ["api", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+MODELS = Gauge("model_manager_models", "Models in the catalogue", ["kind", "loading_status"])
+DB_CONNECTIONS_IN_USE = Gauge("model_manager_db_connections_in_use", "Database connections checked out of the pool")
+
+# Loads as the server sees them, whichever loader does the work: claimed, completed, failed for good, or given
+# back for another attempt.
+LOADS = Counter("model_manager_loads_total", "Model loads by outcome", ["outcome"])
+LEASE_EVENTS = Counter(
+    "model_manager_lease_events_total",
+    "Loader leases that expired (the model was given back) or were taken over (a stale loader was refused)",
+    ["event"],
+)
+
+# Counted by the loader that moves the bytes (role all or loader).
+BYTES_TRANSFERRED = Counter(
+    "model_manager_loader_bytes_total",
+    "Bytes copied into the object store, by source (a retried file counts again)",
+    ["source"],
+)

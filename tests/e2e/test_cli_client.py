@@ -1,0 +1,107 @@
+"""`model-manager models ...` as a person or a script uses it: the console script against a running server with
+auth on, a model loaded by the in-process loader from the hub stand-in, a load that fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import Proc, embedded_config, start
+from tests.fakes.hub import Hub
+from tests.fakes.threaded import serve_in_thread
+
+
+def _cli(proc: Proc, *args: str, key: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MODEL_MANAGER_URL": f"http://127.0.0.1:{proc.http}", "MODEL_MANAGER_API_KEY": key}
+    command = [sys.executable, "-m", "model_manager", "models", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _key(config: Path, role: str) -> str:
+    command = [sys.executable, "-m", "model_manager", "keys", "create", "--config", str(config), "--role", role]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
+def _patch(proc: Proc, key: str, model_id: str, body: Any) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{proc.http}/v1/models/{model_id}",
+        data=json.dumps(body).encode(),
+        method="PATCH",
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return int(r.status)
+
+
+def test_create_wait_list_update_and_delete_from_the_terminal(tmp_path: Path) -> None:
+    hub = Hub()
+    files = {"config.json": b'{"model_type": "bert"}', "model.safetensors": bytes(range(256)) * 8192}
+    hub.add("org/model", files)
+    with serve_in_thread(hub.app()) as hub_url:
+        config = {**embedded_config(tmp_path, loader=True), "auth": {"enable": True}}
+        proc = start(config, tmp_path, env={"HF_ENDPOINT": hub_url})
+        try:
+            config_file = next(tmp_path.glob("config-all-*.yaml"))
+            admin = _key(config_file, "admin")
+
+            created = _cli(
+                proc, "create", "base", "org/model", "--source-repository", "hugging-face", "--wait", key=admin
+            )
+            assert created.returncode == 0, created.stderr
+            assert "org/model" in created.stdout and "org-model: loaded (2.0 MiB)" in created.stdout
+
+            listed = _cli(proc, "list", key=admin)
+            assert listed.returncode == 0, listed.stderr
+            header, row = listed.stdout.splitlines()
+            assert header.split() == ["ID", "ACTIVATION", "FORMATS", "SIZE", "AGE", "STATUS"]
+            assert row.split()[:4] == ["org-model", "inactive", "hugging-face", "2.0"] and row.endswith("succeeded")
+            as_json = json.loads(_cli(proc, "list", "--json", key=admin).stdout)
+            assert [m["id"] for m in as_json["data"]] == ["org-model"]
+
+            updated = _cli(proc, "update", "org-model", "--replicas", "3", "--disable-on-demand-allocation", key=admin)
+            assert updated.returncode == 0, updated.stderr
+            model = json.loads(_cli(proc, "get", "org-model", "--json", key=admin).stdout)
+            assert model["config"]["runtime_config"]["replicas"] == 3
+            assert model["config"]["cluster_allocation_policy"]["enable_on_demand_allocation"] is False
+            # What llmariner's own CLI sends for that flag: the path without "config.", accepted here.
+            llma = {
+                "model": {"config": {"cluster_allocation_policy": {"enable_on_demand_allocation": True}}},
+                "update_mask": "cluster_allocation_policy.enable_on_demand_allocation",
+            }
+            assert _patch(proc, admin, "org-model", llma) == 200
+
+            for verb in ("activate", "deactivate", "delete"):
+                done = _cli(proc, verb, "org-model", key=admin)
+                assert done.returncode == 0 and done.stdout == f"org-model: {verb}d\n", done.stderr
+
+            # A load that fails: exit 1 with the reason, on stderr.
+            failed = _cli(
+                proc, "create", "base", "org/missing", "--source-repository", "hugging-face", "--wait", key=admin
+            )
+            assert failed.returncode == 1
+            assert "org-missing: loading failed" in failed.stderr or "org/missing: loading failed" in failed.stderr
+            assert "not found" in failed.stderr
+
+            # Refusals and bad usage.
+            missing = _cli(proc, "get", "nope", key=admin)
+            assert missing.returncode == 1 and 'model "nope" not found (HTTP 404)' in missing.stderr
+            no_key = _cli(proc, "list")
+            assert no_key.returncode == 1 and "HTTP 401" in no_key.stderr
+            assert _cli(proc, "update", "org-model", key=admin).returncode == 2
+            assert _cli(proc, "create", "base", "x", "--source-repository", "ftp").returncode == 2
+        finally:
+            proc.stop()
+
+
+def test_an_unreachable_server_is_named(tmp_path: Path) -> None:
+    env = {**os.environ, "MODEL_MANAGER_URL": "http://127.0.0.1:9"}
+    done = subprocess.run(
+        [sys.executable, "-m", "model_manager", "models", "list"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert done.returncode == 1 and "cannot reach http://127.0.0.1:9" in done.stderr
