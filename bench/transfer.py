@@ -34,16 +34,30 @@ def _make_model(root: Path, total_mib: int) -> None:
 
 
 def _timed(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one child process."""
+    """Wall seconds and peak RSS (bytes) of one child process.
+
+    The peak is the child's own high-water mark (VmHWM), sampled while it runs: rusage's ru_maxrss would also
+    count the pages the child shared with this (large) benchmark process between fork and exec."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         args, env={**os.environ, **(env or {})}, cwd=cwd or ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    _, status, usage = os.wait4(proc.pid, 0)
+    peak = 0
+    status, cmdline = Path(f"/proc/{proc.pid}/status"), Path(f"/proc/{proc.pid}/cmdline")
+    ours = [a.encode() for a in args]
+    while proc.poll() is None:
+        time.sleep(0.02)
+        try:
+            if cmdline.read_bytes().split(b"\0")[: len(ours)] != ours:
+                continue  # still this process's copy, before exec
+            hwm = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+            peak = max(peak, int(hwm.split()[1]) * 1024)
+        except (OSError, StopIteration, ValueError):
+            pass  # exiting, or not yet exec'd
     elapsed = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
+    if proc.returncode != 0:
         raise RuntimeError(f"{args} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
-    return elapsed, usage.ru_maxrss * 1024
+    return elapsed, peak
 
 
 def _empty_bucket(s3_url: str, bucket: str) -> None:
