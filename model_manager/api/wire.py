@@ -74,6 +74,13 @@ def json_model(rec: ModelRecord) -> dict[str, Any]:
         out["project"] = _project_json(rec.project_id)
     out["revision"] = rec.revision
     out["files"] = [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in rec.files]
+    if rec.progress_bytes_total or rec.progress_files_total:
+        out["loading_progress"] = {
+            "bytes_done": rec.progress_bytes_done,
+            "bytes_total": rec.progress_bytes_total,
+            "files_done": rec.progress_files_done,
+            "files_total": rec.progress_files_total,
+        }
     return out
 
 
@@ -120,6 +127,10 @@ def proto_model(rec: ModelRecord) -> Any:
         msg.project.id = rec.project_id
     for f in rec.files:
         msg.files.add(path=f.path, size=f.size, sha256=f.sha256)
+    if rec.progress_bytes_total or rec.progress_files_total:
+        p = msg.loading_progress
+        p.bytes_done, p.bytes_total = rec.progress_bytes_done, rec.progress_bytes_total
+        p.files_done, p.files_total = rec.progress_files_done, rec.progress_files_total
     return msg
 
 

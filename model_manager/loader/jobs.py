@@ -32,12 +32,24 @@ from model_manager.proto.llmariner.models.server import v1 as pb
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Beat = Callable[[str], Awaitable[None]]  # sends a progress message; raises LeaseLost when refused
+Beat = Callable[[Progress], Awaitable[None]]  # sends a progress report; raises LeaseLost when refused
 # Refusals of a status update or registration that mean the claim no longer holds the model.
 LOST_CLAIM = (Status.FAILED_PRECONDITION, Status.NOT_FOUND)
 
 _ADAPTERS = {"": pb.AdapterType.UNSPECIFIED, "lora": pb.AdapterType.LORA, "qlora": pb.AdapterType.QLORA}
 _QUANTIZATIONS = {"": pb.QuantizationType.UNSPECIFIED, "gguf": pb.QuantizationType.GGUF, "awq": pb.QuantizationType.AWQ}
+
+
+async def _still_ours(beat: Beat, progress: Progress) -> bool:
+    """Whether this loader still holds its claim (or the model was deleted, so its files are its own to remove):
+    one more report answers it."""
+    try:
+        await beat(progress)
+    except LeaseLost as lost:
+        return lost.deleted
+    except Exception:
+        return True  # the server cannot say: clean up as before
+    return True
 
 
 async def _not_found(call: Awaitable[object]) -> bool:
@@ -109,6 +121,13 @@ class Jobs:
             # Else another loader owns the model and these keys now: what it wrote must stay. Uploads this loader
             # left open were aborted on the way out.
             raise
+        except Exception:
+            # A failure may come from having lost the claim without a report saying so yet: a loader frozen past
+            # its lease finds its temporary files removed by the loader that took over. Its keys are that
+            # loader's now, so ask before removing them.
+            if beat is None or await _still_ours(beat, progress):
+                await asyncio.shield(transfer.cleanup())
+            raise
         except BaseException:
             await asyncio.shield(transfer.cleanup())
             raise
@@ -119,7 +138,7 @@ class Jobs:
         async def heart() -> None:
             while True:
                 await asyncio.sleep(self.progress_interval)
-                await beat(progress.message())
+                await beat(progress)
 
         try:
             async with asyncio.TaskGroup() as tg:

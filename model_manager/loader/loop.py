@@ -22,6 +22,7 @@ from model_manager.ids import parse_hugging_face
 from model_manager.loader.errors import LeaseLost, LoadError, TransientError, classify
 from model_manager.loader.jobs import LOST_CLAIM, Beat, Jobs
 from model_manager.loader.outcomes import ClaimedModel, Failed, Loaded, Lost, Outcome, Report, Stopped
+from model_manager.loader.progress import Progress
 from model_manager.loader.worker_api import WorkerApi
 from model_manager.objectstore.base import StoreError
 from model_manager.proto.llmariner.models.server import v1 as pb
@@ -144,9 +145,15 @@ class LoaderLoop:
     def _beat(self, claim: ClaimedModel) -> Beat:
         """Progress reports for `claim`; a refusal that means the model is no longer ours becomes LeaseLost."""
 
-        async def beat(message: str) -> None:
+        async def beat(progress: Progress) -> None:
+            numbers = pb.LoadingProgress(
+                bytes_done=progress.done_bytes,
+                bytes_total=progress.total_bytes,
+                files_done=progress.done_files,
+                files_total=progress.total_files,
+            )
             try:
-                await claim.send(self.worker, Report(message=message))
+                await claim.send(self.worker, Report(message=progress.message(), progress=numbers))
             except GRPCError as e:
                 if e.status in LOST_CLAIM and claim.is_base:
                     raise await self.jobs.lost_claim(e, claim.model_id, claim.project_id) from e

@@ -50,6 +50,7 @@ class Report:
     retryable_failure: str = ""
     release: bool = False
     files: list[StoredFile] = field(default_factory=list)
+    progress: pb.LoadingProgress | None = None  # the numbers behind a progress message
 
     @classmethod
     def of(cls, outcome: Loaded | Failed | Stopped, holder: str) -> Report:
@@ -76,6 +77,7 @@ class ClaimedModel:
             "status_message": report.message,
             "release": report.release,
             "retryable_failure": report.retryable_failure,
+            "progress": report.progress,
         }
         failure = report.failure or None
         if self.is_base:

@@ -6,6 +6,7 @@ from model_manager import files
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivationStatus,
     ListModelsResponse,
+    LoadingProgress,
     Model,
     ModelFile,
     ModelFormat,
@@ -37,6 +38,19 @@ def to_model(rec: ModelRecord) -> Model:
         project=Project(id=rec.project_id) if rec.project_id else None,
         revision=rec.revision,
         files=files.to_messages(rec.files),
+        loading_progress=progress_of(rec),
+    )
+
+
+def progress_of(rec: ModelRecord) -> LoadingProgress | None:
+    """The load's progress numbers; None (unset) until a loader has reported any."""
+    if not (rec.progress_bytes_total or rec.progress_files_total):
+        return None
+    return LoadingProgress(
+        bytes_done=rec.progress_bytes_done,
+        bytes_total=rec.progress_bytes_total,
+        files_done=rec.progress_files_done,
+        files_total=rec.progress_files_total,
     )
 
 

@@ -8,6 +8,7 @@ from model_manager import metrics
 from model_manager.errors import InvalidArgument
 from model_manager.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
+    LoadingProgress,
     UpdateBaseModelLoadingStatusRequest,
     UpdateBaseModelLoadingStatusResponse,
     UpdateModelLoadingStatusRequest,
@@ -69,12 +70,14 @@ class LoadingStatusService:
                 "loading_status": LoadingStatus.REQUESTED,
                 "loading_status_message": req.status_message or "returned by its loader; waiting for a loader",
                 **ended,
+                **_NO_PROGRESS,
             }
-        # A progress report: show the message and renew the lease.
+        # A progress report: show the message (and the numbers, from loaders that send them); renew the lease.
         return {
             "loading_status_message": req.status_message,
             "lease_expires_at": now + self.ctx.lease_seconds,
             "updated_at": int(now),
+            **(_progress(req.progress) if req.progress is not None else {}),
         }
 
     def _retry_later(self, rec: ModelRecord, reason: str) -> dict[str, Any]:
@@ -95,6 +98,7 @@ class LoadingStatusService:
             "loading_status_message": f"attempt {rec.attempt} failed: {reason}; trying again in {delay:.0f} s",
             "claimable_at": now + delay,
             **ended,
+            **_NO_PROGRESS,
         }
 
     async def _update(self, who: Identity, kind: Kind, req: _Request, project_id: str | None) -> None:
@@ -128,6 +132,27 @@ class LoadingStatusService:
             await catalog.release_registered_by(conn, rec)
             await catalog.delete_model(conn, rec)
             return "succeeded"
+
+
+# A model given back starts its next attempt from nothing.
+_NO_PROGRESS = {
+    "progress_bytes_done": 0,
+    "progress_bytes_total": 0,
+    "progress_files_done": 0,
+    "progress_files_total": 0,
+}
+
+
+def _progress(p: LoadingProgress) -> dict[str, int]:
+    for name in ("bytes_done", "bytes_total", "files_done", "files_total"):
+        if getattr(p, name) < 0:
+            raise InvalidArgument(f"progress.{name} must not be negative, got {getattr(p, name)}")
+    return {
+        "progress_bytes_done": p.bytes_done,
+        "progress_bytes_total": p.bytes_total,
+        "progress_files_done": p.files_done,
+        "progress_files_total": p.files_total,
+    }
 
 
 # What a status update ends a load with, as the loads metric names it (a release gives the model back unfinished).

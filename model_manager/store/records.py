@@ -69,6 +69,10 @@ class ModelRecord:
     created_at: int
     updated_at: int
     files: tuple[StoredFile, ...] = ()
+    progress_bytes_done: int = 0
+    progress_bytes_total: int = 0
+    progress_files_done: int = 0
+    progress_files_total: int = 0
     # base models only
     formats: tuple[int, ...] = ()
     gguf_model_path: str = ""

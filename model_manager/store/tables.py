@@ -43,6 +43,11 @@ def _loading_columns() -> list[Column]:  # type: ignore[type-arg]
         Column("updated_at", BigInteger, nullable=False),
         # A model given back after a transient failure is not claimed again before this time (growing delays).
         Column("claimable_at", Float, nullable=True),
+        # The load's progress as its loader last reported it (migration 0007).
+        Column("progress_bytes_done", BigInteger, nullable=False, server_default="0"),
+        Column("progress_bytes_total", BigInteger, nullable=False, server_default="0"),
+        Column("progress_files_done", BigInteger, nullable=False, server_default="0"),
+        Column("progress_files_total", BigInteger, nullable=False, server_default="0"),
     ]
 
 

@@ -213,6 +213,7 @@ def test_a_frozen_loader_that_comes_back_after_another_finished_is_refused_and_d
             first.popen.send_signal(signal.SIGCONT)  # back, with a claim that is no longer its own
             time.sleep(3)
             stored = tmp_path / "objects" / "models" / "base-models" / "org" / "big"
+            assert stored.is_dir(), first.output()[-6000:]
             assert {p.name: p.read_bytes() for p in stored.iterdir()} == files  # nothing deleted or overwritten
             assert _get(server, "/v1/models/org-big")["loading_status"] == "MODEL_LOADING_STATUS_SUCCEEDED"
             assert first.popen.poll() is None, first.output()

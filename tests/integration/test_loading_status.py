@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
+from model_manager.api.wire import JSON
 from model_manager.errors import FailedPrecondition, InvalidArgument, NotFound
 from model_manager.proto.llmariner.models.server import v1 as pb
+from model_manager.service.cache import ResponseCache
+from model_manager.service.context import ServiceContext
+from model_manager.service.models import ModelsService
 from model_manager.store import catalog
 from model_manager.store.records import LoadingStatus
 from tests.conftest import FakeClock
@@ -38,6 +45,36 @@ async def test_progress_sets_the_message(api: Api) -> None:
     claim = await api.acquire_base()
     await api.base_status("org/name", status_message="downloaded 1 GiB of 2 GiB", attempt=claim.attempt)
     assert (await api.get("org/name")).loading_status_message == "downloaded 1 GiB of 2 GiB"
+
+
+async def test_progress_numbers_are_kept_for_every_replica_and_cleared_when_given_back(
+    api: Api, ctx: ServiceContext
+) -> None:
+    await api.request_base("org/name")
+    claim = await api.acquire_base()
+    numbers = pb.LoadingProgress(bytes_done=3 << 30, bytes_total=8 << 30, files_done=2, files_total=5)
+    await api.base_status("org/name", status_message="downloaded", progress=numbers, attempt=claim.attempt)
+    # Another server replica (its own service and cache, the same database) answers the same numbers.
+    other = ModelsService(replace(ctx, cache=ResponseCache()))
+    got = await other.get_model(WHO, pb.GetModelRequest(id="org/name", include_loading_model=True))
+    assert got.loading_progress == numbers
+    body = json.loads(
+        await other.get_model_encoded(WHO, pb.GetModelRequest(id="org/name", include_loading_model=True), JSON)
+    )
+    assert body["loading_progress"] == {
+        "bytes_done": 3 << 30,
+        "bytes_total": 8 << 30,
+        "files_done": 2,
+        "files_total": 5,
+    }
+    # A report without numbers (an older loader) keeps the last ones; a negative number is refused.
+    await api.base_status("org/name", status_message="still going", attempt=claim.attempt)
+    assert (await api.get("org/name")).loading_progress == numbers
+    with pytest.raises(InvalidArgument, match=r"progress\.bytes_done must not be negative"):
+        bad = pb.LoadingProgress(bytes_done=-1, bytes_total=1)
+        await api.base_status("org/name", status_message="x", progress=bad, attempt=claim.attempt)
+    await api.base_status("org/name", release=True, attempt=claim.attempt)
+    assert (await api.get("org/name")).loading_progress is None  # the next attempt starts from nothing
 
 
 async def test_success_under_the_converted_id_removes_the_requested_row(api: Api) -> None:

@@ -58,6 +58,14 @@ RECORDS = {
     "loading, with a status message": _record(
         loading_status=LoadingStatus.LOADING, loading_status_message="downloading model.safetensors (12%)"
     ),
+    "loading, with progress numbers": _record(
+        loading_status=LoadingStatus.LOADING,
+        loading_status_message="downloaded 1.0 GiB of 4.0 GiB (1/3 files)",
+        progress_bytes_done=1 << 30,
+        progress_bytes_total=4 << 30,
+        progress_files_done=1,
+        progress_files_total=3,
+    ),
     "failed, with a reason": _record(loading_status=LoadingStatus.FAILED, loading_failure_reason="401 from the hub"),
     "fine-tuned with files": _record(
         Kind.FINE_TUNED,
