@@ -189,8 +189,10 @@ def test_a_frozen_loader_that_comes_back_after_another_finished_is_refused_and_d
         server = start(server_cfg, tmp_path, role="server")
         loader_cfg = _loader_config(server, {"local": {"path": str(tmp_path / "objects")}})
         env = {"HF_ENDPOINT": hub_url}
+        loaders: list[Proc] = []
         try:
             first = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
+            loaders.append(first)
             _post(server, "/v1/models", {"id": "org/big", "source_repository": "SOURCE_REPOSITORY_HUGGING_FACE"})
             deadline = time.monotonic() + 30
             while (
@@ -202,6 +204,7 @@ def test_a_frozen_loader_that_comes_back_after_another_finished_is_refused_and_d
             first.popen.send_signal(signal.SIGSTOP)  # frozen mid-transfer: its lease runs out
             hub.repos["org/big"].throttle = 0
             second = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
+            loaders.append(second)
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -220,4 +223,7 @@ def test_a_frozen_loader_that_comes_back_after_another_finished_is_refused_and_d
             for loader in (first, second):
                 assert loader.stop() == 0, loader.output()[-3000:]
         finally:
+            for loader in loaders:  # a failed assertion must not leave a loader (maybe a stopped one) running
+                if loader.popen.poll() is None:
+                    loader.popen.kill()
             server.stop()
