@@ -148,7 +148,9 @@ class Server:
         )
 
     async def stop(self) -> None:
-        # In-flight calls finish (up to DRAIN_SECONDS) before connections close.
+        # Watch streams end first (with UNAVAILABLE: watch again elsewhere), then in-flight calls finish (up to
+        # DRAIN_SECONDS) before connections close.
+        self.ctx.changes.close()
         if not await self.inflight.wait_idle(DRAIN_SECONDS):
             log.warning("%d gRPC call(s) still running at shutdown; cancelling", self.inflight.count)
         for server in self._grpc:

@@ -7,7 +7,7 @@ import contextvars
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar, cast
 
 import grpclib.const
@@ -194,6 +194,16 @@ class ModelsServicer(_Servicer, pb.ModelsServiceBase):
 
     async def deactivate_model(self, message: pb.DeactivateModelRequest) -> pb.DeactivateModelResponse:
         return await self._call(self.service.deactivate_model, message)
+
+    async def watch_model(self, message: pb.WatchModelRequest) -> AsyncIterator[pb.Model]:
+        events = self.service.watch_model_encoded(_caller.get() or self.local_caller, message, PROTO)
+        try:
+            async for event in events:
+                yield cast(pb.Model, Encoded(event))
+        except ServiceError as e:  # before the first event (bad id, unknown model) or ending the stream
+            raise GRPCError(status_of(e), e.message) from e
+        finally:
+            await events.aclose()
 
 
 class WorkerServicer(_Servicer, pb.ModelsWorkerServiceBase):

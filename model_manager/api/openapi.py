@@ -81,7 +81,13 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     ok = _ref(route.response, schemas) if route.response is not None else {"type": "object"}
     if route.handler in ("healthz", "readyz"):
         ok = _STATUS
-    if route.media != "application/json":
+    if route.media == "application/x-ndjson":
+        ok = {
+            "type": "string",
+            "description": f"one JSON document per line: a {route.response.__name__ if route.response else 'value'}, "
+            "or, as the last line, an Error that ended the stream",
+        }
+    elif route.media != "application/json":
         ok = {"type": "string"}
     operation: dict[str, Any] = {
         "operationId": route.handler,

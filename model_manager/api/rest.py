@@ -23,7 +23,8 @@ from model_manager import metrics
 from model_manager.api import openapi
 from model_manager.api.json_codec import from_json, from_query, to_json
 from model_manager.api.routes import ROUTES
-from model_manager.api.status import status_of
+from model_manager.api.status import error_body, status_of
+from model_manager.api.streaming import stream_lines
 from model_manager.api.wire import JSON
 from model_manager.config import HttpConfig, LimitsConfig
 from model_manager.errors import InvalidArgument, NotFound, ServiceError
@@ -37,6 +38,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     ListModelsRequest,
     Model,
     UpdateModelRequest,
+    WatchModelRequest,
 )
 from model_manager.service.auth import Api, Authenticator, Credentials
 from model_manager.service.models import ModelsService
@@ -47,6 +49,8 @@ BODY_TIMEOUT = web.AppKey("body_timeout", float)
 BODY_LIMIT = web.AppKey("body_limit", int)
 CALLER = web.RequestKey("caller", Identity)
 REQUEST_ID = web.RequestKey("request_id", str)
+ACTION = web.RequestKey("action", str)  # the verb after the model id ("activate"), for the route label
+MODEL_PATH = "/v1/models/{id}"
 OPEN_PATHS = frozenset(route.path for route in ROUTES if route.open)
 ACCESS = logging.getLogger("model_manager.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -84,14 +88,7 @@ _STATUS_BY_HTTP = {
 def error_response(
     status: Status, message: str, http_status: int | None = None, request_id: str | None = None
 ) -> web.Response:
-    body: dict[str, Any] = {
-        "code": status.value,
-        "message": message,
-        "details": [],
-        "error": {"message": message, "type": status.name.lower(), "code": status.value},
-    }
-    if request_id:
-        body["request_id"] = request_id  # what to quote when reporting the error; the server's log line has it
+    body = error_body(status, message, request_id)
     response = json_response(body, status=http_status or HTTP_BY_STATUS[status])
     if status is Status.UNAUTHENTICATED:
         response.headers["WWW-Authenticate"] = 'Bearer realm="model-manager"'
@@ -129,7 +126,17 @@ _REQUEST_ID_OK = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 def _route(request: web.Request) -> str:
     """The route a request matched, as a bounded label ("GET /v1/models/{id}"); never the raw path."""
     resource = request.match_info.route.resource
-    return f"{request.method} {resource.canonical}" if resource is not None else f"{request.method} (no route)"
+    if resource is None:
+        return f"{request.method} (no route)"
+    action = request.get(ACTION)
+    return f"{request.method} {MODEL_PATH}:{action}" if action else f"{request.method} {resource.canonical}"
+
+
+async def _send_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries its request id, streamed ones too (their headers go out before the handler ends)."""
+    rid = request.get(REQUEST_ID)
+    if rid:
+        response.headers["X-Request-Id"] = rid
 
 
 def observe_middleware(access_log: bool) -> Any:
@@ -146,7 +153,6 @@ def observe_middleware(access_log: bool) -> Any:
         try:
             response = await handler(request)
             status = response.status
-            response.headers["X-Request-Id"] = rid
             return response
         finally:
             elapsed = time.perf_counter() - start
@@ -240,15 +246,20 @@ class RestApi:
         )
         app[BODY_TIMEOUT] = self.http.body_timeout
         app[BODY_LIMIT] = self.limits.request_body_bytes
-        actions: dict[str, Handler] = {}
+        app.on_response_prepare.append(_send_request_id)
+        # Actions on a model are served by one route per method, by the verb after the id.
+        actions: dict[str, dict[str, Handler]] = {}
         for route in ROUTES:
-            handler: Handler = getattr(self, route.handler)
             if route.action:
-                actions[route.action] = handler  # all served by one route, by the verb after the id
-            else:
+                actions.setdefault(route.method, {})[route.action] = getattr(self, route.handler)
+        for route in ROUTES:
+            if not route.action:
+                handler: Handler = getattr(self, route.handler)
+                if route.path == MODEL_PATH and route.method in actions:
+                    handler = functools.partial(self.model_action, actions.pop(route.method), handler)
                 app.router.add_route(route.method, aiohttp_path(route.path), handler)
-        if actions:
-            app.router.add_post("/v1/models/{id:.+}", functools.partial(self.model_action, actions))
+        for method, verbs in actions.items():
+            app.router.add_route(method, aiohttp_path(MODEL_PATH), functools.partial(self.model_action, verbs, None))
         return app
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -299,14 +310,26 @@ class RestApi:
         await self.service.deactivate_model(self.who(request), DeactivateModelRequest(id=request.match_info["id"]))
         return json_response({})
 
-    async def model_action(self, actions: dict[str, Handler], request: web.Request) -> web.StreamResponse:
-        # Ids may contain ':' ("gemma:2b", "ft:base:suffix"): the verb is what follows the last colon.
+    async def watch_model(self, request: web.Request) -> web.StreamResponse:
+        req = from_query(WatchModelRequest, request.query)
+        req.id = request.match_info["id"]
+        events = self.service.watch_model_encoded(self.who(request), req, JSON)
+        return await stream_lines(request, events, request.get(REQUEST_ID))
+
+    async def model_action(
+        self, actions: dict[str, Handler], plain: Handler | None, request: web.Request
+    ) -> web.StreamResponse:
+        # Ids may contain ':' ("gemma:2b", "ft:base:suffix"): the verb is what follows the last colon, and where
+        # the method has a plain route too (GET), a tail that is no verb is part of the id.
         model_id, sep, verb = request.match_info["id"].rpartition(":")
-        if not sep or verb not in actions:
-            verbs = " or ".join(f":{v}" for v in actions)
-            raise NotFound(f"no such action {verb!r}: use POST /v1/models/{{id}}{verbs}")
-        request.match_info["id"] = model_id
-        return await actions[verb](request)
+        if sep and verb in actions:
+            request.match_info["id"] = model_id
+            request[ACTION] = verb
+            return await actions[verb](request)
+        if plain is not None:
+            return await plain(request)
+        verbs = " or ".join(f":{v}" for v in actions)
+        raise NotFound(f"no such action {verb!r}: use {request.method} /v1/models/{{id}}{verbs}")
 
 
 def aiohttp_path(path: str) -> str:

@@ -52,6 +52,15 @@ ROUTES: tuple[Route, ...] = (
         body=pb.UpdateModelRequest,
         response=pb.Model,
     ),
+    Route(
+        "GET",
+        "/v1/models/{id}:watch",
+        "watch_model",
+        "follow a model's load: the model now and at each change, one JSON document per line, until it ends",
+        query=pb.WatchModelRequest,
+        response=pb.Model,
+        media="application/x-ndjson",
+    ),
     Route("POST", "/v1/models/{id}:activate", "activate_model", "activate a model", response=pb.ActivateModelResponse),
     Route(
         "POST",

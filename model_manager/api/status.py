@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from grpclib.const import Status
 
 from model_manager import errors
@@ -23,3 +25,16 @@ def status_of(error: errors.ServiceError) -> Status:
         if cls in _STATUS_BY_ERROR:
             return _STATUS_BY_ERROR[cls]
     return Status.UNKNOWN
+
+
+def error_body(status: Status, message: str, request_id: str | None = None) -> dict[str, Any]:
+    """The REST error document: gRPC-gateway's fields (code, message, details) and OpenAI's `error` object."""
+    body: dict[str, Any] = {
+        "code": status.value,
+        "message": message,
+        "details": [],
+        "error": {"message": message, "type": status.name.lower(), "code": status.value},
+    }
+    if request_id:
+        body["request_id"] = request_id  # what to quote when reporting the error; the server's log line has it
+    return body

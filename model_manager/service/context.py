@@ -11,6 +11,7 @@ from model_manager.aio import SharedRead
 from model_manager.config import Config, LimitsConfig, LoadingConfig, ObjectStoreConfig
 from model_manager.objectstore.base import ObjectStore
 from model_manager.service.cache import MIB, ResponseCache, read_version
+from model_manager.service.changes import CatalogChanges
 from model_manager.store.database import Conn, Database
 from model_manager.store.registry import get_storage_prefix
 
@@ -29,9 +30,11 @@ class ServiceContext:
     auth_enabled: bool = False
     cache: ResponseCache | None = None  # None: every read goes to the database
     catalog_version: SharedRead[int] = field(init=False)
+    changes: CatalogChanges = field(init=False)  # what watchers wait on
 
     def __post_init__(self) -> None:
         self.catalog_version = SharedRead(functools.partial(read_version, self))
+        self.changes = CatalogChanges(self.catalog_version)
 
     @classmethod
     def from_config(cls, config: Config, db: Database, objects: ObjectStore) -> ServiceContext:

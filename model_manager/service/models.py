@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import AsyncGenerator
 
 from model_manager import ids
 from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
@@ -23,12 +24,14 @@ from model_manager.proto.llmariner.models.server.v1 import (
     ModelConfig,
     SourceRepository,
     UpdateModelRequest,
+    WatchModelRequest,
 )
-from model_manager.service import access, model_config, validate
+from model_manager.service import access, model_config, validate, watch
 from model_manager.service.cache import Encoding, cached
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model, to_response
 from model_manager.service.file_removal import FileRemoval
+from model_manager.service.lookup import find_visible
 from model_manager.store import catalog, listing
 from model_manager.store.database import Conn
 from model_manager.store.listing import Page
@@ -38,19 +41,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
 _BASE_SOURCES = "SOURCE_REPOSITORY_HUGGING_FACE, SOURCE_REPOSITORY_OLLAMA, SOURCE_REPOSITORY_OBJECT_STORE"
-
-
-async def find_visible(
-    conn: Conn, who: Identity, model_id: str, include_loading: bool, project_id: str | None
-) -> ModelRecord:
-    """Get's lookup: a base model first, then a published fine-tuned model of the tenant; both as `project_id`
-    sees them (None: any project of the tenant, as the worker API sees them)."""
-    rec = await catalog.find_base(conn, who.tenant_id, model_id, project_id)
-    if rec is None:
-        rec = await catalog.find_fine_tuned(conn, who.tenant_id, model_id, project_id=project_id)
-    if rec is None or not (rec.is_loaded or include_loading):
-        raise NotFound(f'model "{model_id}" not found')
-    return rec
 
 
 class ModelsService:
@@ -104,6 +94,12 @@ class ModelsService:
                 raise InvalidArgument(f'after: model "{req.after}" not found')
             after = (group, req.after)
         return await listing.page(conn, scope, limit, after)
+
+    def watch_model_encoded(
+        self, who: Identity, req: WatchModelRequest, encoding: Encoding
+    ) -> AsyncGenerator[bytes, None]:
+        """WatchModel's events, written by the front (see watch.py)."""
+        return watch.watch(self.ctx, who, req, encoding.model)
 
     async def create_model(self, who: Identity, req: CreateModelRequest) -> Model:
         access.require(who, Role.WRITER, "creating models")

@@ -46,7 +46,7 @@ from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files, to_model, to_response
 from model_manager.service.leases import Leases
 from model_manager.service.loading_status import LoadingStatusService
-from model_manager.service.models import find_visible
+from model_manager.service.lookup import find_visible
 from model_manager.store import catalog, listing, loading, registry
 from model_manager.store.database import Conn
 from model_manager.store.listing import Page
