@@ -6,17 +6,21 @@ Tables for people, `--json` for scripts. Exit codes: 0 done, 1 the API refused o
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import os
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from model_manager import ids
+from model_manager.client_progress import FAILED, LOADED, LoadView, short, status_text
+from model_manager.units import human_bytes, human_seconds
 
 DEFAULT_URL = "http://localhost:8080"
 SOURCES = {
@@ -24,16 +28,20 @@ SOURCES = {
     "ollama": "SOURCE_REPOSITORY_OLLAMA",
     "object-store": "SOURCE_REPOSITORY_OBJECT_STORE",
 }
-LOADED = "MODEL_LOADING_STATUS_SUCCEEDED"
-FAILED = "MODEL_LOADING_STATUS_FAILED"
+# Longer than the server's heartbeat (15 s): a watch that says nothing for this long has lost its server.
+STREAM_IDLE_SECONDS = 60.0
+# A watch that loses its server this many times in a row, with no event between, gives up.
+RECONNECTS = 5
+UNAVAILABLE = 14  # the gRPC code of a server that is shutting down
 
 
 class ApiError(Exception):
     """The server's refusal (its message), or why it could not be reached, or a failed load: exit 1."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0, retry: bool = False) -> None:
         super().__init__(message)
         self.status = status  # the HTTP status of a refusal; 0 otherwise
+        self.retry = retry  # a lost connection or a server going away: asking again (elsewhere) may work
 
 
 class UsageError(Exception):
@@ -74,6 +82,7 @@ def add_parser(sub: Any) -> None:
     wait = verbs.add_parser("wait", help="follow a model's load until it succeeds (0) or fails (1)")
     wait.add_argument("id")
     wait.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0: never)")
+    wait.add_argument("--json", action="store_true", help="the loaded model's JSON on stdout, progress on stderr")
 
 
 @dataclass
@@ -81,21 +90,41 @@ class Client:
     server: str
     key: str | None = None
 
-    def call(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
         url = self.server.rstrip("/") + path + ("?" + urllib.parse.urlencode(query) if query else "")
         headers = {"Content-Type": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        return urllib.request.Request(url, data=data, method=method, headers=headers)
+
+    def _open(self, request: urllib.request.Request, timeout: float) -> http.client.HTTPResponse:
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return json.loads(response.read() or b"{}")
+            response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=timeout)
         except urllib.error.HTTPError as e:
             raise ApiError(_refusal(e), e.code) from e
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise ApiError(f"cannot reach {self.server}: {reason}") from e
+            raise ApiError(f"cannot reach {self.server}: {reason}", retry=True) from e
+        return response
+
+    def call(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
+        with self._open(self._request(method, path, body, query), timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+
+    def watch(self, model_id: str, timeout_seconds: int = 0) -> Iterator[dict[str, Any]]:
+        """The model documents WatchModel streams (GET /v1/models/{id}:watch), one per change."""
+        quoted = urllib.parse.quote(model_id, safe="/:")
+        query = {"timeout_seconds": str(timeout_seconds)} if timeout_seconds else None
+        with self._open(self._request("GET", f"/v1/models/{quoted}:watch", query=query), STREAM_IDLE_SECONDS) as r:
+            try:
+                for line in r:
+                    event = json.loads(line)
+                    if "error" in event:  # the error that ended the stream (deleted, server shutting down)
+                        raise ApiError(str(event.get("message")), retry=event.get("code") == UNAVAILABLE)
+                    yield event
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                raise ApiError(f"lost the watch stream from {self.server}: {e}", retry=True) from e
 
     def model(self, model_id: str) -> dict[str, Any]:
         quoted = urllib.parse.quote(model_id, safe="/:")
@@ -111,19 +140,9 @@ def _refusal(e: urllib.error.HTTPError) -> str:
     return f"{message or e.reason} (HTTP {e.code})"
 
 
-def _short(enum_name: str, prefix: str) -> str:
-    return enum_name.removeprefix(prefix).lower().replace("_", "-")
-
-
 def _size(model: dict[str, Any]) -> str:
-    total = float(sum(int(f.get("size", 0)) for f in model.get("files", [])))
-    if not total:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if total < 1024 or unit == "GiB":
-            return f"{total:.0f} {unit}" if unit == "B" else f"{total:.1f} {unit}"
-        total /= 1024
-    return "-"
+    total = sum(int(f.get("size", 0)) for f in model.get("files", []))
+    return human_bytes(total) if total else "-"
 
 
 def _age(created: int) -> str:
@@ -134,24 +153,15 @@ def _age(created: int) -> str:
     return f"{seconds}s"
 
 
-def _status(model: dict[str, Any]) -> str:
-    status = _short(model.get("loading_status", ""), "MODEL_LOADING_STATUS_")
-    if model.get("loading_status") == FAILED and model.get("loading_failure_reason"):
-        return f"{status}: {model['loading_failure_reason']}"
-    if model.get("loading_status_message") and model.get("loading_status") != LOADED:
-        return f"{status}: {model['loading_status_message']}"
-    return status
-
-
 def table(models: list[dict[str, Any]], out: TextIO) -> None:
     rows = [
         (
             m["id"],
-            _short(m.get("activation_status", ""), "ACTIVATION_STATUS_") or "-",
-            ",".join(_short(f, "MODEL_FORMAT_") for f in m.get("formats", [])) or "-",
+            short(m.get("activation_status", ""), "ACTIVATION_STATUS_") or "-",
+            ",".join(short(f, "MODEL_FORMAT_") for f in m.get("formats", [])) or "-",
             _size(m),
             _age(m.get("created", 0)),
-            _status(m),
+            status_text(m),
         )
         for m in models
     ]
@@ -168,39 +178,42 @@ def _print(model: dict[str, Any], as_json: bool, out: TextIO) -> None:
         table([model], out)
 
 
-def wait(client: Client, model_id: str, out: TextIO, timeout: float = 0, interval: float = 0.5) -> dict[str, Any]:
-    """Follow a load: one line rewritten in place on a terminal, a line per change otherwise. Returns the model
-    once loaded; raises ApiError with the failure reason when the load fails."""
-    tty = out.isatty()
+def wait(client: Client, model_id: str, out: TextIO, timeout: float = 0) -> dict[str, Any]:
+    """Follow a load through WatchModel until it ends. Returns the model once loaded; raises ApiError with the
+    failure reason when the load fails, or when it is still going after `timeout` seconds (0: no limit). A lost
+    stream (a server restarting, a proxy closing it) is picked up again, here or on another replica."""
+    view = LoadView(out)
     deadline = time.monotonic() + timeout if timeout else None
-    last = ""
+    lost = 0
+    last: dict[str, Any] = {}
     while True:
+        left = math.ceil(deadline - time.monotonic()) if deadline is not None else 0
+        if deadline is not None and left <= 0:
+            view.finish(None)
+            where = short(last.get("loading_status", ""), "MODEL_LOADING_STATUS_")
+            raise ApiError(f"{model_id}: still {where} after {timeout:g} s")
         try:
-            model = client.model(model_id)
+            for last in client.watch(model_id, left):
+                lost = 0
+                model_id = last["id"]  # a Hugging Face id ("org/name") is followed to the id it loads as
+                status = last.get("loading_status")
+                if status == LOADED:
+                    files, took = len(last.get("files", [])), human_seconds(view.elapsed())
+                    view.finish(f"{model_id}: loaded, {_size(last)} in {files} files after {took}")
+                    return last
+                if status == FAILED:
+                    view.finish(None)
+                    raise ApiError(
+                        f"{model_id}: loading failed: {last.get('loading_failure_reason') or 'no reason given'}"
+                    )
+                view.show(last)
         except ApiError as e:
-            # A Hugging Face model requested as "org/name" is loaded as "org-name": follow it there.
-            if e.status != 404 or ids.converted(model_id) == model_id:
+            lost += 1
+            if not e.retry or lost > RECONNECTS:
+                view.finish(None)
                 raise
-            model_id = ids.converted(model_id)
-            continue
-        status = model.get("loading_status")
-        if status == LOADED:
-            if tty and last:
-                out.write("\r\033[K")
-            out.write(f"{model['id']}: loaded ({_size(model)})\n")
-            return model
-        if status == FAILED:
-            if tty and last:
-                out.write("\n")
-            raise ApiError(f"{model['id']}: loading failed: {model.get('loading_failure_reason') or 'no reason given'}")
-        line = f"{model['id']}: {_status(model)}"
-        if line != last:
-            out.write(f"\r\033[K{line}" if tty else line + "\n")
-            out.flush()
-            last = line
-        if deadline is not None and time.monotonic() > deadline:
-            raise ApiError(f"{model_id}: still {_short(status or '', 'MODEL_LOADING_STATUS_')} after {timeout:g} s")
-        time.sleep(interval)
+            view.note(f"{model_id}: {e}; watching again")
+            time.sleep(min(0.5 * 2**lost, 8.0))
 
 
 def _config_update(args: Any) -> tuple[dict[str, Any], list[str]]:
@@ -250,9 +263,13 @@ def run(args: Any, out: TextIO = sys.stdout) -> int:
                 "source_repository": SOURCES[args.source_repository],
             }
         model = client.call("POST", "/v1/models", body)
-        _print(model, args.json, out)
-        if args.wait:
-            wait(client, model["id"], out)
+        if args.wait and args.json:
+            # For scripts: the progress goes to stderr and the one document on stdout is the loaded model.
+            _print(wait(client, model["id"], sys.stderr), True, out)
+        else:
+            _print(model, args.json, out)
+            if args.wait:
+                wait(client, model["id"], out)
     elif verb == "update":
         config, paths = _config_update(args)
         if not paths:
@@ -270,5 +287,7 @@ def run(args: Any, out: TextIO = sys.stdout) -> int:
             client.call("POST", f"/v1/models/{quoted}:{verb}")
         out.write(f"{args.id}: {verb}d\n")
     elif verb == "wait":
-        wait(client, args.id, out, timeout=args.timeout)
+        loaded = wait(client, args.id, sys.stderr if args.json else out, timeout=args.timeout)
+        if args.json:
+            _print(loaded, True, out)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -54,7 +55,8 @@ def test_create_wait_list_update_and_delete_from_the_terminal(tmp_path: Path) ->
                 proc, "create", "base", "org/model", "--source-repository", "hugging-face", "--wait", key=admin
             )
             assert created.returncode == 0, created.stderr
-            assert "org/model" in created.stdout and "org-model: loaded (2.0 MiB)" in created.stdout
+            assert "org/model" in created.stdout
+            assert re.search(r"^org-model: loaded, 2\.0 MiB in 2 files after \d+ s$", created.stdout, re.M)
 
             listed = _cli(proc, "list", key=admin)
             assert listed.returncode == 0, listed.stderr

@@ -11,12 +11,13 @@ from model_manager.files import StoredFile
 from model_manager.loader.errors import PermanentError, TransientError, classify, http_error
 from model_manager.loader.formats import detect, is_client_artifact
 from model_manager.loader.outcomes import ClaimedModel, Failed, Loaded, Report, Stopped
-from model_manager.loader.progress import Progress, human_bytes
+from model_manager.loader.progress import Progress
 from model_manager.loader.retry import RetryPolicy
 from model_manager.objectstore.base import StoreError
 from model_manager.objectstore.streams import PartReader
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.proto.llmariner.models.server.v1 import ModelFormat
+from model_manager.units import human_bytes
 
 
 def test_detect_formats() -> None:
