@@ -1,0 +1,77 @@
+"""LoadView: the rate and time left a person watching a load reads, from the numbers WatchModel streams."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from model_manager.client_progress import LoadView
+
+MIB = 1 << 20
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _model(done: int, total: int = 100 * MIB, files: tuple[int, int] = (0, 2), **kw: Any) -> dict[str, Any]:
+    progress = {"bytes_done": done, "bytes_total": total, "files_done": files[0], "files_total": files[1]}
+    return {"id": "org/m", "loading_status": "MODEL_LOADING_STATUS_LOADING", "loading_progress": progress, **kw}
+
+
+def test_rate_and_time_left_come_from_the_bytes_between_events() -> None:
+    out, clock = io.StringIO(), Clock()
+    view = LoadView(out, clock)
+    view.show(_model(0))
+    clock.now += 5
+    view.show(_model(50 * MIB, files=(1, 2)))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "org/m: loading 0 B of 100.0 MiB (0%), 0/2 files"
+    assert lines[1] == "org/m: loading 50.0 MiB of 100.0 MiB (50%), 10.0 MiB/s, about 5 s left, 1/2 files"
+
+
+def test_a_retry_that_starts_over_starts_the_rate_over() -> None:
+    out, clock = io.StringIO(), Clock()
+    view = LoadView(out, clock)
+    for done in (0, 40 * MIB, 80 * MIB):
+        view.show(_model(done))
+        clock.now += 1
+    view.show(_model(0))  # the next attempt, from nothing: no rate until it moves again
+    clock.now += 2
+    view.show(_model(10 * MIB))
+    last = out.getvalue().splitlines()[-2:]
+    assert last[0] == "org/m: loading 0 B of 100.0 MiB (0%), 0/2 files"
+    assert "5.0 MiB/s, about 18 s left" in last[1]
+
+
+def test_without_numbers_the_status_and_message_show_and_repeats_are_not_written() -> None:
+    out = io.StringIO()
+    view = LoadView(out)
+    requested = {"id": "org/m", "loading_status": "MODEL_LOADING_STATUS_REQUESTED"}
+    view.show(requested)
+    view.show(requested)  # a heartbeat: nothing new to say
+    view.show({**requested, "loading_status": "MODEL_LOADING_STATUS_LOADING", "loading_status_message": "listing"})
+    assert out.getvalue() == "org/m: requested\norg/m: loading: listing\n"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_bar_is_redrawn_in_place_and_replaced_at_the_end(monkeypatch: Any) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    out, clock = Terminal(), Clock()
+    view = LoadView(out, clock)
+    view.show(_model(25 * MIB))
+    view.finish("org-m: loaded")
+    text = out.getvalue()
+    bar = text.split("\r\x1b[K")[1]
+    assert bar.startswith("org/m   25% ▕") and bar.endswith("▏ 25.0 MiB/100.0 MiB  0/2 files")
+    inside = bar[bar.index("▕") + 1 : bar.index("▏")]
+    assert len(bar) <= 80 and inside.count("█") == int(len(inside) * 0.25)
+    assert text.endswith("\r\x1b[Korg-m: loaded\n")
