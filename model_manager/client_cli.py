@@ -102,7 +102,8 @@ class Client:
         try:
             response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=timeout)
         except urllib.error.HTTPError as e:
-            raise ApiError(_refusal(e), e.code) from e
+            # 502-504: a database outage, a replica going away behind a proxy; asking again may reach one that works.
+            raise ApiError(_refusal(e), e.code, retry=e.code in (502, 503, 504)) from e
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise ApiError(f"cannot reach {self.server}: {reason}", retry=True) from e
