@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -21,7 +21,10 @@ def _model(status: str, **kw: Any) -> bytes:
     return json.dumps({"id": "org/m", "loading_status": f"MODEL_LOADING_STATUS_{status}", **kw}).encode() + b"\n"
 
 
-def _server(answers: list[Callable[[web.Request], Any]]) -> tuple[web.Application, list[str]]:
+Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _server(answers: list[Answer]) -> tuple[web.Application, list[str]]:
     """A stand-in for GET /v1/models/{id}:watch that answers each connection with the next of `answers`."""
     seen: list[str] = []
 
@@ -34,7 +37,7 @@ def _server(answers: list[Callable[[web.Request], Any]]) -> tuple[web.Applicatio
     return app, seen
 
 
-def _stream(*lines: bytes) -> Callable[[web.Request], Any]:
+def _stream(*lines: bytes) -> Answer:
     async def answer(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
@@ -46,7 +49,7 @@ def _stream(*lines: bytes) -> Callable[[web.Request], Any]:
     return answer
 
 
-def _status(code: int, message: str) -> Callable[[web.Request], Any]:
+def _status(code: int, message: str) -> Answer:
     async def answer(request: web.Request) -> web.Response:
         return web.json_response({"code": 14, "message": message, "error": {}}, status=code)
 
@@ -55,7 +58,7 @@ def _status(code: int, message: str) -> Callable[[web.Request], Any]:
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_cli.time, "sleep", lambda s: None)
+    monkeypatch.setattr("model_manager.client_cli.time.sleep", lambda s: None)
 
 
 def test_a_lost_stream_is_watched_again_until_the_load_ends() -> None:
