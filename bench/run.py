@@ -10,17 +10,17 @@ import logging
 import tempfile
 from pathlib import Path
 
-from bench import auth_overhead, claims, hot_paths, loader_ceiling, transfer
+from bench import auth_overhead, claims, hot_paths, loader_ceiling, transfer, watchers
 from bench.common import ROOT, Report, machine
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round; for the test suite")
-    p.add_argument("--only", choices=["hot", "transfer", "ceiling", "claims", "auth"], action="append")
+    p.add_argument("--only", choices=["hot", "transfer", "ceiling", "claims", "auth", "watch"], action="append")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    only = set(args.only or ["hot", "transfer", "ceiling", "claims", "auth"])
+    only = set(args.only or ["hot", "transfer", "ceiling", "claims", "auth", "watch"])
     report = Report()
     with tempfile.TemporaryDirectory(prefix="mm-bench-") as d:
         tmp = Path(d)
@@ -49,6 +49,11 @@ def main() -> None:
                 auth_overhead.run(report, tmp, models=10, seconds=1, warmup=0, rounds=1)
             else:
                 auth_overhead.run(report, tmp)
+        if "watch" in only:
+            if args.smoke:
+                watchers.run(report, tmp, clients=5, seconds=1, rounds=1)
+            else:
+                watchers.run(report, tmp)
     print(f"{machine()}\n\n{report.table()}")
     for note in report.notes:
         print(f"- {note}")

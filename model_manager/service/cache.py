@@ -9,6 +9,8 @@ arrive together, replaces the page's queries, the record and message building an
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ class ResponseCache:
         self._bytes = 0
         self.hits = 0
         self.misses = 0
+        self.flights: dict[Hashable, asyncio.Task[bytes]] = {}  # builds under way, by (version, key)
 
     def _adopt(self, version: int) -> bool:
         """Move to `version` when it is newer (dropping every older answer); False for an older one, which a
@@ -82,22 +85,45 @@ async def read_version(ctx: ServiceContext) -> int:
 
 
 async def cached(
-    ctx: ServiceContext, key: Hashable, build: Callable[[Conn], Awaitable[M]], encode: Callable[[M], bytes]
+    ctx: ServiceContext,
+    key: Hashable,
+    build: Callable[[Conn], Awaitable[M]],
+    encode: Callable[[M], bytes],
+    version: int | None = None,
 ) -> bytes:
     """The encoded answer for `key`: from the cache when the catalogue version has not moved since it was built,
     else built (version read first, data after) and kept.
 
     The version comes from a read shared by the requests that arrive together (`ServiceContext.catalog_version`):
-    a hit takes no connection of its own, and still sees every write acknowledged before the request came."""
+    a hit takes no connection of its own, and still sees every write acknowledged before the request came. A
+    caller that read a version itself, just before, may pass it. Callers that miss together share one build: after
+    a change, a crowd asking for the same answer (the watchers of one model) costs one query, not one each."""
     cache = ctx.cache
     if cache is None:
-        async with ctx.db.reading() as conn:
-            return encode(await build(conn))
-    version = await ctx.catalog_version()
+        return await _build(ctx, build, encode)
+    if version is None:
+        version = await ctx.catalog_version()
     hit = cache.get(version, key)
     if hit is not None:
         return hit
-    async with ctx.db.reading() as conn:
-        value = encode(await build(conn))
+    flight = (version, key)
+    task = cache.flights.get(flight)
+    if task is None:
+        task = asyncio.create_task(_build(ctx, build, encode))
+        cache.flights[flight] = task
+        task.add_done_callback(functools.partial(_landed, cache, flight))
+    # Shielded: a caller that gives up (a cancelled request) must not cancel the build others wait for.
+    value = await asyncio.shield(task)
     cache.put(version, key, value)
     return value
+
+
+async def _build(ctx: ServiceContext, build: Callable[[Conn], Awaitable[M]], encode: Callable[[M], bytes]) -> bytes:
+    async with ctx.db.reading() as conn:
+        return encode(await build(conn))
+
+
+def _landed(cache: ResponseCache, flight: Hashable, task: asyncio.Task[bytes]) -> None:
+    cache.flights.pop(flight, None)
+    if not task.cancelled():
+        task.exception()  # retrieved: a build whose callers all gave up must not be logged as unhandled

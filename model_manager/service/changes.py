@@ -15,7 +15,8 @@ from model_manager.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.5
+# How late a watcher may learn of a change: one small query this often per process, only while someone watches.
+POLL_SECONDS = 0.1
 
 
 class CatalogChanges:

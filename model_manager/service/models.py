@@ -99,7 +99,7 @@ class ModelsService:
         self, who: Identity, req: WatchModelRequest, encoding: Encoding
     ) -> AsyncGenerator[bytes, None]:
         """WatchModel's events, written by the front (see watch.py)."""
-        return watch.watch(self.ctx, who, req, encoding.model)
+        return watch.watch(self.ctx, who, req, encoding)
 
     async def create_model(self, who: Identity, req: CreateModelRequest) -> Model:
         access.require(who, Role.WRITER, "creating models")

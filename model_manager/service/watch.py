@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 
 from model_manager import ids
 from model_manager.errors import InvalidArgument, NotFound
 from model_manager.identity import Identity, Role
 from model_manager.proto.llmariner.models.server.v1 import WatchModelRequest
 from model_manager.service import access, validate
+from model_manager.service.cache import Encoding, cached
 from model_manager.service.context import ServiceContext
 from model_manager.service.lookup import find_visible
+from model_manager.store.database import Conn
 from model_manager.store.records import LoadingStatus, ModelRecord
 
 # Sent again when nothing changed for this long: proxies and load balancers close connections that stay silent.
@@ -32,7 +34,7 @@ def check(who: Identity, req: WatchModelRequest) -> None:
 
 
 async def watch(
-    ctx: ServiceContext, who: Identity, req: WatchModelRequest, encode: Callable[[ModelRecord], bytes]
+    ctx: ServiceContext, who: Identity, req: WatchModelRequest, encoding: Encoding
 ) -> AsyncGenerator[bytes, None]:
     """The encoded events. Errors before the first event (a bad id, an unknown model) come before anything is
     sent; a model deleted while watched ends the stream with NotFound."""
@@ -42,32 +44,59 @@ async def watch(
     model_id = req.id
     last: bytes | None = None
     beat = 0.0
+    version = await ctx.catalog_version()
     while True:
-        # The version first and the row after: a write after this read moves the version past `version`.
-        version = await ctx.catalog_version()
-        rec, model_id = await _read(ctx, who, model_id)
-        event = encode(rec)
+        # The version first and the row after: a write after the version was read moves it past `version`.
+        event, model_id, ended = await _read(ctx, who, model_id, encoding, version)
         if event != last or clock() >= beat:
             yield event
             last, beat = event, clock() + HEARTBEAT_SECONDS
-        if rec.loading_status == LoadingStatus.FAILED or rec.is_loaded:
+        if ended:
             return
         if clock() >= deadline:
             return
-        await ctx.changes.after(version, min(beat, deadline) - clock())
+        # The poll's version was read before the row will be; none (a heartbeat is due) means reading it now.
+        newer = await ctx.changes.after(version, min(beat, deadline) - clock())
+        version = newer if newer is not None else await ctx.catalog_version()
 
 
-async def _read(ctx: ServiceContext, who: Identity, model_id: str) -> tuple[ModelRecord, str]:
-    """The model, following a Hugging Face id ("org/name") to the id it is loaded as ("org-name"): on success
-    the requested row gives way to the loaded one."""
-    async with ctx.db.reading() as conn:
+async def _read(
+    ctx: ServiceContext, who: Identity, model_id: str, encoding: Encoding, version: int
+) -> tuple[bytes, str, bool]:
+    """The encoded model, the id it was found under, and whether its load has ended.
+
+    A Hugging Face id ("org/name") is followed to the id it is loaded as ("org-name"): on success the requested row
+    gives way to the loaded one."""
+    try:
+        event, ended = await _get(ctx, who, model_id, encoding, version)
+        return event, model_id, ended
+    except NotFound:
+        loaded_as = ids.converted(model_id)
+        if loaded_as == model_id:
+            raise
         try:
-            return await find_visible(conn, who, model_id, True, who.project_id), model_id
+            event, ended = await _get(ctx, who, loaded_as, encoding, version)
+            return event, loaded_as, ended
         except NotFound:
-            loaded_as = ids.converted(model_id)
-            if loaded_as == model_id:
-                raise
-            try:
-                return await find_visible(conn, who, loaded_as, True, who.project_id), loaded_as
-            except NotFound:
-                raise NotFound(f'model "{model_id}" not found') from None
+            raise NotFound(f'model "{model_id}" not found') from None
+
+
+async def _get(
+    ctx: ServiceContext, who: Identity, model_id: str, encoding: Encoding, version: int
+) -> tuple[bytes, bool]:
+    """Through the response cache: the watchers of one model that a change wakes together share one read and one
+    encoding. The cached value is the event behind one byte saying whether the load has ended."""
+
+    async def build(conn: Conn) -> ModelRecord:
+        return await find_visible(conn, who, model_id, True, who.project_id)
+
+    def encode(rec: ModelRecord) -> bytes:
+        ended = rec.loading_status == LoadingStatus.FAILED or rec.is_loaded
+        return (_ENDED if ended else _GOING) + encoding.model(rec)
+
+    key = ("watch", encoding.name, who.tenant_id, who.project_id, model_id)
+    value = await cached(ctx, key, build, encode, version)
+    return value[1:], value[:1] == _ENDED
+
+
+_ENDED, _GOING = b"E", b"L"

@@ -30,6 +30,7 @@ def test_every_benchmark_runs_at_smoke_size(pg_url: str) -> None:
         "REST get, auth on vs off",
         "transfer 0.0078125 GiB",
         "claims, 8 acquirers, 50 models",
+        "following a load, 5 clients",
     ):
         assert row in r.stdout, r.stdout
     assert "| 0 |" in r.stdout  # no model claimed twice

@@ -10,7 +10,7 @@ from dataclasses import replace
 from model_manager.api.wire import JSON, PROTO
 from model_manager.proto.google.protobuf import FieldMask
 from model_manager.proto.llmariner.models.server import v1 as pb
-from model_manager.service.cache import ResponseCache
+from model_manager.service.cache import ResponseCache, cached
 from model_manager.service.context import ServiceContext
 from model_manager.service.models import ModelsService
 from model_manager.store import catalog
@@ -121,3 +121,24 @@ async def test_no_stale_answer_after_an_acknowledged_write_under_concurrency(ctx
     await asyncio.gather(*(writer_and_reader(n) for n in names), noise(), noise())
     assert stale == []
     assert two.ctx.cache is not None and two.ctx.cache.hits > 0  # the cache did serve
+
+
+async def test_callers_that_miss_together_share_one_build(ctx: ServiceContext) -> None:
+    ctx = replace(ctx, cache=ResponseCache())
+    builds = 0
+    gate = asyncio.Event()
+
+    async def build(conn: object) -> bytes:
+        nonlocal builds
+        builds += 1
+        await gate.wait()
+        return b"answer"
+
+    callers = [asyncio.create_task(cached(ctx, "k", build, bytes)) for _ in range(50)]
+    await asyncio.sleep(0.1)
+    callers[0].cancel()  # one caller gives up: the others still get the answer
+    gate.set()
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert builds == 1
+    assert isinstance(results[0], asyncio.CancelledError) and results[1:] == [b"answer"] * 49
+    assert ctx.cache is not None and not ctx.cache.flights

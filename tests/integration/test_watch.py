@@ -18,6 +18,7 @@ from model_manager.api.grpc import InFlight, ModelsServicer, build_server
 from model_manager.api.rest import RestApi
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import watch
+from model_manager.service.cache import ResponseCache
 from model_manager.service.context import ServiceContext
 from model_manager.service.health import Health
 from model_manager.service.models import ModelsService
@@ -30,8 +31,10 @@ FAST = 0.05  # the watchers' poll, so that the tests do not wait half a second p
 
 @pytest.fixture
 def ctx_fast(ctx: ServiceContext) -> ServiceContext:
-    ctx.changes.interval = FAST
-    return ctx
+    """The server's context as `model-manager run` makes it (response cache on); the tests write through `ctx`."""
+    served = replace(ctx, cache=ResponseCache())
+    served.changes.interval = FAST
+    return served
 
 
 async def _serve_rest(ctx: ServiceContext) -> TestClient:  # type: ignore[type-arg]
@@ -141,18 +144,18 @@ async def test_timeout_seconds_ends_a_quiet_stream(http: TestClient, api: Api) -
     await _ended(r)  # within _ended's 10 s, though the model is still requested
 
 
-async def test_shutdown_ends_streams_with_unavailable(http: TestClient, api: Api, ctx: ServiceContext) -> None:  # type: ignore[type-arg]
+async def test_shutdown_ends_streams_with_unavailable(http: TestClient, api: Api, ctx_fast: ServiceContext) -> None:  # type: ignore[type-arg]
     await api.request_base("org/name")
     r = await http.get("/v1/models/org/name:watch")
     await _line(r)
-    ctx.changes.close()
+    ctx_fast.changes.close()
     last = await _line(r)
     assert last["code"] == 14 and "shutting down" in last["message"]
     await _ended(r)
 
 
 async def test_a_watcher_on_one_replica_sees_reports_made_to_another(ctx: ServiceContext, api: Api) -> None:
-    # Another server: its own service context (own poll, own cache), the same database.
+    # Another server: its own service context (own poll, no cache), the same database.
     other = replace(ctx)
     client = await _serve_rest(other)
     try:
