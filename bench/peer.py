@@ -86,6 +86,7 @@ def _json_model(r: asyncpg.Record) -> dict[str, Any]:
         "config": orjson.loads(r["config_json"]),
         "revision": r["revision"],
         "files": [],
+        "loading_attempts": [],
     }
 
 

@@ -79,6 +79,9 @@ def add_parser(sub: Any) -> None:
     update.add_argument("--enable-on-demand-allocation", action="store_true")
     for name, text in (("delete", "delete a model"), ("activate", "keep a model loaded"), ("deactivate", "unload it")):
         verbs.add_parser(name, help=text).add_argument("id")
+    retry = verbs.add_parser("retry", help="load a failed model again, with a fresh set of attempts")
+    retry.add_argument("id")
+    retry.add_argument("--wait", action="store_true", help="follow the load until it succeeds or fails")
     wait = verbs.add_parser("wait", help="follow a model's load until it succeeds (0) or fails (1)")
     wait.add_argument("id")
     wait.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0: never)")
@@ -175,8 +178,14 @@ def table(models: list[dict[str, Any]], out: TextIO) -> None:
 def _print(model: dict[str, Any], as_json: bool, out: TextIO) -> None:
     if as_json:
         out.write(json.dumps(model, indent=2) + "\n")
-    else:
-        table([model], out)
+        return
+    table([model], out)
+    attempts = model.get("loading_attempts", [])
+    if attempts:
+        out.write("\nFAILED ATTEMPTS\n")
+        for a in attempts:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(a.get("failed_at", 0))))
+            out.write(f"  #{a.get('attempt')}  {when}  {a.get('reason', '')}\n")
 
 
 def wait(client: Client, model_id: str, out: TextIO, timeout: float = 0) -> dict[str, Any]:
@@ -287,6 +296,12 @@ def run(args: Any, out: TextIO = sys.stdout) -> int:
         else:
             client.call("POST", f"/v1/models/{quoted}:{verb}")
         out.write(f"{args.id}: {verb}d\n")
+    elif verb == "retry":
+        quoted = urllib.parse.quote(args.id, safe="/:")
+        model = client.call("POST", f"/v1/models/{quoted}:retry")
+        out.write(f"{model['id']}: {status_text(model)}\n")
+        if args.wait:
+            wait(client, model["id"], out)
     elif verb == "wait":
         loaded = wait(client, args.id, sys.stderr if args.json else out, timeout=args.timeout)
         if args.json:

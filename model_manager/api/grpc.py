@@ -195,6 +195,9 @@ class ModelsServicer(_Servicer, pb.ModelsServiceBase):
     async def deactivate_model(self, message: pb.DeactivateModelRequest) -> pb.DeactivateModelResponse:
         return await self._call(self.service.deactivate_model, message)
 
+    async def retry_model(self, message: pb.RetryModelRequest) -> pb.Model:
+        return await self._call(self.service.retry_model, message)
+
     async def watch_model(self, message: pb.WatchModelRequest) -> AsyncIterator[pb.Model]:
         events = self.service.watch_model_encoded(_caller.get() or self.local_caller, message, PROTO)
         try:

@@ -37,6 +37,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     GetModelRequest,
     ListModelsRequest,
     Model,
+    RetryModelRequest,
     UpdateModelRequest,
     WatchModelRequest,
 )
@@ -309,6 +310,9 @@ class RestApi:
     async def deactivate_model(self, request: web.Request) -> web.Response:
         await self.service.deactivate_model(self.who(request), DeactivateModelRequest(id=request.match_info["id"]))
         return json_response({})
+
+    async def retry_model(self, request: web.Request) -> web.Response:
+        return _ok(await self.service.retry_model(self.who(request), RetryModelRequest(id=request.match_info["id"])))
 
     async def watch_model(self, request: web.Request) -> web.StreamResponse:
         req = from_query(WatchModelRequest, request.query)

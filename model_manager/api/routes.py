@@ -53,6 +53,13 @@ ROUTES: tuple[Route, ...] = (
         response=pb.Model,
     ),
     Route(
+        "POST",
+        "/v1/models/{id}:retry",
+        "retry_model",
+        "load a failed model again, with a fresh set of attempts",
+        response=pb.Model,
+    ),
+    Route(
         "GET",
         "/v1/models/{id}:watch",
         "watch_model",

@@ -81,6 +81,7 @@ def json_model(rec: ModelRecord) -> dict[str, Any]:
             "files_done": rec.progress_files_done,
             "files_total": rec.progress_files_total,
         }
+    out["loading_attempts"] = [{"attempt": a.attempt, "reason": a.reason, "failed_at": a.at} for a in rec.attempt_log]
     return out
 
 
@@ -131,6 +132,8 @@ def proto_model(rec: ModelRecord) -> Any:
         p = msg.loading_progress
         p.bytes_done, p.bytes_total = rec.progress_bytes_done, rec.progress_bytes_total
         p.files_done, p.files_total = rec.progress_files_done, rec.progress_files_total
+    for a in rec.attempt_log:
+        msg.loading_attempts.add(attempt=a.attempt, reason=a.reason, failed_at=a.at)
     return msg
 
 

@@ -118,9 +118,9 @@ class LoadingConfig(Settings):
     max_attempts: int = setting(
         "maxAttempts",
         Int(minimum=1),
-        3,
+        5,
         "attempts at loading one model (claims whose lease expired, or loads a source or store outage stopped) "
-        "before it is FAILED",
+        "before it is FAILED; with retryDelay's doubling, the default spreads them over about 7 minutes",
     )
     retry_delay: float = setting(
         "retryDelay",

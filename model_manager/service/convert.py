@@ -6,6 +6,7 @@ from model_manager import files
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivationStatus,
     ListModelsResponse,
+    LoadingAttempt,
     LoadingProgress,
     Model,
     ModelFile,
@@ -39,6 +40,7 @@ def to_model(rec: ModelRecord) -> Model:
         revision=rec.revision,
         files=files.to_messages(rec.files),
         loading_progress=progress_of(rec),
+        loading_attempts=[LoadingAttempt(attempt=a.attempt, reason=a.reason, failed_at=a.at) for a in rec.attempt_log],
     )
 
 

@@ -53,6 +53,7 @@ class LoadingStatusService:
                 "loading_status": LoadingStatus.FAILED,
                 "loading_failure_reason": req.failure.reason,
                 "loading_status_message": "",
+                "attempt_log": loading.logged_failure(kind, req.failure.reason, now),
                 **ended,
             }
         if req.success is not None:
@@ -82,20 +83,26 @@ class LoadingStatusService:
 
     def _retry_later(self, rec: ModelRecord, reason: str) -> dict[str, Any]:
         """A failure a later attempt may fix: back to REQUESTED after a growing delay, or FAILED when out of
-        attempts (the attempt counter is the claim count that leases use too)."""
+        attempts (counted from the claims, which leases count too, since the request or the last retry)."""
         now = self.ctx.clock()
-        ended = {"lease_holder": None, "lease_expires_at": None, "updated_at": int(now)}
-        if rec.attempt >= self.ctx.max_attempts:
+        ended = {
+            "lease_holder": None,
+            "lease_expires_at": None,
+            "updated_at": int(now),
+            "attempt_log": loading.logged_failure(rec.kind, reason, now),
+        }
+        used = rec.attempts_used
+        if used >= self.ctx.max_attempts:
             return {
                 "loading_status": LoadingStatus.FAILED,
-                "loading_failure_reason": f"{reason} (gave up after {rec.attempt} attempts)",
+                "loading_failure_reason": f"{reason} (gave up after {used} attempts)",
                 "loading_status_message": "",
                 **ended,
             }
-        delay = min(self.ctx.loading.retry_delay * 2 ** (rec.attempt - 1), MAX_RETRY_DELAY)
+        delay = min(self.ctx.loading.retry_delay * 2 ** (used - 1), MAX_RETRY_DELAY)
         return {
             "loading_status": LoadingStatus.REQUESTED,
-            "loading_status_message": f"attempt {rec.attempt} failed: {reason}; trying again in {delay:.0f} s",
+            "loading_status_message": f"attempt {used} failed: {reason}; trying again in {delay:.0f} s",
             "claimable_at": now + delay,
             **ended,
             **_NO_PROGRESS,

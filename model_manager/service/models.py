@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncGenerator
 
 from model_manager import ids
-from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
+from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from model_manager.identity import Identity, Role
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivateModelRequest,
@@ -22,6 +22,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     ListModelsResponse,
     Model,
     ModelConfig,
+    RetryModelRequest,
     SourceRepository,
     UpdateModelRequest,
     WatchModelRequest,
@@ -32,7 +33,7 @@ from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model, to_response
 from model_manager.service.file_removal import FileRemoval
 from model_manager.service.lookup import find_visible
-from model_manager.store import catalog, listing
+from model_manager.store import catalog, listing, loading
 from model_manager.store.database import Conn
 from model_manager.store.listing import Page
 from model_manager.store.records import Activation, Kind, LoadingStatus, ModelRecord
@@ -240,6 +241,21 @@ class ModelsService:
             access.require_owner(who, rec, "updating")
             config = model_config.apply_mask(model_config.decode(rec.config), req.model.config, paths)
             rec = await catalog.update_model(conn, rec, {"config": model_config.encode(config)})
+        return to_model(rec)
+
+    async def retry_model(self, who: Identity, req: RetryModelRequest) -> Model:
+        """A FAILED model back to REQUESTED with a fresh set of attempts; its failures stay in its attempt log."""
+        access.require(who, Role.WRITER, "retrying models")
+        validate.check_id(req.id)
+        async with self.ctx.db.transaction() as conn:
+            rec = await find_visible(conn, who, req.id, True, who.project_id)
+            access.require_owner(who, rec, "retrying")
+            if rec.kind is Kind.FINE_TUNED and not rec.model_file_location:
+                raise FailedPrecondition(
+                    f'model "{req.id}" was registered by a fine-tuning job, not requested from a location: there is '
+                    "nothing to load it from"
+                )
+            rec = await loading.retry_failed(conn, rec, self.ctx.clock())
         return to_model(rec)
 
     async def activate_model(self, who: Identity, req: ActivateModelRequest) -> ActivateModelResponse:

@@ -6,9 +6,10 @@ row matches, the reason is looked up and raised as a typed error, never ignored.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, or_, select, update
+from sqlalchemy import ColumnElement, Text, case, cast, func, literal, or_, select, update
 
 from model_manager import metrics
 from model_manager.errors import FailedPrecondition, NotFound
@@ -62,18 +63,32 @@ async def claim(
     return to_record(kind, row) if row else None
 
 
+def _text(value: str) -> ColumnElement[str]:
+    return cast(literal(value, Text), Text)  # typed, so that asyncpg knows the parameter is text
+
+
+def logged_failure(kind: Kind, reason: str, now: float) -> ColumnElement[str]:
+    """The `attempt_log` value with this failure appended, for the row's own attempt, computed by the database in
+    the same UPDATE (no read-modify-write to race with)."""
+    t = kind.table
+    tail = f',"reason":{json.dumps(reason)},"at":{int(now)}}}'
+    entry = _text('{"attempt":') + cast(t.c.attempt, Text) + _text(tail)
+    log = t.c.attempt_log
+    appended = func.substr(log, 1, func.length(log) - 1) + _text(",") + entry + _text("]")
+    return case((log == "[]", _text("[") + entry + _text("]")), else_=appended)
+
+
 async def expire_leases(conn: Conn, now: float, max_attempts: int) -> int:
     """Give back models whose loader stopped renewing its lease: REQUESTED again, or FAILED when out of attempts.
 
     Rows without a lease (fine-tuned models registered as LOADING by a training job) are never touched.
     """
     total = 0
-    reason = (
-        f"loading did not finish after {max_attempts} attempts: the loader stopped reporting progress (lease expired)"
-    )
+    stopped = "the loader stopped reporting progress (lease expired)"
+    reason = f"loading did not finish after {max_attempts} attempts: {stopped}"
     for kind in Kind:
         t = kind.table
-        exhausted = t.c.attempt >= max_attempts
+        exhausted = t.c.attempt - t.c.attempt_floor >= max_attempts
         q = (
             update(t)
             .where(
@@ -91,6 +106,7 @@ async def expire_leases(conn: Conn, now: float, max_attempts: int) -> int:
                 lease_holder=None,
                 lease_expires_at=None,
                 updated_at=int(now),
+                attempt_log=logged_failure(kind, stopped, now),
             )
         )
         total += (await conn.execute(q)).rowcount or 0
@@ -171,3 +187,36 @@ async def transition(
     rec = await find_loading_target(conn, kind, tenant_id, model_id, project_id)
     check_loading(rec, attempt)
     raise FailedPrecondition(f'model "{model_id}" changed while updating; retry')  # lost a race; rare
+
+
+async def retry_failed(conn: Conn, rec: ModelRecord, now: float) -> ModelRecord:
+    """Put the FAILED model `rec` back to REQUESTED with a fresh set of attempts: a compare-and-set, so of two
+    retries (or a retry and a delete) that race, one wins and the other is told why."""
+    t = rec.kind.table
+    q = (
+        update(t)
+        .where(t.c.id == rec.id, t.c.loading_status == LoadingStatus.FAILED)
+        .values(
+            loading_status=LoadingStatus.REQUESTED,
+            loading_failure_reason="",
+            loading_status_message="retry requested; waiting for a loader",
+            # The claim counter goes on (it fences loaders of earlier attempts); the attempts used start over.
+            attempt_floor=t.c.attempt,
+            claimable_at=None,
+            progress_bytes_done=0,
+            progress_bytes_total=0,
+            progress_files_done=0,
+            progress_files_total=0,
+            updated_at=int(now),
+        )
+        .returning(*t.c)
+    )
+    row = (await conn.execute(q)).first()
+    if row is not None:
+        return to_record(rec.kind, row)
+    status = (await conn.execute(select(t.c.loading_status).where(t.c.id == rec.id))).scalar()
+    if status is None:
+        raise NotFound(f'model "{rec.model_id}" not found')
+    raise FailedPrecondition(
+        f'model "{rec.model_id}" is {LoadingStatus(status).name.lower()}; only a failed model can be retried'
+    )

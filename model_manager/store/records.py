@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table
 
@@ -44,6 +45,19 @@ class Kind(enum.Enum):
         return base_models if self is Kind.BASE else models
 
 
+class FailedAttempt(NamedTuple):
+    attempt: int
+    reason: str
+    at: int  # unix seconds
+
+
+@functools.lru_cache(maxsize=256)
+def _decode_attempts(raw: str) -> tuple[FailedAttempt, ...]:
+    if raw == "[]":
+        return ()
+    return tuple(FailedAttempt(int(a["attempt"]), str(a["reason"]), int(a["at"])) for a in json.loads(raw))
+
+
 @dataclass(slots=True)
 class ModelRecord:
     """A row of either model table; fine-tuned-only fields keep their defaults on base models.
@@ -73,6 +87,8 @@ class ModelRecord:
     progress_bytes_total: int = 0
     progress_files_done: int = 0
     progress_files_total: int = 0
+    attempt_floor: int = 0
+    attempt_log: tuple[FailedAttempt, ...] = ()
     # base models only
     formats: tuple[int, ...] = ()
     gguf_model_path: str = ""
@@ -92,6 +108,11 @@ class ModelRecord:
     def is_loaded(self) -> bool:
         return self.loading_status in LOADED_STATUSES
 
+    @property
+    def attempts_used(self) -> int:
+        """Claims since the model was requested or last retried (what loading.maxAttempts bounds)."""
+        return self.attempt - self.attempt_floor
+
 
 def encode_formats(formats: Sequence[int]) -> str:
     return ",".join(str(int(f)) for f in formats)
@@ -110,6 +131,7 @@ _DECODE: dict[str, Callable[[Any], Any]] = {
     "loading_status": {s.value: s for s in LoadingStatus}.__getitem__,
     "activation_status": {a.value: a for a in Activation}.__getitem__,
     "is_published": bool,
+    "attempt_log": _decode_attempts,
 }
 
 

@@ -48,6 +48,10 @@ def _loading_columns() -> list[Column]:  # type: ignore[type-arg]
         Column("progress_bytes_total", BigInteger, nullable=False, server_default="0"),
         Column("progress_files_done", BigInteger, nullable=False, server_default="0"),
         Column("progress_files_total", BigInteger, nullable=False, server_default="0"),
+        # Attempts a retry wrote off (the attempts used are attempt - attempt_floor), and a JSON list of
+        # {"attempt", "reason", "at"} for every attempt that failed (migration 0008).
+        Column("attempt_floor", Integer, nullable=False, server_default="0"),
+        Column("attempt_log", Text, nullable=False, server_default="[]"),
     ]
 
 

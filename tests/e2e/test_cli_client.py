@@ -89,6 +89,17 @@ def test_create_wait_list_update_and_delete_from_the_terminal(tmp_path: Path) ->
             assert failed.returncode == 1
             assert "org-missing: loading failed" in failed.stderr or "org/missing: loading failed" in failed.stderr
             assert "not found" in failed.stderr
+            shown = _cli(proc, "get", "org/missing", key=admin)
+            assert shown.returncode == 0 and "FAILED ATTEMPTS" in shown.stdout and "not found" in shown.stdout
+
+            # The repo appears (it was private, or not pushed yet): retry, no delete and re-create.
+            hub.add("org/missing", files)
+            retried = _cli(proc, "retry", "org/missing", "--wait", key=admin)
+            assert retried.returncode == 0, retried.stderr
+            assert retried.stdout.startswith("org/missing: requested")
+            assert re.search(r"^org-missing: loaded, 2\.0 MiB in 2 files after \d+ s$", retried.stdout, re.M)
+            again = _cli(proc, "retry", "org-missing", key=admin)
+            assert again.returncode == 1 and "only a failed model can be retried" in again.stderr
 
             # Refusals and bad usage.
             missing = _cli(proc, "get", "nope", key=admin)

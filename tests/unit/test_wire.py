@@ -12,7 +12,7 @@ from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import model_config
 from model_manager.service.convert import to_model, to_response
 from model_manager.store.listing import Page
-from model_manager.store.records import Activation, Kind, LoadingStatus, ModelRecord
+from model_manager.store.records import Activation, FailedAttempt, Kind, LoadingStatus, ModelRecord
 
 
 def _record(kind: Kind = Kind.BASE, **changes: object) -> ModelRecord:
@@ -67,6 +67,12 @@ RECORDS = {
         progress_files_total=3,
     ),
     "failed, with a reason": _record(loading_status=LoadingStatus.FAILED, loading_failure_reason="401 from the hub"),
+    "failed after attempts, with their reasons": _record(
+        loading_status=LoadingStatus.FAILED,
+        loading_failure_reason='hub: 503 "busy" (gave up after 2 attempts)',
+        attempt=2,
+        attempt_log=(FailedAttempt(1, "hub: 503", 1_700_000_100), FailedAttempt(2, 'hub: 503 "busy"', 1_700_000_200)),
+    ),
     "fine-tuned with files": _record(
         Kind.FINE_TUNED,
         model_id="ft:google-gemma-2b:fun",
