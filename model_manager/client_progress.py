@@ -41,35 +41,43 @@ class LoadView:
         self.clock = clock
         self._samples: deque[tuple[float, int]] = deque()
         self._last = ""
+        self._bar_shown = False  # on a terminal: the line being redrawn is the bar (not a status line)
         self._start = clock()
 
     def show(self, model: dict[str, Any]) -> None:
         """One event of a load in progress."""
         progress = model.get("loading_progress") or {}
         done, total = int(progress.get("bytes_done", 0)), int(progress.get("bytes_total", 0))
-        if total and model.get("loading_status") not in (LOADED, FAILED):
-            line = (
-                self._bar(model["id"], done, total, progress)
-                if self.tty
-                else self._words(model["id"], done, total, progress)
-            )
+        bar = bool(total) and model.get("loading_status") not in (LOADED, FAILED)
+        if bar:
+            line = self._bar(done, total, progress) if self.tty else self._words(model["id"], done, total, progress)
         else:
             self._samples.clear()
             line = f"{model['id']}: {status_text(model)}"
-        if line != self._last:
-            self.out.write(f"\r\033[K{line}" if self.tty else line + "\n")
-            self.out.flush()
-            self._last = line
+        if line == self._last:
+            return
+        if not self.tty:
+            self.out.write(line + "\n")
+        else:
+            # Like `ollama pull`: the status line ("org/name: loading") stays above the bar that is redrawn under it.
+            if self._last and bar != self._bar_shown:
+                self.out.write("\n")
+            self.out.write(f"\r\033[K{line}")
+            self._bar_shown = bar
+        self.out.flush()
+        self._last = line
 
     def finish(self, text: str | None) -> None:
         """The watch ended: `text` replaces the bar on a terminal; without one, the bar stays as it was and what
         comes next (an error on stderr) starts on a line of its own."""
         if self.tty and self._last:
-            self.out.write("\r\033[K" if text is not None else "\n")
+            # The bar gives way to the closing line; a status line stays and the closing line goes under it.
+            self.out.write("\r\033[K" if text is not None and self._bar_shown else "\n")
         if text is not None:
             self.out.write(text + "\n")
         self.out.flush()
         self._last = ""
+        self._bar_shown = False
 
     def note(self, text: str) -> None:
         """A line about the watch itself (it was lost and is picked up again), between the bar's redraws."""
@@ -98,14 +106,17 @@ class LoadView:
         )
         return speed, left, files
 
-    def _bar(self, model_id: str, done: int, total: int, progress: dict[str, Any]) -> str:
+    def _bar(self, done: int, total: int, progress: dict[str, Any]) -> str:
         fraction = min(1.0, done / total)
         tail = "  ".join(
             x for x in (f"{human_bytes(done)}/{human_bytes(total)}", *self._numbers(done, total, progress)) if x
         )
-        head = f"{model_id}  {fraction:4.0%} "
+        # The bar keeps its width from frame to frame: room is kept for the longest numbers this load can show.
+        files = progress.get("files_total", 0)
+        widest = f"{human_bytes(total)}/{human_bytes(total)}  1023.9 MiB/s  59 min left  {files}/{files} files"
+        head = f"{fraction:4.0%} "
         width = shutil.get_terminal_size((100, 24)).columns
-        room = width - len(head) - len(tail) - 4
+        room = min(width - len(head) - len(widest) - 4, 50)
         if room < 10:  # a narrow terminal: the numbers matter more than the bar
             return f"{head} {tail}"[: max(width - 1, 20)]
         filled = int(room * fraction)

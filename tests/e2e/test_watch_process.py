@@ -113,7 +113,7 @@ def test_a_watcher_on_one_server_follows_a_load_reported_to_another(
             os.close(primary)
             assert tty.wait(30) == 0, tty.stderr.read().decode() if tty.stderr else ""
             text = screen.decode()
-            assert re.search(r"\r\x1b\[Korg/other +\d+% ▕█*\s*▏ [\d.]+ MiB/4\.0 MiB", text), text
+            assert re.search(r"\r\x1b\[K +\d+% ▕█*\s*▏ [\d.]+ MiB/4\.0 MiB", text), text
             assert "\r\x1b[Korg-other: loaded, 4.0 MiB in 2 files" in text
         finally:
             for proc in (loader, watched, reported):

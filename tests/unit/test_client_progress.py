@@ -67,11 +67,18 @@ def test_on_a_terminal_the_bar_is_redrawn_in_place_and_replaced_at_the_end(monke
     monkeypatch.setenv("COLUMNS", "80")
     out, clock = Terminal(), Clock()
     view = LoadView(out, clock)
+    view.show({"id": "org/m", "loading_status": "MODEL_LOADING_STATUS_LOADING"})
     view.show(_model(25 * MIB))
+    clock.now += 1
+    view.show(_model(50 * MIB))
     view.finish("org-m: loaded")
     text = out.getvalue()
-    bar = text.split("\r\x1b[K")[1]
-    assert bar.startswith("org/m   25% ▕") and bar.endswith("▏ 25.0 MiB/100.0 MiB  0/2 files")
+    # The status line stays; the bar is drawn under it, redrawn in place, then replaced by the closing line.
+    assert text.startswith("\r\x1b[Korg/m: loading\n\r\x1b[K 25% ▕")
+    bar, second = text.split("\r\x1b[K")[2:4]
+    assert bar.endswith("▏ 25.0 MiB/100.0 MiB  0/2 files")
+    assert second.endswith("▏ 50.0 MiB/100.0 MiB  25.0 MiB/s  2 s left  0/2 files")
+    assert len(bar) == len(second.split("▏ ")[0]) + len("▏ 25.0 MiB/100.0 MiB  0/2 files")  # the bar keeps its width
     inside = bar[bar.index("▕") + 1 : bar.index("▏")]
     assert len(bar) <= 80 and inside.count("█") == int(len(inside) * 0.25)
     assert text.endswith("\r\x1b[Korg-m: loaded\n")
