@@ -201,6 +201,8 @@ def server_process(
         },
         "objectStore": {"local": {"path": str(tmp / "objects")}},
         "loader": {"enable": False},
+        # The benchmarks request models by id alone; the peers ask no source either.
+        "loading": {"checkSource": False},
         # The peers log nothing per request; neither do ours here (logging.requests is on by default).
         "logging": {"requests": False},
         **(extra or {}),

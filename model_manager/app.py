@@ -21,6 +21,7 @@ from model_manager.api.rest import RestApi
 from model_manager.config import Config, ConfigError
 from model_manager.errors import ServiceError
 from model_manager.identity import DEFAULT_WORKER_IDENTITY, Identity
+from model_manager.loader.probe import SourceProbe
 from model_manager.loader.runner import run_loader
 from model_manager.loader.worker_api import WorkerApi
 from model_manager.objectstore.base import UnconfiguredStore
@@ -85,6 +86,7 @@ class Server:
     _grpc: list[object] = field(default_factory=list)
 
     auth: Authenticator | None = None
+    probe: SourceProbe | None = None
 
     @classmethod
     async def create(cls, config: Config) -> Server:
@@ -93,7 +95,9 @@ class Server:
         auth = Authenticator(db, config.auth.enable, config.auth.key_cache_ttl)
         inflight = InFlight()
         worker = WorkerServicer(WorkerService(ctx), inflight, auth, await _in_process_loader_identity(config, auth))
-        return cls(config, db, ctx, ModelsService(ctx), worker, inflight, auth=auth)
+        # CreateModel asks a base model's source with the loader's own lookups before accepting it.
+        probe = SourceProbe(config, config.loading.check_source_timeout) if config.loading.check_source else None
+        return cls(config, db, ctx, ModelsService(ctx, probe), worker, inflight, auth=auth, probe=probe)
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
         leases = self.worker.service.leases
@@ -159,6 +163,8 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.ctx.objects.close()
+        if self.probe is not None:
+            await self.probe.close()
         await self.db.close()
 
 

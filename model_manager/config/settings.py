@@ -122,6 +122,19 @@ class LoadingConfig(Settings):
         "attempts at loading one model (claims whose lease expired, or loads a source or store outage stopped) "
         "before it is FAILED; with retryDelay's doubling, the default spreads them over about 7 minutes",
     )
+    check_source: bool = setting(
+        "checkSource",
+        Bool(),
+        True,
+        "before accepting a base model, ask its source (the loader's downloader settings) that it exists and may be "
+        "read: a missing repo, tag or file is refused at once (404), a gated one too (403)",
+    )
+    check_source_timeout: float = setting(
+        "checkSourceTimeout",
+        Duration(positive=True),
+        10.0,
+        "how long CreateModel waits for the source; a source that does not answer in time is accepted unchecked",
+    )
     retry_delay: float = setting(
         "retryDelay",
         Duration(positive=True),

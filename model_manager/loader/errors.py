@@ -13,6 +13,14 @@ class PermanentError(LoadError):
     """Retrying cannot help: missing or gated repo, refused credentials, bad format, hash mismatch."""
 
 
+class SourceNotFound(PermanentError):
+    """The source has no such repo, revision, tag or file."""
+
+
+class SourceDenied(PermanentError):
+    """The source refuses to serve it without (other) credentials: a gated or private repo."""
+
+
 class TransientError(LoadError):
     """A retry may help: connection reset, timeout, 5xx, S3 SlowDown."""
 
@@ -41,4 +49,8 @@ def http_error(status: int, what: str) -> LoadError:
     """An HTTP status from a source: 429 and 5xx may pass, anything else will not."""
     if status == 429 or status >= 500:
         return TransientError(f"{what}: HTTP {status}")
+    if status == 404:
+        return SourceNotFound(f"{what}: HTTP 404")
+    if status in (401, 403):
+        return SourceDenied(f"{what}: HTTP {status}")
     return PermanentError(f"{what}: HTTP {status}")

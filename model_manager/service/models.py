@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncGenerator
+from typing import Any
 
 from model_manager import ids
 from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -33,10 +34,12 @@ from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model, to_response
 from model_manager.service.file_removal import FileRemoval
 from model_manager.service.lookup import find_visible
+from model_manager.service.source_check import SourceCheck
 from model_manager.store import catalog, listing, loading
 from model_manager.store.database import Conn
 from model_manager.store.listing import Page
 from model_manager.store.records import Activation, Kind, LoadingStatus, ModelRecord
+from model_manager.units import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +48,10 @@ _BASE_SOURCES = "SOURCE_REPOSITORY_HUGGING_FACE, SOURCE_REPOSITORY_OLLAMA, SOURC
 
 
 class ModelsService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, source_check: SourceCheck | None = None) -> None:
         self.ctx = ctx
         self.removals = FileRemoval(ctx)
+        self.source_check = source_check  # None: base models are accepted without asking their source
 
     async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
         self._check_get(who, req)
@@ -129,6 +133,19 @@ class ModelsService:
         else:
             raise InvalidArgument(f"source_repository must be one of {_BASE_SOURCES} for a base model")
         project_id = who.project_id if req.is_project_scoped else ""
+        found: dict[str, Any] = {}
+        if self.source_check is not None and not req.skip_source_check:
+            # Before the transaction: no connection is held while the source answers.
+            facts = await self.source_check.check(model_id, int(source), revision)
+            if facts is not None:
+                found = {
+                    # Loads (and retries) read the commit the check saw, not whatever the branch points to later.
+                    "requested_revision": facts.revision if source == SourceRepository.HUGGING_FACE else revision,
+                    "progress_bytes_total": facts.total_bytes,
+                    "progress_files_total": facts.files,
+                    "loading_status_message": f"found at the source: {human_bytes(facts.total_bytes)} in "
+                    f"{facts.files} files; waiting for a loader",
+                }
         async with self.ctx.db.transaction() as conn:
             candidates = list(dict.fromkeys([model_id, ids.converted(model_id)]))
             taken = await catalog.base_id_taken(conn, who.tenant_id, candidates, project_id or None)
@@ -150,6 +167,7 @@ class ModelsService:
                     "loading_status": LoadingStatus.REQUESTED,
                     "requested_revision": revision,
                     "config": model_config.encode(config),
+                    **found,
                 },
             )
         return to_model(rec)

@@ -118,3 +118,30 @@ def test_an_unreachable_server_is_named(tmp_path: Path) -> None:
         [sys.executable, "-m", "model_manager", "models", "list"], capture_output=True, text=True, env=env, timeout=30
     )
     assert done.returncode == 1 and "cannot reach http://127.0.0.1:9" in done.stderr
+
+
+def test_a_request_the_source_cannot_serve_is_refused_at_create_time(tmp_path: Path) -> None:
+    hub = Hub()
+    hub.add("org/model", {"config.json": b"{}", "model.safetensors": b"w" * 4096})
+    hub.add("org/gated", {"config.json": b"{}"}, gated=True, token="t")
+    with serve_in_thread(hub.app()) as hub_url:
+        config = {**embedded_config(tmp_path), "loading": {"checkSource": True}}
+        proc = start(config, tmp_path, env={"HF_ENDPOINT": hub_url})
+        try:
+            missing = _cli(proc, "create", "base", "org/none", "--source-repository", "hugging-face")
+            assert missing.returncode == 1
+            assert "Hugging Face repo org/none not found" in missing.stderr and "(HTTP 404)" in missing.stderr
+            gated = _cli(proc, "create", "base", "org/gated", "--source-repository", "hugging-face")
+            assert gated.returncode == 1 and "is gated" in gated.stderr and "(HTTP 403)" in gated.stderr
+            made = _cli(proc, "create", "base", "org/model", "--source-repository", "hugging-face", "--json")
+            assert made.returncode == 0, made.stderr
+            assert json.loads(made.stdout)["loading_progress"] == {
+                "bytes_done": 0,
+                "bytes_total": 4098,
+                "files_done": 0,
+                "files_total": 2,
+            }
+            listed = json.loads(_cli(proc, "list", "--json").stdout)
+            assert [m["id"] for m in listed["data"]] == ["org/model"]
+        finally:
+            proc.stop()

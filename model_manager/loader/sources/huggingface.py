@@ -20,7 +20,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
 from model_manager.ids import HuggingFaceRef
-from model_manager.loader.errors import PermanentError, TransientError
+from model_manager.loader.errors import PermanentError, SourceDenied, SourceNotFound, TransientError
 from model_manager.loader.formats import is_client_artifact
 from model_manager.loader.sources.base import CHUNK, RemoteFile, Source, stream_http
 
@@ -49,15 +49,15 @@ class HuggingFaceSource(Source):
         try:
             return await asyncio.to_thread(call)
         except GatedRepoError as e:
-            raise PermanentError(
+            raise SourceDenied(
                 f"{self.name} is gated: accept its terms on the Hub and give the loader a token (HF_TOKEN)"
             ) from e
         except RepositoryNotFoundError as e:
-            raise PermanentError(f"{self.name} not found (or private without a valid HF_TOKEN)") from e
+            raise SourceNotFound(f"{self.name} not found (or private without a valid HF_TOKEN)") from e
         except RevisionNotFoundError as e:
-            raise PermanentError(f"revision {self.ref.revision!r} not found in {self.name}") from e
+            raise SourceNotFound(f"revision {self.ref.revision!r} not found in {self.name}") from e
         except EntryNotFoundError as e:
-            raise PermanentError(f"{self.name}: file not found") from e
+            raise SourceNotFound(f"{self.name}: file not found") from e
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else 0
             kind = TransientError if status == 429 or status >= 500 else PermanentError
@@ -87,7 +87,7 @@ class HuggingFaceSource(Source):
         if self.ref.file:
             files = [f for f in files if f.path == self.ref.file]
             if not files:
-                raise PermanentError(f"{self.name}: no file {self.ref.file!r} in the repo at {self.revision}")
+                raise SourceNotFound(f"{self.name}: no file {self.ref.file!r} in the repo at {self.revision}")
         return files
 
     def open(self, f: RemoteFile) -> AsyncIterator[bytes]:

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from model_manager.loader.errors import PermanentError, TransientError, http_error
+from model_manager.loader.errors import PermanentError, SourceNotFound, TransientError, http_error
 from model_manager.loader.sources.base import RemoteFile, Source, stream_http
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
@@ -38,7 +38,7 @@ class OllamaSource(Source):
         try:
             async with self.http.get(url, headers={"Accept": MANIFEST_TYPE}) as resp:
                 if resp.status == 404:
-                    raise PermanentError(f"{self.name} not found in the registry {self.registry}")
+                    raise SourceNotFound(f"{self.name} not found in the registry {self.registry}")
                 if resp.status != 200:
                     raise http_error(resp.status, f"{self.name}: manifest")
                 self._manifest = await resp.read()

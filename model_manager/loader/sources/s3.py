@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from model_manager.loader.errors import PermanentError
+from model_manager.loader.errors import SourceNotFound
 from model_manager.loader.sources.base import RemoteFile, Source
 from model_manager.objectstore.s3 import S3Store
 
@@ -26,7 +26,7 @@ class S3Source(Source):
             elif o.key.startswith(self.prefix + "/") and not o.key.endswith("/"):
                 files.append(RemoteFile(o.key[len(self.prefix) + 1 :], o.size, source_key=o.key))
         if not files:
-            raise PermanentError(f"{self.name}: no objects found")
+            raise SourceNotFound(f"{self.name}: no objects found")
         return files
 
     def open(self, f: RemoteFile) -> AsyncIterator[bytes]:
