@@ -29,6 +29,10 @@ class Unavailable(ServiceError):
     pass
 
 
+class ResourceExhausted(ServiceError):
+    """A quota would be exceeded."""
+
+
 class Unauthenticated(ServiceError):
     """No API key, or one that is unknown, malformed or revoked."""
 

@@ -14,6 +14,7 @@ _STATUS_BY_ERROR: dict[type[errors.ServiceError], Status] = {
     errors.AlreadyExists: Status.ALREADY_EXISTS,
     errors.FailedPrecondition: Status.FAILED_PRECONDITION,
     errors.Unavailable: Status.UNAVAILABLE,
+    errors.ResourceExhausted: Status.RESOURCE_EXHAUSTED,
     errors.Unauthenticated: Status.UNAUTHENTICATED,
     errors.PermissionDenied: Status.PERMISSION_DENIED,
 }

@@ -135,6 +135,13 @@ class LoadingConfig(Settings):
         10.0,
         "how long CreateModel waits for the source; a source that does not answer in time is accepted unchecked",
     )
+    max_bytes_per_tenant: int = setting(
+        "maxBytesPerTenant",
+        Int(0),
+        0,
+        "refuse a base model whose source size would take the tenant's stored bytes past this (0: no quota); "
+        "checked when the model is requested, with the size the source check found",
+    )
     retry_delay: float = setting(
         "retryDelay",
         Duration(positive=True),

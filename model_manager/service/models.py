@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from model_manager import ids
-from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from model_manager.identity import Identity, Role
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivateModelRequest,
@@ -134,6 +134,7 @@ class ModelsService:
             raise InvalidArgument(f"source_repository must be one of {_BASE_SOURCES} for a base model")
         project_id = who.project_id if req.is_project_scoped else ""
         found: dict[str, Any] = {}
+        facts = None
         if self.source_check is not None and not req.skip_source_check:
             # Before the transaction: no connection is held while the source answers.
             facts = await self.source_check.check(model_id, int(source), revision)
@@ -156,6 +157,8 @@ class ModelsService:
                     f'model "{model_id}" clashes with model "{taken}", loaded as "{ids.converted(taken)}"'
                 )
             await self._check_storage(conn, who, model_id)
+            if facts is not None:
+                await self._check_quota(conn, who, facts.total_bytes)
             rec = await catalog.insert_model(
                 conn,
                 Kind.BASE,
@@ -234,6 +237,17 @@ class ModelsService:
         for removal_id, path, keep in scheduled:
             await self.removals.run(removal_id, path, keep)  # what fails now is retried by housekeeping
         return DeleteModelResponse(id=req.id, object="model", deleted=True)
+
+    async def _check_quota(self, conn: Conn, who: Identity, needed: int) -> None:
+        quota = self.ctx.loading.max_bytes_per_tenant
+        if not quota:
+            return
+        used = await catalog.tenant_bytes(conn, who.tenant_id)
+        if used + needed > quota:
+            raise ResourceExhausted(
+                f"the model needs {human_bytes(needed)} and the tenant's models take {human_bytes(used)} of its "
+                f"{human_bytes(quota)} quota (loading.maxBytesPerTenant): delete models or raise the quota"
+            )
 
     async def _check_storage(self, conn: Conn, who: Identity, model_id: str) -> None:
         """Refuse a base model whose files would overwrite, contain or sit inside another model's files."""

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from model_manager import ids
+from model_manager import files, ids
 from model_manager.errors import AlreadyExists, FailedPrecondition, NotFound
 from model_manager.store import driver
 from model_manager.store.database import Conn
@@ -264,3 +264,14 @@ async def count_by_status(conn: Conn) -> dict[tuple[Kind, int], int]:
         for status, n in (await conn.execute(q)).all():
             found[(kind, int(status))] = int(n)
     return found
+
+
+async def tenant_bytes(conn: Conn, tenant_id: str) -> int:
+    """What the tenant's models take (or will take) in the store: the stored files of loaded models, the size the
+    source reported for the others. One pass over the tenant's rows; only quota checks ask."""
+    total = 0
+    for t in (base_models, models):
+        q = select(t.c.files, t.c.progress_bytes_total).where(t.c.tenant_id == tenant_id)
+        for stored, expected in (await conn.execute(q)).all():
+            total += sum(f.size for f in files.decode(stored)) if stored != "[]" else expected
+    return total

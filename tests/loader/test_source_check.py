@@ -5,12 +5,15 @@ names the fix, a slow or unreachable source does not block the request, and what
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from grpclib.const import Status
 
+from model_manager.api.status import status_of
 from model_manager.config import parse_config
-from model_manager.errors import NotFound, PermissionDenied
+from model_manager.errors import NotFound, PermissionDenied, ResourceExhausted
 from model_manager.loader.probe import SourceProbe
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext
@@ -101,5 +104,29 @@ async def test_an_unreachable_or_skipped_source_does_not_block_the_request(
         skipped = await _create(ModelsService(lctx, probe), "org/offline", HF, skip_source_check=True)
         assert skipped.loading_status == pb.ModelLoadingStatus.REQUESTED
         assert hub.repos == {}  # nothing was asked
+    finally:
+        await probe.close()
+
+
+async def test_a_tenant_quota_refuses_a_model_that_would_not_fit_with_the_numbers(
+    lctx: ServiceContext, api: Api, hub: Hub, registry: tuple[Registry, str]
+) -> None:
+    hub.add("org/name", FILES)  # 3023 bytes
+    hub.add("org/other", FILES)
+    ctx = replace(lctx, loading=replace(lctx.loading, max_bytes_per_tenant=5000))
+    probe = _probe(registry[1], hub)
+    service = ModelsService(ctx, probe)
+    try:
+        await _create(service, "org/name", HF)
+        with pytest.raises(ResourceExhausted) as e:
+            await _create(service, "org/other", HF)
+        assert e.value.message == (
+            "the model needs 3.0 KiB and the tenant's models take 3.0 KiB of its 4.9 KiB quota "
+            "(loading.maxBytesPerTenant): delete models or raise the quota"
+        )
+        assert status_of(e.value) == Status.RESOURCE_EXHAUSTED
+        assert [m.id for m in (await api.list(include_loading_models=True)).data] == ["org/name"]
+        await service.delete_model(WHO, pb.DeleteModelRequest(id="org/name"))
+        await _create(service, "org/other", HF)  # room again
     finally:
         await probe.close()
