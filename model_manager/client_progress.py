@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from model_manager.units import human_bytes, human_seconds
 
 WINDOW_SECONDS = 20.0  # the rate is measured over the events of the last this many seconds
+LOADING = "MODEL_LOADING_STATUS_LOADING"
 LOADED = "MODEL_LOADING_STATUS_SUCCEEDED"
 FAILED = "MODEL_LOADING_STATUS_FAILED"
 
@@ -48,7 +49,7 @@ class LoadView:
         """One event of a load in progress."""
         progress = model.get("loading_progress") or {}
         done, total = int(progress.get("bytes_done", 0)), int(progress.get("bytes_total", 0))
-        bar = bool(total) and model.get("loading_status") not in (LOADED, FAILED)
+        bar = bool(total) and model.get("loading_status") == LOADING  # a requested model may know its size already
         if bar:
             line = self._bar(done, total, progress) if self.tty else self._words(model["id"], done, total, progress)
         else:

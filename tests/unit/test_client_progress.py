@@ -82,3 +82,10 @@ def test_on_a_terminal_the_bar_is_redrawn_in_place_and_replaced_at_the_end(monke
     inside = bar[bar.index("▕") + 1 : bar.index("▏")]
     assert len(bar) <= 80 and inside.count("█") == int(len(inside) * 0.25)
     assert text.endswith("\r\x1b[Korg-m: loaded\n")
+
+
+def test_a_requested_model_that_knows_its_size_shows_its_status_not_a_bar() -> None:
+    out = io.StringIO()
+    view = LoadView(out)
+    view.show(_model(0, loading_status="MODEL_LOADING_STATUS_REQUESTED", loading_status_message="found at the source"))
+    assert out.getvalue() == "org/m: requested: found at the source\n"
