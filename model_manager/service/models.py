@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from model_manager import ids
@@ -214,12 +215,18 @@ class ModelsService:
             )
         return to_model(rec)
 
-    async def delete_model(self, who: Identity, req: DeleteModelRequest) -> DeleteModelResponse:
-        access.require(who, Role.WRITER, "deleting models")
-        validate.check_id(req.id)
+    @asynccontextmanager
+    async def _changing(self, who: Identity, model_id: str, verb: str) -> AsyncIterator[tuple[Conn, ModelRecord]]:
+        """The model `model_id` as the caller may change it ("deleting"), read in the transaction that changes it."""
+        access.require(who, Role.WRITER, f"{verb} models")
+        validate.check_id(model_id)
         async with self.ctx.db.transaction() as conn:
-            rec = await find_visible(conn, who, req.id, True, who.project_id)
-            access.require_owner(who, rec, "deleting")
+            rec = await find_visible(conn, who, model_id, True, who.project_id)
+            access.require_owner(who, rec, verb)
+            yield conn, rec
+
+    async def delete_model(self, who: Identity, req: DeleteModelRequest) -> DeleteModelResponse:
+        async with self._changing(who, req.id, "deleting") as (conn, rec):
             await catalog.delete_inactive_model(conn, rec)
             # A model deleted while it loads takes along what its load registered so far.
             discarded = await catalog.delete_registered_by(conn, rec)
@@ -277,11 +284,7 @@ class ModelsService:
 
     async def retry_model(self, who: Identity, req: RetryModelRequest) -> Model:
         """A FAILED model back to REQUESTED with a fresh set of attempts; its failures stay in its attempt log."""
-        access.require(who, Role.WRITER, "retrying models")
-        validate.check_id(req.id)
-        async with self.ctx.db.transaction() as conn:
-            rec = await find_visible(conn, who, req.id, True, who.project_id)
-            access.require_owner(who, rec, "retrying")
+        async with self._changing(who, req.id, "retrying") as (conn, rec):
             if rec.kind is Kind.FINE_TUNED and not rec.model_file_location:
                 raise FailedPrecondition(
                     f'model "{req.id}" was registered by a fine-tuning job, not requested from a location: there is '
