@@ -149,6 +149,14 @@ def _size(model: dict[str, Any]) -> str:
     return human_bytes(total) if total else "-"
 
 
+def _count(n: int) -> str:
+    """A parameter count as model cards write it: 22.7M, 8.0B."""
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n) if n else ""
+
+
 def _age(created: int) -> str:
     seconds = max(0, int(time.time()) - int(created))
     for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -180,6 +188,17 @@ def _print(model: dict[str, Any], as_json: bool, out: TextIO) -> None:
         out.write(json.dumps(model, indent=2) + "\n")
         return
     table([model], out)
+    meta = model.get("metadata") or {}
+    said = [
+        ("architecture", meta.get("architecture")),
+        ("parameters", _count(int(meta.get("parameter_count", 0)))),
+        ("quantization", meta.get("quantization")),
+        ("dtype", meta.get("dtype")),
+        ("context length", meta.get("context_length")),
+        ("license", meta.get("license")),
+    ]
+    if any(value for _, value in said):
+        out.write("\n" + "".join(f"{name.upper():<15} {value}\n" for name, value in said if value))
     attempts = model.get("loading_attempts", [])
     if attempts:
         out.write("\nFAILED ATTEMPTS\n")

@@ -27,6 +27,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
 )
 from model_manager.service import model_config
 from model_manager.service.cache import Encoding
+from model_manager.service.convert import metadata_fields
 from model_manager.store.listing import Page
 from model_manager.store.records import Kind, ModelRecord
 
@@ -82,6 +83,8 @@ def json_model(rec: ModelRecord) -> dict[str, Any]:
             "files_total": rec.progress_files_total,
         }
     out["loading_attempts"] = [{"attempt": a.attempt, "reason": a.reason, "failed_at": a.at} for a in rec.attempt_log]
+    if rec.metadata:
+        out["metadata"] = metadata_fields(rec.metadata)
     return out
 
 
@@ -134,6 +137,10 @@ def proto_model(rec: ModelRecord) -> Any:
         p.files_done, p.files_total = rec.progress_files_done, rec.progress_files_total
     for a in rec.attempt_log:
         msg.loading_attempts.add(attempt=a.attempt, reason=a.reason, failed_at=a.at)
+    if rec.metadata:
+        msg.metadata.SetInParent()
+        for name, value in metadata_fields(rec.metadata).items():
+            setattr(msg.metadata, name, value)
     return msg
 
 

@@ -20,6 +20,8 @@ from model_manager.files import StoredFile, to_messages
 from model_manager.ids import converted, static_fine_tuned_id, storage_directory
 from model_manager.loader.errors import LeaseLost, PermanentError
 from model_manager.loader.formats import Detected, detect
+from model_manager.loader.metadata import MetadataReader
+from model_manager.loader.outcomes import Loaded
 from model_manager.loader.progress import Progress
 from model_manager.loader.retry import RetryPolicy, run_with_retries
 from model_manager.loader.sources.base import RemoteFile, Source
@@ -104,10 +106,15 @@ class Jobs:
         return "/".join(p for p in (self.path_prefix, self.base_model_path_prefix, storage_directory(model_id)) if p)
 
     async def _transfer(
-        self, source: Source, files: list[RemoteFile], prefix: str, beat: Beat | None
+        self,
+        source: Source,
+        files: list[RemoteFile],
+        prefix: str,
+        beat: Beat | None,
+        metadata: MetadataReader | None = None,
     ) -> list[StoredFile]:
         progress = Progress(sum(f.size or 0 for f in files), len(files))
-        transfer = Transfer(self.store, progress, self.retry, self.files_at_once)
+        transfer = Transfer(self.store, progress, self.retry, self.files_at_once, metadata=metadata)
         # What an earlier attempt at this model left unfinished (a loader killed mid-upload): this claim owns it now.
         removed = await self.store.clear_unfinished(prefix)
         if removed:
@@ -192,9 +199,10 @@ class Jobs:
         detected = detect([f.path for f in files])
         prefix = self.base_prefix(model_id)
         log.info("loading %s (%d files) into %s", source.name, len(files), prefix)
-        stored = await self._transfer(source, files, prefix, beat)
+        metadata = MetadataReader()
+        stored = await self._transfer(source, files, prefix, beat, metadata)
         try:
-            await self._register_base(model_id, repo, project_id, source, prefix, detected, stored, attempt)
+            await self._register_base(model_id, repo, project_id, source, prefix, detected, stored, attempt, metadata)
         except GRPCError as e:
             if e.status not in LOST_CLAIM:
                 raise
@@ -214,6 +222,7 @@ class Jobs:
         detected: Detected,
         stored: list[StoredFile],
         attempt: int,
+        metadata: MetadataReader,
     ) -> None:
         base_id = converted(model_id)
         common = {"source_repository": repo, "project_id": project_id, "revision": source.revision}
@@ -231,6 +240,7 @@ class Jobs:
                             formats=[pb.ModelFormat.GGUF],
                             gguf_model_path=f"{prefix}/{name}",
                             files=to_messages([by_path[name]]),
+                            metadata=metadata.message(by_path[name].size, gguf_file=name),
                             **common,  # type: ignore[arg-type]
                         )
                     )
@@ -245,6 +255,7 @@ class Jobs:
                         formats=detected.formats,
                         gguf_model_path=gguf,
                         files=to_messages(stored),
+                        metadata=metadata.message(sum(f.size for f in stored), gguf_file=detected.gguf_file),
                         **common,  # type: ignore[arg-type]
                     )
                 )
@@ -264,12 +275,14 @@ class Jobs:
 
     # ---- fine-tuned models -------------------------------------------------------------------------------
 
-    async def load_fine_tuned(self, claim: pb.AcquireUnloadedModelResponse, beat: Beat | None) -> list[StoredFile]:
+    async def load_fine_tuned(self, claim: pb.AcquireUnloadedModelResponse, beat: Beat | None) -> Loaded:
         source = self.sources.fine_tuned(claim.source_repository, claim.model_file_location)
         files = await self._list(source)
         if not files:
             raise PermanentError("no files downloaded")
-        return await self._transfer(source, files, claim.dest_path.rstrip("/"), beat)
+        metadata = MetadataReader()
+        stored = await self._transfer(source, files, claim.dest_path.rstrip("/"), beat, metadata)
+        return Loaded(stored, metadata.message(sum(f.size for f in stored)))
 
     async def load_static_model(self, spec: FineTunedModelSpec) -> None:
         """A fine-tuned model of the static `models` list: register, copy from Hugging Face, publish."""

@@ -17,7 +17,6 @@ from grpclib.const import Status
 
 from model_manager.aio import wait_for_stop
 from model_manager.config import LoaderConfig
-from model_manager.files import StoredFile
 from model_manager.ids import parse_hugging_face
 from model_manager.loader.errors import LeaseLost, LoadError, TransientError, classify
 from model_manager.loader.jobs import LOST_CLAIM, Beat, Jobs
@@ -118,7 +117,7 @@ class LoaderLoop:
                 continue
             return
 
-    async def _until_stop(self, job: Coroutine[Any, Any, list[StoredFile] | None], stop: asyncio.Event) -> Outcome:
+    async def _until_stop(self, job: Coroutine[Any, Any, Loaded | None], stop: asyncio.Event) -> Outcome:
         """Run `job`; on stop cancel it (it cleans up after itself) and give it `stop_grace` to do so."""
         task = asyncio.ensure_future(job)
         stopper = asyncio.ensure_future(stop.wait())
@@ -130,7 +129,7 @@ class LoaderLoop:
             return Stopped()
         error = task.exception()
         if error is None:
-            return Loaded(task.result() or [])  # base models register their files themselves
+            return task.result() or Loaded()  # base models register their files themselves
         if isinstance(error, LeaseLost):
             return Lost(str(error))
         if isinstance(error, LoadError):

@@ -16,7 +16,9 @@ from model_manager.proto.llmariner.models.server import v1 as pb
 
 @dataclass(frozen=True)
 class Loaded:
-    files: list[StoredFile] = field(default_factory=list)  # fine-tuned; base models register theirs themselves
+    # Fine-tuned models: their files and what they are; base models register both themselves.
+    files: list[StoredFile] = field(default_factory=list)
+    metadata: pb.ModelMetadata | None = None
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,13 @@ class Report:
     release: bool = False
     files: list[StoredFile] = field(default_factory=list)
     progress: pb.LoadingProgress | None = None  # the numbers behind a progress message
+    metadata: pb.ModelMetadata | None = None  # with success: what the files say the model is
 
     @classmethod
     def of(cls, outcome: Loaded | Failed | Stopped, holder: str) -> Report:
         match outcome:
-            case Loaded(files):
-                return cls(success=True, files=files)
+            case Loaded(files, metadata):
+                return cls(success=True, files=files, metadata=metadata)
             case Failed(reason, retryable):
                 return cls(retryable_failure=reason) if retryable else cls(failure=reason)
             case Stopped():
@@ -97,6 +100,7 @@ class ClaimedModel:
                     if report.failure
                     else None,
                     files=to_messages(report.files),
+                    metadata=report.metadata,
                     **common,
                 )
             )

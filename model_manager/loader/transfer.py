@@ -13,6 +13,7 @@ from model_manager import metrics
 from model_manager.aio import first_error
 from model_manager.files import StoredFile
 from model_manager.loader.errors import PermanentError
+from model_manager.loader.metadata import FileWatcher, MetadataReader
 from model_manager.loader.progress import Progress
 from model_manager.loader.retry import RetryPolicy, run_with_retries
 from model_manager.loader.sources.base import RemoteFile, Source
@@ -96,11 +97,16 @@ class Transfer:
     files_at_once: int = 4
     touched: list[str] = field(default_factory=list)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    metadata: MetadataReader | None = None  # reads what the model is from the files' leading bytes
 
-    async def _verified(self, chunks: AsyncIterator[bytes], verifier: Verifier) -> AsyncIterator[bytes]:
+    async def _verified(
+        self, chunks: AsyncIterator[bytes], verifier: Verifier, watcher: FileWatcher | None
+    ) -> AsyncIterator[bytes]:
         try:
             async for block in blocks(chunks):
                 await verifier.update(block)
+                if watcher is not None:
+                    watcher.feed(block)
                 yield block
             await verifier.finish()  # before the store commits the file and asks for the check
         finally:
@@ -113,6 +119,7 @@ class Transfer:
 
         async def attempt() -> StoredFile:
             verifier = Verifier(f, what)
+            watcher = self.metadata.watch(f.path) if self.metadata is not None else None  # anew on a retry
             arrived = 0
 
             async def counted() -> AsyncIterator[bytes]:
@@ -125,11 +132,13 @@ class Transfer:
                     yield chunk
 
             try:
-                await self.store.upload(key, self._verified(counted(), verifier), verifier.check)
+                await self.store.upload(key, self._verified(counted(), verifier, watcher), verifier.check)
             except Exception:
                 self.progress.restart_file(arrived)  # a retry starts the file again
                 raise
             self.progress.file_done()
+            if watcher is not None:
+                watcher.close()
             return StoredFile(path=f.path, size=verifier.size, sha256=verifier.sha256.hexdigest())
 
         return await run_with_retries(self.retry, what, attempt, self.sleep)

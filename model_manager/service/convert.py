@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import json
+from typing import Any
+
 from model_manager import files
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivationStatus,
@@ -12,6 +16,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     ModelFile,
     ModelFormat,
     ModelLoadingStatus,
+    ModelMetadata,
     Project,
     SourceRepository,
 )
@@ -41,7 +46,30 @@ def to_model(rec: ModelRecord) -> Model:
         files=files.to_messages(rec.files),
         loading_progress=progress_of(rec),
         loading_attempts=[LoadingAttempt(attempt=a.attempt, reason=a.reason, failed_at=a.at) for a in rec.attempt_log],
+        metadata=ModelMetadata(**metadata_fields(rec.metadata)) if rec.metadata else None,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def metadata_fields(stored: str) -> dict[str, Any]:
+    """The stored metadata's fields (few distinct values: decoded once each). Shared, so never changed."""
+    return dict(json.loads(stored))
+
+
+def stored_metadata(reported: ModelMetadata | None) -> dict[str, str]:
+    """The column value for metadata a loader reported; nothing to store when it sent none."""
+    if reported is None:
+        return {}
+    fields = {
+        "architecture": reported.architecture,
+        "parameter_count": reported.parameter_count,
+        "quantization": reported.quantization,
+        "dtype": reported.dtype,
+        "context_length": reported.context_length,
+        "total_bytes": reported.total_bytes,
+        "license": reported.license,
+    }
+    return {"metadata": json.dumps(fields, separators=(",", ":"))}
 
 
 def progress_of(rec: ModelRecord) -> LoadingProgress | None:

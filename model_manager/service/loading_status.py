@@ -16,7 +16,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
 )
 from model_manager.service import tenancy, validate
 from model_manager.service.context import ServiceContext
-from model_manager.service.convert import stored_files
+from model_manager.service.convert import stored_files, stored_metadata
 from model_manager.store import catalog, loading
 from model_manager.store.records import Kind, LoadingStatus, ModelRecord
 
@@ -59,11 +59,15 @@ class LoadingStatusService:
         if req.success is not None:
             if kind is Kind.BASE:
                 return None
-            files = stored_files(req.files) if isinstance(req, UpdateModelLoadingStatusRequest) else "[]"
+            reported = (
+                {"files": stored_files(req.files), **stored_metadata(req.metadata)}
+                if isinstance(req, UpdateModelLoadingStatusRequest)
+                else {"files": "[]"}
+            )
             return {
                 "loading_status": LoadingStatus.SUCCEEDED,
                 "loading_status_message": req.status_message,
-                "files": files,
+                **reported,
                 **ended,
             }
         if req.release:

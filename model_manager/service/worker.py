@@ -43,7 +43,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
 from model_manager.service import model_config, tenancy, validate
 from model_manager.service.cache import Encoding, cached
 from model_manager.service.context import ServiceContext
-from model_manager.service.convert import stored_files, to_model, to_response
+from model_manager.service.convert import stored_files, stored_metadata, to_model, to_response
 from model_manager.service.leases import Leases
 from model_manager.service.loading_status import LoadingStatusService
 from model_manager.service.lookup import find_visible
@@ -191,6 +191,7 @@ class WorkerService(LoadingStatusService):
             "source_repository": int(req.source_repository),
             "revision": req.revision,
             "files": stored_files(req.files),
+            **stored_metadata(req.metadata),
             "loading_status": LoadingStatus.SUCCEEDED,
             "loading_failure_reason": "",
             "loading_status_message": "",

@@ -89,6 +89,7 @@ class ModelRecord:
     progress_files_total: int = 0
     attempt_floor: int = 0
     attempt_log: tuple[FailedAttempt, ...] = ()
+    metadata: str = ""  # JSON of ModelMetadata's fields; "" when unknown
     # base models only
     formats: tuple[int, ...] = ()
     gguf_model_path: str = ""

@@ -52,6 +52,9 @@ def _loading_columns() -> list[Column]:  # type: ignore[type-arg]
         # {"attempt", "reason", "at"} for every attempt that failed (migration 0008).
         Column("attempt_floor", Integer, nullable=False, server_default="0"),
         Column("attempt_log", Text, nullable=False, server_default="[]"),
+        # What the model is, read by its loader from the files' headers: ModelMetadata's fields as a JSON object;
+        # "" until a loader that reads them loaded it (migration 0009).
+        Column("metadata", Text, nullable=False, server_default=""),
     ]
 
 

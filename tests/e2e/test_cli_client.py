@@ -63,6 +63,8 @@ def test_create_wait_list_update_and_delete_from_the_terminal(tmp_path: Path) ->
             header, row = listed.stdout.splitlines()
             assert header.split() == ["ID", "ACTIVATION", "FORMATS", "SIZE", "AGE", "STATUS"]
             assert row.split()[:4] == ["org-model", "inactive", "hugging-face", "2.0"] and row.endswith("succeeded")
+            described = _cli(proc, "get", "org-model", key=admin)
+            assert re.search(r"^ARCHITECTURE +bert$", described.stdout, re.M), described.stdout  # config.json
             as_json = json.loads(_cli(proc, "list", "--json", key=admin).stdout)
             assert [m["id"] for m in as_json["data"]] == ["org-model"]
 

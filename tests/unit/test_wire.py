@@ -82,6 +82,10 @@ RECORDS = {
         files=(StoredFile("adapter.safetensors", 12345, "ab" * 32), StoredFile("config.json", 10, "cd" * 32)),
         is_published=True,
     ),
+    "loaded, with metadata": _record(
+        metadata='{"architecture":"LlamaForCausalLM","parameter_count":8030261248,"quantization":"",'
+        '"dtype":"BF16","context_length":131072,"total_bytes":16060556376,"license":"llama3.1"}'
+    ),
     "text that JSON must escape": _record(model_id='a"b\\c\u00e9\u4e2d', loading_status_message="line\nnext\t\u2028"),
 }
 
