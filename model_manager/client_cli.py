@@ -54,6 +54,9 @@ def add_parser(sub: Any) -> None:
     verbs = models.add_subparsers(dest="verb", required=True)
     listing = verbs.add_parser("list", help="the models you can see, loading ones included")
     listing.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
+    listing.add_argument("--format", help="only this format: gguf, hugging-face, ollama, nvidia-triton")
+    listing.add_argument("--architecture", help="only this architecture (metadata), e.g. llama")
+    listing.add_argument("--quantization", help="only this quantization (metadata), e.g. q4_0")
     get = verbs.add_parser("get", help="one model")
     get.add_argument("id")
     get.add_argument("--json", action="store_true", help="the API's JSON instead of a summary")
@@ -269,7 +272,9 @@ def run(args: Any, out: TextIO = sys.stdout) -> int:
     client = Client(args.server, os.environ.get("MODEL_MANAGER_API_KEY") or None)
     verb = args.verb
     if verb == "list":
-        found = client.call("GET", "/v1/models", query={"include_loading_models": "true", "limit": "1000"})
+        query = {"include_loading_models": "true", "limit": "1000"}
+        query |= {k: v for k in ("format", "architecture", "quantization") if (v := getattr(args, k))}
+        found = client.call("GET", "/v1/models", query=query)
         if args.json:
             out.write(json.dumps(found, indent=2) + "\n")
         else:

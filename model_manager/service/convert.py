@@ -69,7 +69,11 @@ def stored_metadata(reported: ModelMetadata | None) -> dict[str, str]:
         "total_bytes": reported.total_bytes,
         "license": reported.license,
     }
-    return {"metadata": json.dumps(fields, separators=(",", ":"))}
+    return {
+        "metadata": json.dumps(fields, separators=(",", ":")),
+        "metadata_architecture": reported.architecture.lower()[:256],
+        "metadata_quantization": reported.quantization.lower()[:64],
+    }
 
 
 def progress_of(rec: ModelRecord) -> LoadingProgress | None:

@@ -24,6 +24,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     ListModelsResponse,
     Model,
     ModelConfig,
+    ModelFormat,
     RetryModelRequest,
     SourceRepository,
     UpdateModelRequest,
@@ -46,6 +47,26 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
 _BASE_SOURCES = "SOURCE_REPOSITORY_HUGGING_FACE, SOURCE_REPOSITORY_OLLAMA, SOURCE_REPOSITORY_OBJECT_STORE"
+
+
+# ?format= takes what the CLI shows (gguf, hugging-face) or the enum's own name (MODEL_FORMAT_GGUF).
+_FORMATS = {
+    **{f.name.lower().replace("_", "-"): int(f) for f in ModelFormat if f != ModelFormat.UNSPECIFIED},
+    **{f"MODEL_FORMAT_{f.name}".lower(): int(f) for f in ModelFormat if f != ModelFormat.UNSPECIFIED},
+}
+
+
+def _filters(req: ListModelsRequest) -> listing.Filters:
+    """The listing's filters, refused with the values allowed when the format is not one."""
+    fmt = None
+    if req.format:
+        fmt = _FORMATS.get(req.format.lower().replace("_", "-")) or _FORMATS.get(req.format.lower())
+        if fmt is None:
+            choices = ", ".join(sorted(k for k in _FORMATS if not k.startswith("model_")))
+            raise InvalidArgument(f"format must be one of {choices}, got {req.format!r}")
+    for name in ("architecture", "quantization"):
+        validate.check_text(getattr(req, name), name)
+    return listing.Filters(fmt, req.architecture.lower(), req.quantization.lower())
 
 
 class ModelsService:
@@ -81,7 +102,16 @@ class ModelsService:
 
     async def list_models_encoded(self, who: Identity, req: ListModelsRequest, encoding: Encoding) -> bytes:
         self._check_list(who, req)
-        key = ("list", encoding.name, who.tenant_id, who.project_id, req.include_loading_models, req.limit, req.after)
+        key = (
+            "list",
+            encoding.name,
+            who.tenant_id,
+            who.project_id,
+            req.include_loading_models,
+            req.limit,
+            req.after,
+            _filters(req),
+        )
         return await cached(self.ctx, key, functools.partial(self._list, who=who, req=req), encoding.page)
 
     @staticmethod
@@ -89,10 +119,11 @@ class ModelsService:
         access.require(who, Role.READER, "listing models")
         if req.limit < 0:
             raise InvalidArgument(f"limit must not be negative, got {req.limit}")
+        _filters(req)
 
     async def _list(self, conn: Conn, who: Identity, req: ListModelsRequest) -> Page:
         limit = min(req.limit or DEFAULT_LIMIT, self.ctx.limits.page_size)
-        scope = listing.ListScope(who.tenant_id, who.project_id, req.include_loading_models)
+        scope = listing.ListScope(who.tenant_id, who.project_id, req.include_loading_models, _filters(req))
         after: tuple[int, str] | None = None
         if req.after:
             group = await listing.group_of(conn, scope, req.after)

@@ -18,7 +18,9 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    false,
     func,
+    literal,
     literal_column,
     null,
     select,
@@ -49,10 +51,28 @@ class Page:
 
 
 @dataclass(frozen=True)
+class Filters:
+    """Only models of this format (its number), architecture or quantization (lower-cased); None/"": any."""
+
+    format: int | None = None
+    architecture: str = ""
+    quantization: str = ""
+
+    @property
+    def shape(self) -> tuple[bool, bool, bool]:
+        """Which filters are set: statements are built once per shape, the values are bound."""
+        return (self.format is not None, bool(self.architecture), bool(self.quantization))
+
+
+NO_FILTERS = Filters()
+
+
+@dataclass(frozen=True)
 class ListScope:
     tenant_id: str
     project_id: str
     include_loading: bool
+    filters: Filters = NO_FILTERS
 
 
 # Statements are built once per shape with bound parameters: building SQLAlchemy expressions for every request
@@ -61,10 +81,35 @@ _TENANT = bindparam("tenant", type_=String)
 _PROJECT = bindparam("project", type_=String)
 _AFTER = bindparam("after", type_=String)
 _LIMIT = bindparam("limit", type_=Integer)
+_FORMAT = bindparam("format", type_=String)
+_ARCHITECTURE = bindparam("architecture", type_=String)
+_QUANTIZATION = bindparam("quantization", type_=String)
+Shape = tuple[bool, bool, bool]
 
 
 def _params(scope: ListScope, **more: object) -> dict[str, object]:
-    return {"tenant": scope.tenant_id, "project": scope.project_id, **more}
+    params: dict[str, object] = {"tenant": scope.tenant_id, "project": scope.project_id}
+    f = scope.filters
+    if f.format is not None:
+        params["format"] = f"%,{f.format},%"  # the stored formats are "2,1": matched as ",2,1," contains ",1,"
+    if f.architecture:
+        params["architecture"] = f.architecture
+    if f.quantization:
+        params["quantization"] = f.quantization
+    return {**params, **more}
+
+
+def _filtered(kind: Kind, shape: Shape) -> list[ColumnElement[bool]]:
+    """The filters' conditions on `kind`'s table (fine-tuned models record no format: a format filter skips them)."""
+    t = kind.table
+    conds: list[ColumnElement[bool]] = []
+    if shape[0]:
+        conds.append((literal(",") + t.c.formats + literal(",")).like(_FORMAT) if kind is Kind.BASE else false())
+    if shape[1]:
+        conds.append(t.c.metadata_architecture == _ARCHITECTURE)
+    if shape[2]:
+        conds.append(t.c.metadata_quantization == _QUANTIZATION)
+    return conds
 
 
 @functools.cache
@@ -81,13 +126,14 @@ def _visible(kind: Kind, include_loading: bool) -> ColumnElement[bool]:
 _COLUMNS = tuple(dict.fromkeys([c.name for c in base_models.c] + [c.name for c in models.c]))
 
 
-def _group_query(index: int, include_loading: bool, after: bool) -> Select:  # type: ignore[type-arg]
+def _group_query(index: int, include_loading: bool, after: bool, shape: Shape) -> Select:  # type: ignore[type-arg]
     """One group's next models, in the shared row layout (NULL for the other table's columns)."""
     activation, kind = GROUPS[index]
     t, other = kind.table, models if kind is Kind.BASE else base_models
     columns: list[ColumnElement[Any]] = [literal_column(str(index)).label("grp")]
     columns += [t.c[n] if n in t.c else cast(null(), other.c[n].type).label(n) for n in _COLUMNS]
     q = select(*columns).where(_visible(kind, include_loading), t.c.activation_status == activation)
+    q = q.where(*_filtered(kind, shape))
     if after:
         q = q.where(t.c.model_id > _AFTER)
     # A subquery, so that each group keeps its own ORDER BY and LIMIT inside the UNION (SQLite needs it so).
@@ -95,12 +141,14 @@ def _group_query(index: int, include_loading: bool, after: bool) -> Select:  # t
 
 
 @functools.cache
-def _page_query(start: int, include_loading: bool, keyed: bool) -> Select:  # type: ignore[type-arg]
+def _page_query(start: int, include_loading: bool, keyed: bool, shape: Shape) -> Select:  # type: ignore[type-arg]
     """A page in one round trip: each remaining group's next models (a range scan of its index, at most the page's
     size), the first of them in listing order, and the listing's total alongside."""
-    groups = union_all(*(_group_query(i, include_loading, keyed and i == start) for i in range(start, len(GROUPS))))
+    groups = union_all(
+        *(_group_query(i, include_loading, keyed and i == start, shape) for i in range(start, len(GROUPS)))
+    )
     u = groups.subquery()
-    total = _count_query(include_loading).scalar_subquery().label("total")
+    total = _count_query(include_loading, shape).scalar_subquery().label("total")
     return select(u, total).order_by(u.c.grp, u.c.model_id).limit(_LIMIT)
 
 
@@ -125,7 +173,7 @@ async def page(conn: Conn, scope: ListScope, limit: int, after: tuple[int, str] 
     listing holds across all pages."""
     want = limit + 1  # one more than the page tells exactly whether there is a next page
     start = after[0] if after else 0
-    q = _page_query(start, scope.include_loading, after is not None)
+    q = _page_query(start, scope.include_loading, after is not None, scope.filters.shape)
     rows = await driver.rows(conn, q, _params(scope, limit=want, after=after[1] if after else ""))
     if not rows:
         return Page([], False, await count(conn, scope))
@@ -134,7 +182,15 @@ async def page(conn: Conn, scope: ListScope, limit: int, after: tuple[int, str] 
 
 
 @functools.cache
-def _count_query(include_loading: bool) -> Select:  # type: ignore[type-arg]
+def _count_query(include_loading: bool, shape: Shape = (False, False, False)) -> Select:  # type: ignore[type-arg]
+    if any(shape):
+        # Filtered: counted over the visible rows that match (the kept counters know no metadata). A scan of the
+        # tenant's models, which only filtered listings pay.
+        per_kind = [
+            select(func.count()).where(_visible(kind, include_loading), *_filtered(kind, shape)).scalar_subquery()
+            for kind in (Kind.BASE, Kind.FINE_TUNED)
+        ]
+        return select(per_kind[0] + per_kind[1])
     c = model_counts
     total = func.coalesce(func.sum(c.c.n), 0)
     loaded_only = [] if include_loading else [c.c.loaded == 1]
@@ -156,7 +212,7 @@ def _count_query(include_loading: bool) -> Select:  # type: ignore[type-arg]
 async def count(conn: Conn, scope: ListScope) -> int:
     """How many models the listing holds across all pages: read from the trigger-kept counters, minus the global
     base models the caller's project shadows (a join over that project's own base models only)."""
-    return int(await driver.value(conn, _count_query(scope.include_loading), _params(scope)))
+    return int(await driver.value(conn, _count_query(scope.include_loading, scope.filters.shape), _params(scope)))
 
 
 _ALL_BASE = (

@@ -90,6 +90,8 @@ class ModelRecord:
     attempt_floor: int = 0
     attempt_log: tuple[FailedAttempt, ...] = ()
     metadata: str = ""  # JSON of ModelMetadata's fields; "" when unknown
+    metadata_architecture: str = ""  # lower-cased, for listing filters
+    metadata_quantization: str = ""
     # base models only
     formats: tuple[int, ...] = ()
     gguf_model_path: str = ""

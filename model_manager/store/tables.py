@@ -55,6 +55,9 @@ def _loading_columns() -> list[Column]:  # type: ignore[type-arg]
         # What the model is, read by its loader from the files' headers: ModelMetadata's fields as a JSON object;
         # "" until a loader that reads them loaded it (migration 0009).
         Column("metadata", Text, nullable=False, server_default=""),
+        # Lower-cased copies of the two metadata fields listings filter on (?architecture=, ?quantization=).
+        Column("metadata_architecture", String(256), nullable=False, server_default=""),
+        Column("metadata_quantization", String(64), nullable=False, server_default=""),
     ]
 
 

@@ -65,6 +65,9 @@ def test_create_wait_list_update_and_delete_from_the_terminal(tmp_path: Path) ->
             assert row.split()[:4] == ["org-model", "inactive", "hugging-face", "2.0"] and row.endswith("succeeded")
             described = _cli(proc, "get", "org-model", key=admin)
             assert re.search(r"^ARCHITECTURE +bert$", described.stdout, re.M), described.stdout  # config.json
+            by_architecture = _cli(proc, "list", "--architecture", "BERT", key=admin).stdout.splitlines()
+            assert [line.split()[0] for line in by_architecture[1:]] == ["org-model"]
+            assert len(_cli(proc, "list", "--format", "gguf", key=admin).stdout.splitlines()) == 1  # the header
             as_json = json.loads(_cli(proc, "list", "--json", key=admin).stdout)
             assert [m["id"] for m in as_json["data"]] == ["org-model"]
 

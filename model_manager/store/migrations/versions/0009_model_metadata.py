@@ -1,4 +1,5 @@
-"""Keep what a model is, as its loader read it from the files' headers: a JSON object of ModelMetadata's fields.
+"""Keep what a model is, as its loader read it from the files' headers: a JSON object of ModelMetadata's fields, and
+the two that listings filter on (architecture, quantization) in columns of their own.
 
 Revision ID: 0009
 Revises: 0008
@@ -17,9 +18,13 @@ def upgrade() -> None:
     for table in ("base_models", "models"):
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("metadata", sa.Text(), nullable=False, server_default=""))
+            batch.add_column(sa.Column("metadata_architecture", sa.String(256), nullable=False, server_default=""))
+            batch.add_column(sa.Column("metadata_quantization", sa.String(64), nullable=False, server_default=""))
 
 
 def downgrade() -> None:
     for table in ("base_models", "models"):
         with op.batch_alter_table(table) as batch:
+            batch.drop_column("metadata_quantization")
+            batch.drop_column("metadata_architecture")
             batch.drop_column("metadata")
