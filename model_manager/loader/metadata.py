@@ -140,22 +140,31 @@ class FileWatcher:
 
 
 class MetadataReader:
-    """One load's metadata: a watcher per file. A GGUF file is a whole model of its own (a repo of several is
-    several models), so each keeps its findings apart; the other files' findings are shared."""
+    """One load's metadata: what each file said, kept per file (a file copied again after a failed try starts over,
+    so nothing is counted twice), merged when asked. A GGUF file is a whole model of its own: a repo of several is
+    several models, each described by its own header."""
 
     def __init__(self) -> None:
-        self.found = Found()
+        self.files: dict[str, Found] = {}
         self.gguf: dict[str, Found] = {}
 
     def watch(self, path: str) -> FileWatcher:
-        if path.endswith(".gguf") or path.startswith("blobs/"):
-            self.gguf[path] = Found()
-            return FileWatcher(path, self.gguf[path])
-        return FileWatcher(path, self.found)
+        found = Found()
+        kept = self.gguf if path.endswith(".gguf") or path.startswith("blobs/") else self.files
+        kept[path] = found
+        return FileWatcher(path, found)
 
     def message(self, total_bytes: int, gguf_file: str = "") -> pb.ModelMetadata:
         """The model's metadata; with `gguf_file`, for the model that file is (one of a repo of GGUF files)."""
-        found = Found(**{k: v for k, v in vars(self.found).items() if k != "dtypes"}, dtypes=Counter(self.found.dtypes))
+        found = Found()
+        for said in self.files.values():  # config.json, safetensors shards, the model card
+            found.architecture = found.architecture or said.architecture
+            found.dtype = found.dtype or said.dtype
+            found.context_length = found.context_length or said.context_length
+            found.quantization = found.quantization or said.quantization
+            found.license = found.license or said.license
+            found.parameters += said.parameters
+            found.dtypes.update(said.dtypes)
         headers = [self.gguf[gguf_file]] if gguf_file in self.gguf else list(self.gguf.values())
         weights = sorted((h for h in headers if h.parameters), key=lambda h: h.parameters)
         if weights:  # a GGUF header (an Ollama model blob is one): the engine's own view wins

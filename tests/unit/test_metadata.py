@@ -91,3 +91,14 @@ def test_what_is_not_a_header_says_nothing_and_keeps_no_bytes() -> None:
     broken.feed(b"{not json")
     broken.close()
     assert reader.message(0).architecture == ""
+
+
+def test_a_file_copied_again_after_a_failed_try_is_counted_once() -> None:
+    weights = minilm_files()["model.safetensors"]
+    reader = MetadataReader()
+    first = reader.watch("model.safetensors")
+    first.feed(weights[: 1 << 20])  # the header is read; then the connection drops and the file starts over
+    _stream(reader, {"model.safetensors": weights})
+    once = MetadataReader()
+    _stream(once, {"model.safetensors": weights})
+    assert reader.message(0).parameter_count == once.message(0).parameter_count > 0
