@@ -49,21 +49,17 @@ DEFAULT_LIMIT = 100
 _BASE_SOURCES = "SOURCE_REPOSITORY_HUGGING_FACE, SOURCE_REPOSITORY_OLLAMA, SOURCE_REPOSITORY_OBJECT_STORE"
 
 
-# ?format= takes what the CLI shows (gguf, hugging-face) or the enum's own name (MODEL_FORMAT_GGUF).
-_FORMATS = {
-    **{f.name.lower().replace("_", "-"): int(f) for f in ModelFormat if f != ModelFormat.UNSPECIFIED},
-    **{f"MODEL_FORMAT_{f.name}".lower(): int(f) for f in ModelFormat if f != ModelFormat.UNSPECIFIED},
-}
+# ?format= takes what the CLI shows (gguf, hugging-face) or the enum's own name (MODEL_FORMAT_GGUF), in any case.
+_FORMATS = {f.name.lower().replace("_", "-"): int(f) for f in ModelFormat if f != ModelFormat.UNSPECIFIED}
 
 
 def _filters(req: ListModelsRequest) -> listing.Filters:
     """The listing's filters, refused with the values allowed when the format is not one."""
     fmt = None
     if req.format:
-        fmt = _FORMATS.get(req.format.lower().replace("_", "-")) or _FORMATS.get(req.format.lower())
+        fmt = _FORMATS.get(req.format.lower().removeprefix("model_format_").replace("_", "-"))
         if fmt is None:
-            choices = ", ".join(sorted(k for k in _FORMATS if not k.startswith("model_")))
-            raise InvalidArgument(f"format must be one of {choices}, got {req.format!r}")
+            raise InvalidArgument(f"format must be one of {', '.join(sorted(_FORMATS))}, got {req.format!r}")
     for name in ("architecture", "quantization"):
         validate.check_text(getattr(req, name), name)
     return listing.Filters(fmt, req.architecture.lower(), req.quantization.lower())
