@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import grpc
+from aiohttp.test_utils import TestClient, TestServer
+
+from model_manager.api.grpc import InFlight, ModelsServicer, build_server
+from model_manager.api.rest import RestApi
 from model_manager.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity, Role
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.auth import Authenticator
 from model_manager.service.context import ServiceContext
+from model_manager.service.health import Health
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService
+from tests.conftest import free_port
 
 WHO = DEFAULT_IDENTITY
 WORKER = DEFAULT_WORKER_IDENTITY
@@ -96,3 +105,29 @@ class Api:
         await self.worker.update_base_model_loading_status(
             WORKER, pb.UpdateBaseModelLoadingStatusRequest(id=model_id, **kw)
         )
+
+
+@asynccontextmanager
+async def rest_client(ctx: ServiceContext) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    """The REST front over `ctx` on a real port (auth off), and an HTTP client of it."""
+    client = TestClient(TestServer(RestApi(ModelsService(ctx), Health(ctx).ready, no_auth(ctx)).app()))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@asynccontextmanager
+async def grpcio_models(ctx: ServiceContext, grpcio_pb: Any) -> AsyncIterator[Any]:
+    """The public gRPC port over `ctx` (auth off), and a grpcio ModelsService stub of it."""
+    server = build_server(ModelsServicer(ModelsService(ctx), InFlight(), no_auth(ctx)), with_health=True)
+    port = free_port()
+    await server.start("127.0.0.1", port)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield grpcio_pb.grpc.ModelsServiceStub(channel)
+    finally:
+        await channel.close()
+        server.close()
+        await server.wait_closed()

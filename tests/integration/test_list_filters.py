@@ -7,21 +7,15 @@ import json
 from dataclasses import replace
 from typing import Any
 
-import grpc
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from model_manager.api.grpc import InFlight, ModelsServicer, build_server
-from model_manager.api.rest import RestApi
 from model_manager.api.wire import JSON
 from model_manager.errors import InvalidArgument
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.cache import ResponseCache
 from model_manager.service.context import ServiceContext
-from model_manager.service.health import Health
 from model_manager.service.models import ModelsService
-from tests.conftest import free_port
-from tests.helpers import HF, WHO, WORKER, Api, no_auth
+from tests.helpers import HF, WHO, WORKER, Api, grpcio_models, rest_client
 
 GGUF, HUGGING_FACE = pb.ModelFormat.GGUF, pb.ModelFormat.HUGGING_FACE
 
@@ -94,31 +88,18 @@ async def test_cached_pages_are_kept_apart_by_filter(ctx: ServiceContext, api: A
 
 async def test_filters_over_rest(ctx: ServiceContext, api: Api) -> None:
     await _catalogue(api)
-    client = TestClient(TestServer(RestApi(ModelsService(ctx), Health(ctx).ready, no_auth(ctx)).app()))
-    await client.start_server()
-    try:
+    async with rest_client(ctx) as client:
         r = await client.get("/v1/models", params={"format": "gguf", "quantization": "Q4_0"})
         body = await r.json()
         assert [m["id"] for m in body["data"]] == ["llama-q4"] and body["total_items"] == 1
         assert body["data"][0]["metadata"]["quantization"] == "Q4_0"
         r = await client.get("/v1/models", params={"format": "tflite"})
         assert r.status == 400 and "format must be one of" in (await r.json())["message"]
-    finally:
-        await client.close()
 
 
 async def test_filters_over_grpc(ctx: ServiceContext, api: Api, grpcio_pb: Any) -> None:
     await _catalogue(api)
-    server = build_server(ModelsServicer(ModelsService(ctx), InFlight(), no_auth(ctx)), with_health=True)
-    port = free_port()
-    await server.start("127.0.0.1", port)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        stub = grpcio_pb.grpc.ModelsServiceStub(channel)
+    async with grpcio_models(ctx, grpcio_pb) as stub:
         page = await stub.ListModels(grpcio_pb.pb2.ListModelsRequest(architecture="llama", quantization="q8_0"))
         assert [m.id for m in page.data] == ["llama-q8"] and page.total_items == 1
         assert page.data[0].metadata.parameter_count == 7
-    finally:
-        await channel.close()
-        server.close()
-        await server.wait_closed()

@@ -7,18 +7,13 @@ from typing import Any
 
 import grpc
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from model_manager.api.grpc import InFlight, ModelsServicer, build_server
-from model_manager.api.rest import RestApi
 from model_manager.errors import FailedPrecondition, NotFound, PermissionDenied
 from model_manager.identity import Identity, Role
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext
-from model_manager.service.health import Health
-from model_manager.service.models import ModelsService
-from tests.conftest import FakeClock, free_port
-from tests.helpers import OLLAMA, WHO, WORKER, Api, no_auth
+from tests.conftest import FakeClock
+from tests.helpers import OLLAMA, WHO, WORKER, Api, grpcio_models, rest_client
 
 READER = Identity(WHO.tenant_id, WHO.organization_id, WHO.project_id, Role.READER)
 
@@ -119,13 +114,7 @@ async def _failed(api: Api, model_id: str) -> None:
 
 
 async def test_retry_over_rest_and_grpc(ctx: ServiceContext, api: Api, grpcio_pb: Any) -> None:
-    client = TestClient(TestServer(RestApi(ModelsService(ctx), Health(ctx).ready, no_auth(ctx)).app()))
-    await client.start_server()
-    server = build_server(ModelsServicer(ModelsService(ctx), InFlight(), no_auth(ctx)), with_health=True)
-    port = free_port()
-    await server.start("127.0.0.1", port)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    async with rest_client(ctx) as client, grpcio_models(ctx, grpcio_pb) as stub:
         await _failed(api, "gemma:2b")
         await _failed(api, "phi:3")
         r = await client.post("/v1/models/gemma:2b:retry")
@@ -137,15 +126,9 @@ async def test_retry_over_rest_and_grpc(ctx: ServiceContext, api: Api, grpcio_pb
         r = await client.post("/v1/models/gemma:2b:retry")
         assert r.status == 400 and "only a failed model can be retried" in (await r.json())["message"]
 
-        stub = grpcio_pb.grpc.ModelsServiceStub(channel)
         model = await stub.RetryModel(grpcio_pb.pb2.RetryModelRequest(id="phi:3"))
         assert model.loading_status == grpcio_pb.pb2.MODEL_LOADING_STATUS_REQUESTED
         assert [a.reason for a in model.loading_attempts] == ["manifest not found"]
         with pytest.raises(grpc.aio.AioRpcError) as e:
             await stub.RetryModel(grpcio_pb.pb2.RetryModelRequest(id="phi:3"))
         assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    finally:
-        await channel.close()
-        server.close()
-        await server.wait_closed()
-        await client.close()

@@ -12,18 +12,13 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from model_manager.api.grpc import InFlight, ModelsServicer, build_server
-from model_manager.api.rest import RestApi
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import watch
 from model_manager.service.cache import ResponseCache
 from model_manager.service.context import ServiceContext
-from model_manager.service.health import Health
-from model_manager.service.models import ModelsService
-from tests.conftest import free_port
-from tests.helpers import Api, no_auth
+from tests.helpers import Api, grpcio_models, rest_client
 
 OK = pb.UpdateBaseModelLoadingStatusRequestSuccess()
 FAST = 0.05  # the watchers' poll, so that the tests do not wait half a second per change
@@ -37,18 +32,10 @@ def ctx_fast(ctx: ServiceContext) -> ServiceContext:
     return served
 
 
-async def _serve_rest(ctx: ServiceContext) -> TestClient:  # type: ignore[type-arg]
-    ctx.changes.interval = FAST
-    client = TestClient(TestServer(RestApi(ModelsService(ctx), Health(ctx).ready, no_auth(ctx)).app()))
-    await client.start_server()
-    return client
-
-
 @pytest.fixture
 async def http(ctx_fast: ServiceContext) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    client = await _serve_rest(ctx_fast)
-    yield client
-    await client.close()
+    async with rest_client(ctx_fast) as client:
+        yield client
 
 
 async def _line(r: ClientResponse) -> dict[str, Any]:
@@ -157,8 +144,8 @@ async def test_shutdown_ends_streams_with_unavailable(http: TestClient, api: Api
 async def test_a_watcher_on_one_replica_sees_reports_made_to_another(ctx: ServiceContext, api: Api) -> None:
     # Another server: its own service context (own poll, no cache), the same database.
     other = replace(ctx)
-    client = await _serve_rest(other)
-    try:
+    other.changes.interval = FAST
+    async with rest_client(other) as client:
         await api.request_base("org/name")
         r = await client.get("/v1/models/org/name:watch")
         await _line(r)
@@ -168,18 +155,11 @@ async def test_a_watcher_on_one_replica_sees_reports_made_to_another(ctx: Servic
         while "loading_progress" not in (event := await _line(r)):
             pass
         assert event["loading_progress"]["bytes_done"] == 7
-    finally:
-        await client.close()
 
 
 async def test_grpc_watch_streams_models_and_maps_errors(ctx_fast: ServiceContext, api: Api, grpcio_pb: Any) -> None:
     pb2 = grpcio_pb.pb2
-    server = build_server(ModelsServicer(ModelsService(ctx_fast), InFlight(), no_auth(ctx_fast)), with_health=True)
-    port = free_port()
-    await server.start("127.0.0.1", port)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        stub = grpcio_pb.grpc.ModelsServiceStub(channel)
+    async with grpcio_models(ctx_fast, grpcio_pb) as stub:
         await api.request_base("org/name")
         call = stub.WatchModel(pb2.WatchModelRequest(id="org/name"))
         stream = aiter(call)
@@ -200,10 +180,6 @@ async def test_grpc_watch_streams_models_and_maps_errors(ctx_fast: ServiceContex
             async for _ in stub.WatchModel(pb2.WatchModelRequest(id="nope")):
                 pass
         assert e.value.code() == grpc.StatusCode.NOT_FOUND and e.value.details() == 'model "nope" not found'
-    finally:
-        await channel.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_quiet_stream_repeats_the_model_as_a_heartbeat(
