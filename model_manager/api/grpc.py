@@ -150,10 +150,28 @@ class _Servicer:
         Network calls and direct in-process calls both pass through this, so callers of the servicer always see
         GRPCError, exactly as callers of the generated stub do.
         """
+        caller = _caller.get()
         try:
-            return await method(_caller.get() or self.local_caller, message)
+            if caller is not None:
+                return await method(caller, message)
+            return await self._in_process(method(self.local_caller, message))
         except ServiceError as e:
             raise GRPCError(status_of(e), e.message) from e
+
+    async def _in_process(self, call: Awaitable[Resp]) -> Resp:
+        """Run a direct call the way a network call runs on the server: to its end, even if the caller is cancelled
+        meanwhile (a loader stopping mid-report). Cancelling a database transaction half-way is what must not
+        happen: SQLite keeps the write lock of a connection torn down mid-statement until it is garbage collected,
+        and every other writer waits for it."""
+        task = asyncio.ensure_future(call)
+        self.inflight.enter()  # shutdown waits for it like for any other call
+        task.add_done_callback(self._call_ended)
+        return await asyncio.shield(task)
+
+    def _call_ended(self, task: asyncio.Future[Any]) -> None:
+        self.inflight.leave()
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that stopped waiting has no use for the answer
 
     def __mapping__(self) -> dict[str, grpclib.const.Handler]:
         mapping: dict[str, grpclib.const.Handler] = super().__mapping__()  # type: ignore[misc]

@@ -52,11 +52,9 @@ class LoaderLoop:
         while not stop.is_set():
             try:
                 await self.drain(stop)
-            except* (GRPCError, OSError) as group:  # from any of the slots' task group: the loader carries on
+            except (GRPCError, OSError) as e:  # the loader carries on
                 log.warning(
-                    "worker API error while claiming models: %s; retrying in %.0fs",
-                    group.exceptions[0],
-                    self.cfg.model_load_interval,
+                    "worker API error while claiming models: %s; retrying in %.0fs", e, self.cfg.model_load_interval
                 )
             if await wait_for_stop(stop, self.cfg.model_load_interval):
                 break
@@ -100,22 +98,33 @@ class LoaderLoop:
             log.error("could not load %s: %s", name, outcome.reason)
 
     async def drain(self, stop: asyncio.Event) -> None:
-        """Claim and load until nothing is requested, `concurrency` models at a time."""
+        """Claim and load until nothing is requested, `concurrency` models at a time; a refused claim is raised
+        once every slot has ended."""
+        refused: list[GRPCError | OSError] = []
         async with asyncio.TaskGroup() as tg:
             for _ in range(self.cfg.concurrency):
-                tg.create_task(self._slot(stop))
+                tg.create_task(self._slot(stop, refused))
+        if refused:
+            raise refused[0]
 
-    async def _slot(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            base = await self.worker.acquire_unloaded_base_model(pb.AcquireUnloadedBaseModelRequest(holder=self.holder))
-            if base.base_model_id:
-                await self._base(base, stop)
-                continue
-            ft = await self.worker.acquire_unloaded_model(pb.AcquireUnloadedModelRequest(holder=self.holder))
-            if ft.model_id:
-                await self._fine_tuned(ft, stop)
-                continue
-            return
+    async def _slot(self, stop: asyncio.Event, refused: list[GRPCError | OSError]) -> None:
+        # A refused claim ends only its own slot. Failing the task group would cancel the other slots mid-claim,
+        # and a claim granted to a cancelled caller holds its model, unloaded, until the lease runs out.
+        try:
+            while not stop.is_set():
+                base = await self.worker.acquire_unloaded_base_model(
+                    pb.AcquireUnloadedBaseModelRequest(holder=self.holder)
+                )
+                if base.base_model_id:
+                    await self._base(base, stop)
+                    continue
+                ft = await self.worker.acquire_unloaded_model(pb.AcquireUnloadedModelRequest(holder=self.holder))
+                if ft.model_id:
+                    await self._fine_tuned(ft, stop)
+                    continue
+                return
+        except (GRPCError, OSError) as e:
+            refused.append(e)
 
     async def _until_stop(self, job: Coroutine[Any, Any, Loaded | None], stop: asyncio.Event) -> Outcome:
         """Run `job`; on stop cancel it (it cleans up after itself) and give it `stop_grace` to do so."""

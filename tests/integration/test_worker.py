@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 
+from model_manager.api.grpc import InFlight, WorkerServicer
 from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
 from model_manager.proto.llmariner.models.server import v1 as pb
-from tests.helpers import HF, OTHER_PROJECT, WHO, WORKER, Api
+from tests.helpers import HF, OTHER_PROJECT, WHO, WORKER, Api, no_auth
 
 
 async def test_storage_config_is_one_per_tenant(api: Api) -> None:
@@ -176,3 +178,25 @@ async def test_loaded_files_are_recorded_and_returned(api: Api) -> None:
     resp = await api.worker.register_model(WORKER, _register(suffix="s"))
     await api.worker.publish_model(WORKER, pb.PublishModelRequest(id=resp.id, files=files[:1]))
     assert (await api.get(resp.id)).files == files[:1]
+
+
+async def test_an_in_process_call_whose_caller_is_cancelled_still_runs_to_its_end(api: Api) -> None:
+    """The loader of role "all" calls the worker servicer directly. A loader that stops mid-report (a heartbeat
+    cancelled when its transfer ends) must not cancel the transaction half-way: on SQLite that connection would
+    keep the write lock until garbage collection, and every other writer would wait for it."""
+    await api.request_base("org/name")
+    claim = await api.acquire_base()
+    inflight = InFlight()
+    servicer = WorkerServicer(api.worker, inflight, no_auth(api.ctx))
+    report = pb.UpdateBaseModelLoadingStatusRequest(id="org/name", attempt=claim.attempt, status_message="halfway")
+    call = asyncio.ensure_future(servicer.update_base_model_loading_status(report))
+    await asyncio.sleep(0)  # started: inside the service, waiting on the database
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert inflight.count == 1  # still running, and counted so that shutdown waits for it
+    assert await inflight.wait_idle(10)
+    assert (await api.get("org/name")).loading_status_message == "halfway"
+    # and the database is free for the next writer at once
+    async with asyncio.timeout(5):
+        await api.base_status("org/name", attempt=claim.attempt, status_message="next")
