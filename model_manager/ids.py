@@ -6,6 +6,7 @@ kind of error (the service into InvalidArgument, the loader into a failed load, 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import string
@@ -156,6 +157,28 @@ def storage_directory(model_id: str) -> str:
 
 def fine_tuned_id(base_model_id: str, suffix: str) -> str:
     return f"ft:{base_model_id}:{suffix}"
+
+
+_CONTENT_KEY = re.compile(r"[a-z][a-z-]*:[A-Za-z0-9._:-]{1,200}")
+
+
+def content_key(source_kind: str, revision: str) -> str:
+    """What a base model's files are, whatever its name: its source's kind and the revision resolved there (a
+    Hugging Face commit, an Ollama manifest digest, a digest of a bucket prefix's etags); "" when unknown."""
+    return f"{source_kind}:{revision}" if revision else ""
+
+
+def check_content_key(value: str, field: str = "content_key") -> str:
+    if value and not _CONTENT_KEY.fullmatch(value):
+        raise InvalidId(f"{field} {value[:80]!r} must read <source kind>:<revision> (letters, digits, ._:-)")
+    return value
+
+
+def content_directory(model_id: str, key: str) -> str:
+    """The directory of one content, below `<pathPrefix>/<baseModelPathPrefix>`: the id that first loaded it and a
+    short digest of its content key, so that another revision of the same model never lands in the same place."""
+    tag = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{storage_directory(model_id)}@{tag}"
 
 
 def static_fine_tuned_id(base_model: str, model: str) -> str:

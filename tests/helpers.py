@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from model_manager.api.grpc import InFlight, ModelsServicer, build_server
 from model_manager.api.rest import RestApi
 from model_manager.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity, Role
+from model_manager.ids import content_directory, content_key
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.auth import Authenticator
 from model_manager.service.context import ServiceContext
@@ -19,6 +20,7 @@ from model_manager.service.health import Health
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService
 from tests.conftest import free_port
+from tests.fakes.hub import DEFAULT_COMMIT
 
 WHO = DEFAULT_IDENTITY
 WORKER = DEFAULT_WORKER_IDENTITY
@@ -131,3 +133,8 @@ async def grpcio_models(ctx: ServiceContext, grpcio_pb: Any) -> AsyncIterator[An
         await channel.close()
         server.close()
         await server.wait_closed()
+
+
+def hf_prefix(model_id: str, commit: str = DEFAULT_COMMIT) -> str:
+    """Where a Hugging Face model loaded at `commit` is stored: its own content directory."""
+    return f"models/base-models/{content_directory(model_id, content_key('hugging-face', commit))}"

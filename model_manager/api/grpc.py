@@ -299,6 +299,9 @@ class WorkerServicer(_Servicer, pb.ModelsWorkerServiceBase):
     ) -> pb.UpdateModelLoadingStatusResponse:
         return await self._call(self.service.update_model_loading_status, message)
 
+    async def find_stored_content(self, message: pb.FindStoredContentRequest) -> pb.FindStoredContentResponse:
+        return await self._call(self.service.find_stored_content, message)
+
 
 def build_server(
     servicer: ModelsServicer | WorkerServicer, with_health: bool, max_request_bytes: int = MAX_REQUEST_BYTES

@@ -1,7 +1,8 @@
 """Loading one model: list, detect its format, transfer, register it with the worker API.
 
 A job either finishes or raises: LoadError (report as the failure reason), LeaseLost (another loader owns the model
-now), or CancelledError (shutdown). In every failing case what it wrote to the store is removed first.
+now), or CancelledError (shutdown). After an outage or a shutdown what it stored stays, for the next attempt to
+continue from; after a refusal (a bad file, a deleted model) it is removed first.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from grpclib import GRPCError
 from grpclib.const import Status
 
 from model_manager.config import FineTunedModelSpec, LimitsConfig
 from model_manager.files import StoredFile, to_messages
-from model_manager.ids import converted, static_fine_tuned_id, storage_directory
-from model_manager.loader.errors import LeaseLost, PermanentError
+from model_manager.ids import content_directory, content_key, converted, static_fine_tuned_id, storage_directory
+from model_manager.loader.errors import LeaseLost, PermanentError, TransientError, classify
 from model_manager.loader.formats import Detected, detect
 from model_manager.loader.metadata import MetadataReader
 from model_manager.loader.outcomes import Loaded
@@ -54,6 +55,11 @@ async def _still_ours(beat: Beat, progress: Progress) -> bool:
     return True
 
 
+def _resumable(error: Exception) -> bool:
+    """Whether a failed transfer keeps what it stored for the next attempt: after outages, not after refusals."""
+    return isinstance(classify(error), TransientError)
+
+
 async def _not_found(call: Awaitable[object]) -> bool:
     """Whether a worker lookup answered NOT_FOUND (any other error propagates)."""
     try:
@@ -72,6 +78,22 @@ async def _ignore_exists(call: Awaitable[T]) -> T | None:
         if e.status == Status.ALREADY_EXISTS:
             return None
         raise
+
+
+@dataclass(frozen=True)
+class _Registration:
+    """What every model row a base-model load registers has in common."""
+
+    model_id: str  # as requested (and claimed)
+    repo: pb.SourceRepository
+    project_id: str
+    revision: str
+    content_key: str
+    attempt: int  # the claim's; 0 for the static list, which has no claim
+
+    @property
+    def base_id(self) -> str:
+        return converted(self.model_id)
 
 
 @dataclass
@@ -101,9 +123,11 @@ class Jobs:
             )
         return files
 
-    def base_prefix(self, model_id: str) -> str:
-        """Where a base model's files go: <pathPrefix>/<baseModelPathPrefix>/<repo id with ":" -> "-">."""
-        return "/".join(p for p in (self.path_prefix, self.base_model_path_prefix, storage_directory(model_id)) if p)
+    def base_prefix(self, model_id: str, key: str = "") -> str:
+        """Where a base model's files go: <pathPrefix>/<baseModelPathPrefix>/<repo id with ":" -> "-">, and with a
+        known content key <...>/<that>@<digest of the key>, the one copy every model of that content shares."""
+        directory = content_directory(model_id, key) if key else storage_directory(model_id)
+        return "/".join(p for p in (self.path_prefix, self.base_model_path_prefix, directory) if p)
 
     async def _transfer(
         self,
@@ -112,32 +136,51 @@ class Jobs:
         prefix: str,
         beat: Beat | None,
         metadata: MetadataReader | None = None,
+        content_key: str | None = None,
     ) -> list[StoredFile]:
+        """Copy `files` under `prefix`. `content_key` is given for base models ("" when their revision is unknown):
+        their directory is then recorded on the loading row before the first byte is stored."""
         progress = Progress(sum(f.size or 0 for f in files), len(files))
         transfer = Transfer(self.store, progress, self.retry, self.files_at_once, metadata=metadata)
-        # What an earlier attempt at this model left unfinished (a loader killed mid-upload): this claim owns it now.
-        removed = await self.store.clear_unfinished(prefix)
-        if removed:
-            log.info("removed %d unfinished uploads an earlier attempt left under %s", removed, prefix)
+        if content_key is not None and beat is not None:
+            # Deleting this model removes what its load wrote; deleting another of this content now keeps it.
+            progress.content_path, progress.content_key = prefix, content_key
+            await beat(progress)
         try:
             work = transfer.copy_all(source, files, prefix)
             return await (self._with_heartbeat(work, progress, beat) if beat else work)
         except LeaseLost as lost:
-            if lost.deleted:
-                await asyncio.shield(transfer.cleanup())
-            # Else another loader owns the model and these keys now: what it wrote must stay. Uploads this loader
-            # left open were aborted on the way out.
+            if lost.deleted and not await self._shared(content_key):
+                await asyncio.shield(transfer.cleanup(prefix))
+            # Else another loader owns the model and these keys now: what it wrote must stay.
             raise
-        except Exception:
+        except Exception as e:
+            if _resumable(e):
+                # A source or store outage: what is stored (whole files, parts of open uploads) stays, and the next
+                # attempt continues from it. Deleting the model removes it.
+                raise
             # A failure may come from having lost the claim without a report saying so yet: a loader frozen past
             # its lease finds its temporary files removed by the loader that took over. Its keys are that
-            # loader's now, so ask before removing them.
-            if beat is None or await _still_ours(beat, progress):
-                await asyncio.shield(transfer.cleanup())
+            # loader's now, so ask before removing them. Nor are they ours once another load of the same content
+            # has completed: the same keys are that model's files.
+            if (beat is None or await _still_ours(beat, progress)) and not await self._shared(content_key):
+                await asyncio.shield(transfer.cleanup(prefix))
             raise
-        except BaseException:
-            await asyncio.shield(transfer.cleanup())
-            raise
+        # Cancelled (the loader is stopping): what is stored stays for the next loader to continue from.
+
+    async def _stored(self, key: str | None) -> list[pb.StoredContent]:
+        """The loaded models whose files are the content `key` (none when the key is unknown)."""
+        if not key:
+            return []
+        found = await self.worker.find_stored_content(pb.FindStoredContentRequest(content_key=key))
+        return list(found.models)
+
+    async def _shared(self, key: str | None) -> bool:
+        """Whether a loaded model now owns the files of content `key` (so a failed load must leave them)."""
+        try:
+            return bool(await self._stored(key))
+        except Exception:
+            return False  # the server cannot say: this load's keys are still this load's
 
     async def _with_heartbeat(self, work: Awaitable[T], progress: Progress, beat: Beat) -> T:
         """Run `work` while reporting progress (which renews the lease); a refused report stops the work."""
@@ -197,73 +240,100 @@ class Jobs:
         source = self.sources.base(model_id, repo, revision)
         files = await self._list(source)
         detected = detect([f.path for f in files])
-        prefix = self.base_prefix(model_id)
+        key = content_key(source.kind, source.pinned_revision)
+        reg = _Registration(model_id, repo, project_id, source.revision, key, attempt)
+        shared = await self._stored(key)
+        if shared:
+            # Another project (or name) loaded the same content: its files serve this model too.
+            log.info("%s at %s is stored already under %s; not copying it again", source.name, key, shared[0].path)
+            await self._fenced(reg, self._register_shared(reg, detected, shared))
+            return
+        prefix = self.base_prefix(model_id, key)
         log.info("loading %s (%d files) into %s", source.name, len(files), prefix)
         metadata = MetadataReader()
-        stored = await self._transfer(source, files, prefix, beat, metadata)
+        stored = await self._transfer(source, files, prefix, beat, metadata, content_key=key)
         try:
-            await self._register_base(model_id, repo, project_id, source, prefix, detected, stored, attempt, metadata)
+            await self._fenced(reg, self._register_base(reg, prefix, detected, stored, metadata))
+        except LeaseLost as lost:
+            if lost.deleted and not await self._shared(key):
+                await self.discard(prefix, stored)  # what this load stored is nobody's
+            raise
+        log.info("loaded base model %s from %s at %s", model_id, source.name, source.revision or "-")
+
+    async def _fenced(self, reg: _Registration, registration: Awaitable[None]) -> None:
+        """Run a registration; a refusal meaning the claim no longer holds the model becomes LeaseLost."""
+        try:
+            await registration
         except GRPCError as e:
             if e.status not in LOST_CLAIM:
                 raise
-            lost = await self.lost_claim(e, model_id, project_id)
-            if lost.deleted:
-                await self.discard(prefix, stored)  # what this load stored is nobody's
-            raise lost from e
-        log.info("loaded base model %s from %s at %s", model_id, source.name, source.revision or "-")
+            raise await self.lost_claim(e, reg.model_id, reg.project_id) from e
 
     async def _register_base(
         self,
-        model_id: str,
-        repo: pb.SourceRepository,
-        project_id: str,
-        source: Source,
+        reg: _Registration,
         prefix: str,
         detected: Detected,
         stored: list[StoredFile],
-        attempt: int,
         metadata: MetadataReader,
     ) -> None:
-        base_id = converted(model_id)
-        common = {"source_repository": repo, "project_id": project_id, "revision": source.revision}
-        if attempt:
-            common.update(loading_model_id=model_id, attempt=attempt)
         if detected.split_gguf:
             by_path = {f.path: f for f in stored}
             for name in detected.split_gguf:
                 stem = name.removesuffix(".gguf")
-                await _ignore_exists(
-                    self.worker.create_base_model(
-                        pb.CreateBaseModelRequest(
-                            id=f"{base_id}-{stem}",
-                            path=f"{prefix}/{stem}",
-                            formats=[pb.ModelFormat.GGUF],
-                            gguf_model_path=f"{prefix}/{name}",
-                            files=to_messages([by_path[name]]),
-                            metadata=metadata.message(by_path[name].size, gguf_file=name),
-                            **common,  # type: ignore[arg-type]
-                        )
-                    )
+                await self._create(
+                    reg,
+                    id=f"{reg.base_id}-{stem}",
+                    path=f"{prefix}/{stem}",
+                    formats=[pb.ModelFormat.GGUF],
+                    gguf_model_path=f"{prefix}/{name}",
+                    files=to_messages([by_path[name]]),
+                    metadata=metadata.message(by_path[name].size, gguf_file=name),
                 )
         else:
-            gguf = f"{prefix}/{detected.gguf_file}" if detected.gguf_file else ""
-            await _ignore_exists(
-                self.worker.create_base_model(
-                    pb.CreateBaseModelRequest(
-                        id=base_id,
-                        path=prefix,
-                        formats=detected.formats,
-                        gguf_model_path=gguf,
-                        files=to_messages(stored),
-                        metadata=metadata.message(sum(f.size for f in stored), gguf_file=detected.gguf_file),
-                        **common,  # type: ignore[arg-type]
-                    )
-                )
+            await self._create(
+                reg,
+                id=reg.base_id,
+                path=prefix,
+                formats=detected.formats,
+                gguf_model_path=f"{prefix}/{detected.gguf_file}" if detected.gguf_file else "",
+                files=to_messages(stored),
+                metadata=metadata.message(sum(f.size for f in stored), gguf_file=detected.gguf_file),
             )
-        if repo == pb.SourceRepository.HUGGING_FACE and model_id.count("/") == 1:
-            await _ignore_exists(
-                self.worker.create_hf_model_repo(pb.CreateHfModelRepoRequest(name=model_id, project_id=project_id))
+        await self._record_repo(reg)
+
+    async def _register_shared(self, reg: _Registration, detected: Detected, shared: list[pb.StoredContent]) -> None:
+        """Register the model over the files another model of the same content stored: the same paths, files and
+        metadata, under this model's own id(s)."""
+        for found in shared if detected.split_gguf else shared[:1]:
+            stem = found.gguf_model_path.rpartition("/")[2].removesuffix(".gguf")
+            await self._create(
+                reg,
+                id=f"{reg.base_id}-{stem}" if detected.split_gguf else reg.base_id,
+                path=found.path,
+                formats=list(found.formats),
+                gguf_model_path=found.gguf_model_path,
+                files=list(found.files),
+                metadata=found.metadata,
             )
+        await self._record_repo(reg)
+
+    async def _create(self, reg: _Registration, **fields: Any) -> None:
+        request = pb.CreateBaseModelRequest(
+            source_repository=reg.repo,
+            project_id=reg.project_id,
+            revision=reg.revision,
+            content_key=reg.content_key,
+            loading_model_id=reg.model_id if reg.attempt else "",
+            attempt=reg.attempt,
+            **fields,
+        )
+        await _ignore_exists(self.worker.create_base_model(request))
+
+    async def _record_repo(self, reg: _Registration) -> None:
+        if reg.repo == pb.SourceRepository.HUGGING_FACE and reg.model_id.count("/") == 1:
+            request = pb.CreateHfModelRepoRequest(name=reg.model_id, project_id=reg.project_id)
+            await _ignore_exists(self.worker.create_hf_model_repo(request))
 
     async def discard(self, prefix: str, stored: list[StoredFile]) -> None:
         """Remove the files a load stored when its result is refused."""

@@ -161,7 +161,13 @@ class LoaderLoop:
                 files_total=progress.total_files,
             )
             try:
-                await claim.send(self.worker, Report(message=progress.message(), progress=numbers))
+                report = Report(
+                    message=progress.message(),
+                    progress=numbers,
+                    content_path=progress.content_path,
+                    content_key=progress.content_key,
+                )
+                await claim.send(self.worker, report)
             except GRPCError as e:
                 if e.status in LOST_CLAIM and claim.is_base:
                     raise await self.jobs.lost_claim(e, claim.model_id, claim.project_id) from e

@@ -54,6 +54,8 @@ class Report:
     files: list[StoredFile] = field(default_factory=list)
     progress: pb.LoadingProgress | None = None  # the numbers behind a progress message
     metadata: pb.ModelMetadata | None = None  # with success: what the files say the model is
+    content_path: str = ""  # base models: where the load writes, and what (see Progress)
+    content_key: str = ""
 
     @classmethod
     def of(cls, outcome: Loaded | Failed | Stopped, holder: str) -> Report:
@@ -89,6 +91,8 @@ class ClaimedModel:
                     project_id=self.project_id,
                     success=pb.UpdateBaseModelLoadingStatusRequestSuccess() if report.success else None,
                     failure=failure and pb.UpdateBaseModelLoadingStatusRequestFailure(reason=failure),
+                    content_path=report.content_path,
+                    content_key=report.content_key,
                     **common,
                 )
             )

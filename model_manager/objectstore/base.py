@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 from model_manager import ids
 from model_manager.errors import FailedPrecondition
@@ -14,6 +15,20 @@ from model_manager.errors import FailedPrecondition
 class ObjectInfo:
     key: str
     size: int
+    etag: str = ""  # the store's version tag of the object ("" where the backend has none)
+
+
+@dataclass(frozen=True)
+class Partial:
+    """What an interrupted write of a key left behind, safe to continue from: its first `size` bytes.
+
+    `readable` says whether the store can read them back before the write completes (a local temporary file can;
+    the parts of an S3 multipart upload cannot). `handle` is the backend's own (a file, an upload id and parts)."""
+
+    key: str
+    size: int
+    readable: bool
+    handle: Any = None
 
 
 class StoreError(Exception):
@@ -38,14 +53,33 @@ def check_key(key: str) -> str:
 class ObjectStore(ABC):
     @abstractmethod
     async def upload(
-        self, key: str, chunks: AsyncIterator[bytes], before_commit: Callable[[], None] | None = None
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        before_commit: Callable[[], None] | None = None,
+        resume: Partial | None = None,
     ) -> None:
-        """Stream `chunks` into `key`. `before_commit` runs once every byte is read and may raise to refuse the
-        object (e.g. a hash mismatch); on any failure nothing is left at `key` and no upload stays open."""
+        """Stream `chunks` into `key`; with `resume`, `chunks` are the bytes after what that partial write stored,
+        and the write continues it. `before_commit` runs once every byte is read and may raise to refuse the object
+        (e.g. a hash mismatch): then nothing is left at `key`. On any other failure (the source failed, the load
+        was cancelled) nothing is committed at `key`, and what was durably written stays for `partial` to find,
+        until `clear_unfinished` removes it."""
+
+    async def partial(self, key: str) -> Partial | None:
+        """What an interrupted write of `key` left that a new write can continue; None if nothing usable."""
+        return None
+
+    def read_partial(self, partial: Partial) -> AsyncIterator[bytes]:
+        """The bytes of a readable partial write (see `Partial.readable`)."""
+        raise NotImplementedError
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        """The complete object at `key`, if there is one."""
+        return next((o for o in await self.list_objects(key) if o.key == key), None)
 
     @abstractmethod
-    def read(self, key: str) -> AsyncIterator[bytes]:
-        """Stream the object's bytes."""
+    def read(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
+        """Stream the object's bytes, from byte `offset` on."""
 
     @abstractmethod
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
@@ -73,8 +107,9 @@ class ObjectStore(ABC):
             await self.delete_keys(keys)
         return len(keys)
 
-    async def clear_unfinished(self, prefix: str) -> int:
-        """Remove uploads under `prefix` that were begun and never finished (their writer died); return how many."""
+    async def clear_unfinished(self, prefix: str, keep: Collection[str] = ()) -> int:
+        """Remove writes under `prefix` that were begun and never finished (failed, or their writer died), except
+        those at or under a path in `keep`; return how many."""
         return 0
 
     async def _deletable(self, prefix: str) -> list[ObjectInfo]:
@@ -99,11 +134,15 @@ class UnconfiguredStore(ObjectStore):
         return []
 
     async def upload(
-        self, key: str, chunks: AsyncIterator[bytes], before_commit: Callable[[], None] | None = None
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        before_commit: Callable[[], None] | None = None,
+        resume: Partial | None = None,
     ) -> None:
         self.check_configured()
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
         self.check_configured()
         yield b""
 

@@ -1,8 +1,9 @@
 """A local directory used as the object store (the embedded default).
 
 Writes go to a temporary name (`.<name>.<random>.part`) and are renamed into place, so a reader never sees a
-half-written file. A process killed mid-write leaves its temporary file behind: the next write of the same key and
-any deletion of the model's files remove such leftovers. Errors name keys, never the server's absolute paths.
+half-written file. A write that fails (its source broke off, its loader was stopped or killed) leaves its temporary
+file behind: the next write of the same key continues it (`partial`), and `clear_unfinished` or a deletion of the
+model's files removes it. Errors name keys, never the server's absolute paths.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import asyncio
 import errno
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from model_manager.objectstore.base import ObjectInfo, ObjectStore, StoreError, check_key
+from model_manager.objectstore.base import ObjectInfo, ObjectStore, Partial, StoreError, check_key
 
 READ_CHUNK = 1024 * 1024
 FILE_MODE = 0o640  # readable by the group, as a model directory shared with inference engines needs
@@ -42,18 +43,22 @@ class LocalStore(ObjectStore):
         return self.root / check_key(key)
 
     async def upload(
-        self, key: str, chunks: AsyncIterator[bytes], before_commit: Callable[[], None] | None = None
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        before_commit: Callable[[], None] | None = None,
+        resume: Partial | None = None,
     ) -> None:
         path = self._path(key)
         with _translated(f"write {key}"):
             # In the loop, not a thread: a load cancelled while a thread created the temporary file would leave it
             # behind with nobody to remove it. These are a few quick local calls.
-            fd, tmp = self._begin(path)
+            fd, tmp = self._continue(resume) if resume is not None else self._begin(path)
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in chunks:  # the source's own errors pass through untranslated
+                with _translated(f"write {key}"):
+                    await asyncio.to_thread(f.write, chunk)
         try:
-            with os.fdopen(fd, "wb") as f:
-                async for chunk in chunks:  # the source's own errors pass through untranslated
-                    with _translated(f"write {key}"):
-                        await asyncio.to_thread(f.write, chunk)
             if before_commit is not None:
                 before_commit()
             with _translated(f"write {key}"):
@@ -61,6 +66,40 @@ class LocalStore(ObjectStore):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)  # noqa: ASYNC240 - one quick local call on the failure path
             raise
+
+    @staticmethod
+    def _continue(partial: Partial) -> tuple[int, str]:
+        tmp = str(partial.handle)
+        fd = os.open(tmp, os.O_WRONLY)
+        os.ftruncate(fd, partial.size)  # a torn last write of the interrupted writer goes
+        os.lseek(fd, partial.size, os.SEEK_SET)
+        return fd, tmp
+
+    async def partial(self, key: str) -> Partial | None:
+        path = self._path(key)
+        with _translated(f"list {key}"):
+            found = await asyncio.to_thread(
+                lambda: [(p.stat().st_size, p) for p in path.parent.glob(f".{path.name}.*.part")]
+            )
+        if not found:
+            return None
+        size, tmp = max(found)
+        return Partial(key, size, readable=True, handle=tmp) if size else None
+
+    async def read_partial(self, partial: Partial) -> AsyncIterator[bytes]:
+        with _translated(f"read {partial.key}"):
+            f = await asyncio.to_thread(Path(partial.handle).open, "rb")
+        try:
+            left = partial.size
+            while left:
+                with _translated(f"read {partial.key}"):
+                    chunk = await asyncio.to_thread(f.read, min(READ_CHUNK, left))
+                if not chunk:
+                    raise StoreError(f"local store: {partial.key} shrank while it was resumed", "EIO", transient=True)
+                left -= len(chunk)
+                yield chunk
+        finally:
+            f.close()
 
     @staticmethod
     def _begin(path: Path) -> tuple[int, str]:
@@ -73,10 +112,11 @@ class LocalStore(ObjectStore):
         os.fchmod(fd, FILE_MODE)
         return fd, tmp
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
         with _translated(f"read {key}"):
             f = await asyncio.to_thread(self._path(key).open, "rb")
         try:
+            f.seek(offset)
             while True:
                 with _translated(f"read {key}"):
                     chunk = await asyncio.to_thread(f.read, READ_CHUNK)
@@ -86,8 +126,14 @@ class LocalStore(ObjectStore):
         finally:
             f.close()
 
-    async def clear_unfinished(self, prefix: str) -> int:
-        partial = [o.key for o in await self._deletable(prefix) if _is_partial(o.key.rsplit("/", 1)[-1])]
+    async def clear_unfinished(self, prefix: str, keep: Collection[str] = ()) -> int:
+        def kept(key: str) -> bool:
+            directory = key.rsplit("/", 1)[0]
+            return any(directory == k or directory.startswith(k.rstrip("/") + "/") for k in keep)
+
+        partial = [
+            o.key for o in await self._deletable(prefix) if _is_partial(o.key.rsplit("/", 1)[-1]) and not kept(o.key)
+        ]
         if partial:
             await self.delete_keys(partial)
         return len(partial)

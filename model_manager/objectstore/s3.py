@@ -1,6 +1,8 @@
 """S3-compatible object store through aiobotocore. Credentials come from the usual AWS environment or profile.
 
-Uploads are multipart against the raw API (create, upload parts, complete; abort on any failure). One budget of
+Uploads are multipart against the raw API (create, upload parts, complete). An upload that fails because its source
+broke off or its loader stopped stays open, so that the next write of the key continues after its stored parts
+(ListParts); a refused object is aborted, and `clear_unfinished` aborts what is left. One budget of
 `parts_in_flight` part buffers is shared by every upload of this store, so memory stays at parts_in_flight x
 part_size however many files move at once.
 """
@@ -12,7 +14,7 @@ import base64
 import contextlib
 import hashlib
 import io
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -24,7 +26,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from model_manager.aio import first_error
 from model_manager.config import S3Config
-from model_manager.objectstore.base import ObjectInfo, ObjectStore, StoreError, check_key
+from model_manager.objectstore.base import ObjectInfo, ObjectStore, Partial, StoreError, check_key
 from model_manager.objectstore.budget import PartBudget, Slot
 from model_manager.objectstore.streams import PartReader
 
@@ -133,35 +135,44 @@ class S3Store(ObjectStore):
             "aws_session_token": creds["SessionToken"],
         }
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
         s3 = await self.client()
         with _translated(f"reading {key}"):
-            resp = await s3.get_object(Bucket=self.bucket, Key=check_key(key))
+            ranged = {"Range": f"bytes={offset}-"} if offset else {}
+            resp = await s3.get_object(Bucket=self.bucket, Key=check_key(key), **ranged)
             async with resp["Body"] as body:
                 while chunk := await body.read(READ_CHUNK):
                     yield chunk
 
     async def upload(
-        self, key: str, chunks: AsyncIterator[bytes], before_commit: Callable[[], None] | None = None
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        before_commit: Callable[[], None] | None = None,
+        resume: Partial | None = None,
     ) -> None:
         check_key(key)
         s3 = await self.client()
         reader = PartReader(chunks)
+        stored: dict[int, str] = {}
         with _translated(f"uploading {key}"), await self.budget.take() as slot:
             first, length = await reader.read(self.part_size)
-            if length < self.part_size:  # the whole object fits in one request
+            if resume is not None:
+                upload_id, stored = resume.handle
+            elif length < self.part_size:  # the whole object fits in one request
                 if before_commit is not None:
                     before_commit()
                 await s3.put_object(Bucket=self.bucket, Key=key, Body=first, ContentMD5=await _content_md5(first))
                 return
-            upload_id = (await s3.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
+            else:
+                upload_id = (await s3.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
             first_slot = slot.hand_over()
         # Handed over in a list that the send task empties: a local here (or a parameter there) would keep the
         # part's buffer alive until the whole file is sent, one part beyond the budget (found with tracemalloc).
         pending = [first]
         del first
         with _translated(f"uploading {key}"):
-            await self._multipart(s3, key, upload_id, pending, first_slot, reader, before_commit)
+            await self._multipart(s3, key, upload_id, pending, first_slot, reader, before_commit, dict(stored))
 
     async def _multipart(
         self,
@@ -172,8 +183,10 @@ class S3Store(ObjectStore):
         first_slot: Slot,
         reader: PartReader,
         before_commit: Callable[[], None] | None,
+        etags: dict[int, str],
     ) -> None:
-        etags: dict[int, str] = {}
+        """Send the parts after those in `etags` (the parts an interrupted upload stored) and complete."""
+        resumed = len(etags)
 
         async def send(number: int, data: io.BytesIO) -> None:
             md5 = await _content_md5(data)
@@ -182,21 +195,40 @@ class S3Store(ObjectStore):
             )
             etags[number] = resp["ETag"]
 
+        # A failure while sending leaves the upload open: the parts stored so far are for the next write of this
+        # key to continue from (`partial`).
         try:
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    first_slot.release_when_done(tg.create_task(send(1, pending.pop())))
-                    number, length = 1, self.part_size
-                    while length == self.part_size:
-                        with await self.budget.take() as slot:
+            async with asyncio.TaskGroup() as tg:
+                number = resumed + 1
+                first = pending.pop()
+                with first.getbuffer() as view:
+                    has_bytes = view.nbytes > 0
+                if has_bytes:  # empty only when a resumed upload had every byte already
+                    first_slot.release_when_done(tg.create_task(send(number, first)))
+                else:
+                    first_slot.release()
+                del first
+                length = self.part_size
+                source_error: Exception | None = None
+                while length == self.part_size:
+                    with await self.budget.take() as slot:
+                        try:
                             data, length = await reader.read(self.part_size)
-                            if length:
-                                number += 1
-                                slot.release_when_done(tg.create_task(send(number, data)))
-                            del data  # else it keeps this part alive while the next one is read
-            except BaseExceptionGroup as group:
-                # The source's or S3's own error, not the task group's wrapper: callers decide on a retry by it.
-                raise first_error(group) from group
+                        except Exception as e:
+                            # The source broke off: the parts already read are still sent (the task group waits for
+                            # them), so that the next attempt continues after them.
+                            source_error = e
+                            break
+                        if length:
+                            number += 1
+                            slot.release_when_done(tg.create_task(send(number, data)))
+                        del data  # else it keeps this part alive while the next one is read
+        except BaseExceptionGroup as group:
+            # The source's or S3's own error, not the task group's wrapper: callers decide on a retry by it.
+            raise first_error(group) from group
+        if source_error is not None:
+            raise source_error
+        try:
             if before_commit is not None:
                 before_commit()
             parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
@@ -204,25 +236,68 @@ class S3Store(ObjectStore):
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
         except BaseException:
-            # Shielded: a cancelled load must still release the parts it stored.
+            # Refused (or failed to complete): shielded, so that a cancelled load still releases the parts.
             await asyncio.shield(self._abort(s3, key, upload_id))
             raise
+
+    async def partial(self, key: str) -> Partial | None:
+        """The open upload of `key` with the longest run of whole parts from part 1 (only those can be continued:
+        a file's parts are all part_size but its last). Other open uploads of the key are aborted."""
+        s3 = await self.client()
+        best: Partial | None = None
+        with _translated(f"listing unfinished uploads of {key}"):
+            uploads = await s3.list_multipart_uploads(Bucket=self.bucket, Prefix=check_key(key))
+            for upload in uploads.get("Uploads", []):
+                if upload["Key"] != key:
+                    continue
+                etags = await self._whole_parts(s3, key, upload["UploadId"])
+                candidate = Partial(key, len(etags) * self.part_size, False, (upload["UploadId"], etags))
+                if best is None or candidate.size > best.size:
+                    if best is not None:
+                        await self._abort(s3, key, best.handle[0])
+                    best = candidate
+                else:
+                    await self._abort(s3, key, upload["UploadId"])
+        if best is not None and not best.size:
+            await self._abort(s3, key, best.handle[0])
+            return None
+        return best
+
+    async def _whole_parts(self, s3: Any, key: str, upload_id: str) -> dict[int, str]:
+        """Parts 1..k of an open upload, each exactly part_size, with their ETags (a gap or a short part ends it)."""
+        sizes: dict[int, tuple[int, str]] = {}
+        paginator = s3.get_paginator("list_parts")
+        async for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+            for p in page.get("Parts", []):
+                sizes[int(p["PartNumber"])] = (int(p["Size"]), str(p["ETag"]))
+        etags: dict[int, str] = {}
+        while (n := len(etags) + 1) in sizes and sizes[n][0] == self.part_size:
+            etags[n] = sizes[n][1]
+        return etags
 
     async def _abort(self, s3: Any, key: str, upload_id: str) -> None:
         # The original error matters more than a failed abort; a bucket lifecycle rule is the backstop.
         with contextlib.suppress(Exception):
             await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
-    async def clear_unfinished(self, prefix: str) -> int:
+    async def clear_unfinished(self, prefix: str, keep: Collection[str] = ()) -> int:
         s3 = await self.client()
         aborted = 0
         with _translated(f"listing unfinished uploads under {prefix}"):
             paginator = s3.get_paginator("list_multipart_uploads")
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for upload in page.get("Uploads", []):
+                    if any(upload["Key"] == k or upload["Key"].startswith(k.rstrip("/") + "/") for k in keep):
+                        continue
                     await self._abort(s3, upload["Key"], upload["UploadId"])
                     aborted += 1
         return aborted
+
+    async def delete_model_files(self, path: str, keep: Collection[str] = ()) -> int:
+        # Uploads a failed or interrupted load left open under the path go too (they are billed while open).
+        removed = await super().delete_model_files(path, keep)
+        await self.clear_unfinished(path.rstrip("/") + "/", keep)
+        return removed
 
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         s3 = await self.client()
@@ -230,7 +305,9 @@ class S3Store(ObjectStore):
         with _translated(f"listing {prefix}"):
             paginator = s3.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                out.extend(ObjectInfo(key=o["Key"], size=o["Size"]) for o in page.get("Contents", []))
+                out.extend(
+                    ObjectInfo(key=o["Key"], size=o["Size"], etag=o.get("ETag", "")) for o in page.get("Contents", [])
+                )
         return out
 
     async def delete_keys(self, keys: list[str]) -> None:

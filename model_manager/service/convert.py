@@ -19,6 +19,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     ModelMetadata,
     Project,
     SourceRepository,
+    StoredContent,
 )
 from model_manager.service import model_config
 from model_manager.store.listing import Page
@@ -97,3 +98,15 @@ def to_response(page: Page) -> ListModelsResponse:
 def stored_files(reported: list[ModelFile]) -> str:
     """The JSON column value for files reported by a loader."""
     return files.encode(files.from_messages(reported))
+
+
+def stored_content(rec: ModelRecord) -> StoredContent:
+    """A loaded base model as FindStoredContent answers it: where its files are and what they are."""
+    return StoredContent(
+        id=rec.model_id,
+        path=rec.path,
+        gguf_model_path=rec.gguf_model_path,
+        formats=[ModelFormat(f) for f in rec.formats],
+        files=files.to_messages(rec.files),
+        metadata=ModelMetadata(**metadata_fields(rec.metadata)) if rec.metadata else None,
+    )

@@ -18,6 +18,7 @@ from model_manager.service import tenancy, validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files, stored_metadata
 from model_manager.store import catalog, loading
+from model_manager.store.database import Conn
 from model_manager.store.records import Kind, LoadingStatus, ModelRecord
 
 MAX_RETRY_DELAY = 600.0  # seconds; delays double from loading.retryDelay up to this
@@ -130,6 +131,8 @@ class LoadingStatusService:
                 await loading.transition(conn, kind, who.tenant_id, req.id, project_id, rec.attempt, retry)
                 return "retried" if retry["loading_status"] == LoadingStatus.REQUESTED else "failed"
             values = self._outcome(kind, req)
+            if values is not None and isinstance(req, UpdateBaseModelLoadingStatusRequest) and req.content_path:
+                values.update(await self._content(conn, who, req))
             if values is not None:
                 await loading.transition(conn, kind, who.tenant_id, req.id, project_id, req.attempt, values)
                 return _OUTCOMES.get(values.get("loading_status", -1), "")
@@ -143,6 +146,13 @@ class LoadingStatusService:
             await catalog.release_registered_by(conn, rec)
             await catalog.delete_model(conn, rec)
             return "succeeded"
+
+    async def _content(self, conn: Conn, who: Identity, req: UpdateBaseModelLoadingStatusRequest) -> dict[str, str]:
+        """Where the load writes, recorded on the loading row: deleting another model of the same content keeps
+        these files, and deleting this one removes what its load left there (unless another model uses them)."""
+        await tenancy.check_path(self.ctx, conn, who, req.content_path, "content_path", req.id)
+        validate.check_content_key(req.content_key)
+        return {"content_path": req.content_path, "content_key": req.content_key}
 
 
 # A model given back starts its next attempt from nothing.

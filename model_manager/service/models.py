@@ -257,7 +257,8 @@ class ModelsService:
             await catalog.delete_inactive_model(conn, rec)
             # A model deleted while it loads takes along what its load registered so far.
             discarded = await catalog.delete_registered_by(conn, rec)
-            paths = [p for r in (rec, *discarded) for p in (r.path, r.gguf_model_path) if p]
+            # A model whose load failed or is under way also owns what its load wrote so far (its content path).
+            paths = [p for r in (rec, *discarded) for p in (r.path, r.gguf_model_path, r.content_path) if p]
             # Files under the model's path that belong to other models (the same path, or one nested in it) stay.
             orphaned: dict[str, set[str]] = {}
             for path in dict.fromkeys(paths):

@@ -18,6 +18,8 @@ from model_manager.proto.llmariner.models.server.v1 import (
     CreateBaseModelRequest,
     CreateHfModelRepoRequest,
     CreateStorageConfigRequest,
+    FindStoredContentRequest,
+    FindStoredContentResponse,
     GetBaseModelPathRequest,
     GetBaseModelPathResponse,
     GetHfModelRepoRequest,
@@ -43,7 +45,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
 from model_manager.service import model_config, tenancy, validate
 from model_manager.service.cache import Encoding, cached
 from model_manager.service.context import ServiceContext
-from model_manager.service.convert import stored_files, stored_metadata, to_model, to_response
+from model_manager.service.convert import stored_content, stored_files, stored_metadata, to_model, to_response
 from model_manager.service.leases import Leases
 from model_manager.service.loading_status import LoadingStatusService
 from model_manager.service.lookup import find_visible
@@ -190,6 +192,7 @@ class WorkerService(LoadingStatusService):
             "gguf_model_path": req.gguf_model_path,
             "source_repository": int(req.source_repository),
             "revision": req.revision,
+            "content_key": validate.check_content_key(req.content_key),
             "files": stored_files(req.files),
             **stored_metadata(req.metadata),
             "loading_status": LoadingStatus.SUCCEEDED,
@@ -254,6 +257,15 @@ class WorkerService(LoadingStatusService):
         return GetBaseModelPathResponse(
             formats=[ModelFormat(f) for f in formats], path=rec.path, gguf_model_path=rec.gguf_model_path
         )
+
+    async def find_stored_content(self, who: Identity, req: FindStoredContentRequest) -> FindStoredContentResponse:
+        """The loaded base models of the caller's tenant (any project) whose files are `content_key`, one per
+        distinct path: what a loader registers instead of copying the same files again."""
+        validate.require(req.content_key, "content_key")
+        validate.check_content_key(req.content_key)
+        async with self.ctx.db.reading() as conn:
+            recs = await catalog.stored_content(conn, who.tenant_id, req.content_key)
+        return FindStoredContentResponse(models=[stored_content(r) for r in recs])
 
     async def create_hf_model_repo(self, who: Identity, req: CreateHfModelRepoRequest) -> HfModelRepo:
         validate.check_id(req.name, "name")

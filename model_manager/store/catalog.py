@@ -27,7 +27,7 @@ from model_manager import files, ids
 from model_manager.errors import AlreadyExists, FailedPrecondition, NotFound
 from model_manager.store import driver
 from model_manager.store.database import Conn
-from model_manager.store.records import LOADED_STATUSES, Activation, Kind, ModelRecord, to_record
+from model_manager.store.records import LOADED_STATUSES, Activation, Kind, LoadingStatus, ModelRecord, to_record
 from model_manager.store.tables import base_models, catalog_version, hf_model_repos, models
 
 
@@ -220,9 +220,10 @@ async def _drop_repo_record(conn: Conn, rec: ModelRecord) -> None:
 
 async def paths_at_or_under(conn: Conn, path: str) -> set[str]:
     """The paths (directories or GGUF files) of models of any tenant that are `path` itself or lie under `path/`:
-    files there belong to those models, not to one being deleted at `path`."""
+    files there belong to those models, not to one being deleted at `path`. A load under way (or failed, to be
+    retried) holds the directory it writes to."""
     found: set[str] = set()
-    for col in (base_models.c.path, base_models.c.gguf_model_path, models.c.path):
+    for col in (base_models.c.path, base_models.c.gguf_model_path, base_models.c.content_path, models.c.path):
         q = select(col).where(or_(col == path, col.startswith(path + "/", autoescape=True))).distinct()
         found.update((await conn.execute(q)).scalars())
     return found
@@ -268,10 +269,31 @@ async def count_by_status(conn: Conn) -> dict[tuple[Kind, int], int]:
 
 async def tenant_bytes(conn: Conn, tenant_id: str) -> int:
     """What the tenant's models take (or will take) in the store: the stored files of loaded models, the size the
-    source reported for the others. One pass over the tenant's rows; only quota checks ask."""
+    source reported for the others. Files that several models share (one content, several projects or names) count
+    once. One pass over the tenant's rows; only quota checks ask."""
     total = 0
+    seen: set[str] = set()
     for t in (base_models, models):
-        q = select(t.c.files, t.c.progress_bytes_total).where(t.c.tenant_id == tenant_id)
-        for stored, expected in (await conn.execute(q)).all():
-            total += sum(f.size for f in files.decode(stored)) if stored != "[]" else expected
+        q = select(t.c.files, t.c.progress_bytes_total, t.c.path).where(t.c.tenant_id == tenant_id)
+        for stored, expected, path in (await conn.execute(q)).all():
+            if stored == "[]":
+                total += expected
+            elif path not in seen:
+                seen.add(path)
+                total += sum(f.size for f in files.decode(stored))
     return total
+
+
+async def stored_content(conn: Conn, tenant_id: str, key: str) -> list[ModelRecord]:
+    """The tenant's loaded base models whose files are the content `key`, one per distinct (path, GGUF file)."""
+    t = base_models
+    q = (
+        select(t)
+        .where(t.c.tenant_id == tenant_id, t.c.content_key == key, t.c.loading_status == LoadingStatus.SUCCEEDED)
+        .order_by(t.c.id)
+    )
+    found: dict[tuple[str, str], ModelRecord] = {}
+    for row in (await conn.execute(q)).all():
+        rec = to_record(Kind.BASE, row)
+        found.setdefault((rec.path, rec.gguf_model_path), rec)
+    return list(found.values())

@@ -98,6 +98,8 @@ class ModelRecord:
     requested_revision: str = ""
     revision: str = ""
     loaded_by: int | None = None
+    content_key: str = ""  # what the files are: models of a tenant with the same key share them
+    content_path: str = ""  # where a load of this model writes, while it loads or after it failed
     # fine-tuned models only
     organization_id: str = ""
     base_model_id: str = ""

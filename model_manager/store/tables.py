@@ -77,11 +77,18 @@ base_models = Table(
     # The requested row (its id) whose load registered this model, until that load completes: deleting the
     # requested model while it loads discards what its load registered.
     Column("loaded_by", Integer, nullable=True),
+    # What the files are (source kind and resolved revision): loaded models of a tenant with the same key share
+    # one copy. "" when unknown (migration 0010).
+    Column("content_key", String(ID_LEN), nullable=False, server_default=""),
+    # While a model loads (and after its load failed, for a retry to resume): the directory its loader writes to.
+    # Deleting another model keeps the files a load of the same content is writing.
+    Column("content_path", Text, nullable=False, server_default=""),
     *_loading_columns(),
     UniqueConstraint("tenant_id", "model_id", "project_id", name="uq_base_models_tenant_model_project"),
     Index("ix_base_models_listing", "tenant_id", "activation_status", "model_id"),
     Index("ix_base_models_claim", "tenant_id", "loading_status", "created_at"),
     Index("ix_base_models_project", "tenant_id", "project_id", "model_id"),
+    Index("ix_base_models_content", "tenant_id", "content_key"),
 )
 
 models = Table(

@@ -20,11 +20,18 @@ import yaml
 from tests.e2e.conftest import Proc, embedded_config, start
 from tests.fakes.hub import Hub
 from tests.fakes.threaded import serve_in_thread
+from tests.helpers import hf_prefix
 
 
 def _get(proc: Proc, path: str) -> Any:
     with urllib.request.urlopen(proc.base_url + path, timeout=10) as r:
         return json.loads(r.read())
+
+
+def _done(proc: Proc, model_id: str) -> int:
+    """The bytes of `model_id` stored so far, as its loader last reported."""
+    progress = _get(proc, f"/v1/models/{model_id}?include_loading_model=true").get("loading_progress") or {}
+    return int(progress.get("bytes_done", 0))
 
 
 def _post(proc: Proc, path: str, body: Any) -> Any:
@@ -45,15 +52,16 @@ def _loader_config(server: Proc, object_store: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def test_sigterm_mid_load_gives_the_model_back_and_leaves_nothing(tmp_path: Path) -> None:
+def test_sigterm_mid_load_gives_the_model_back_and_the_next_loader_continues_it(tmp_path: Path) -> None:
     hub = Hub()
     weights = bytes(range(256)) * (4096 * 8)  # 8 MiB, served slowly
-    hub.add("org/big", {"config.json": b"{}", "model.safetensors": weights}, throttle=0.02)
+    repo = hub.add("org/big", {"config.json": b"{}", "model.safetensors": weights}, throttle=0.02)
     with serve_in_thread(hub.app()) as hub_url:
         proc = start(embedded_config(tmp_path, loader=True), tmp_path, env={"HF_ENDPOINT": hub_url})
         _post(proc, "/v1/models", {"id": "org/big", "source_repository": "SOURCE_REPOSITORY_HUGGING_FACE"})
         deadline = time.monotonic() + 20
-        while "downloaded" not in _get(proc, "/v1/models/org/big?include_loading_model=true")["loading_status_message"]:
+        # Past the first 4 MiB block: the store has bytes of the weights.
+        while _done(proc, "org/big") < 5 * 1024 * 1024:
             assert time.monotonic() < deadline, proc.output()
             time.sleep(0.05)
         t0 = time.monotonic()
@@ -65,10 +73,16 @@ def test_sigterm_mid_load_gives_the_model_back_and_leaves_nothing(tmp_path: Path
                 "SELECT loading_status, loading_status_message FROM base_models WHERE model_id = 'org/big'"
             ).fetchone()
         assert status == 1 and "stopped; waiting for a loader" in message  # REQUESTED, not FAILED
+        # What it stored stays: config.json whole, the weights' first bytes in a temporary file nobody reads.
         objects = tmp_path / "objects"
-        assert not [p for p in objects.rglob("*") if p.is_file()]  # no partial or committed files left
+        directory = objects / hf_prefix("org/big")
+        assert (directory / "config.json").read_bytes() == b"{}"
+        (partial,) = directory.glob(".model.safetensors.*.part")
+        kept = partial.stat().st_size
+        assert 0 < kept < len(weights) and partial.read_bytes() == weights[:kept]
+        served = repo.served
 
-        # Restarted, the model is still there, REQUESTED, and the next loader finishes it.
+        # Restarted, the model is still there, REQUESTED, and the next loader continues from what was stored.
         hub.repos["org/big"].throttle = 0
         proc = start(embedded_config(tmp_path, loader=True), tmp_path, env={"HF_ENDPOINT": hub_url})
         try:
@@ -80,7 +94,9 @@ def test_sigterm_mid_load_gives_the_model_back_and_leaves_nothing(tmp_path: Path
                 assert time.monotonic() < deadline, proc.output()
                 time.sleep(0.1)
             assert models[0]["id"] == "org-big"
-            assert (objects / "models/base-models/org/big/model.safetensors").read_bytes() == weights
+            assert (directory / "model.safetensors").read_bytes() == weights
+            assert repo.served - served == len(weights) - kept  # only the rest, asked for with a Range request
+            assert not list(directory.glob(".*.part"))
         finally:
             proc.stop()
 
@@ -122,7 +138,7 @@ def test_upstream_standalone_loader_uploads_to_a_bucket_and_exits(
     assert r.returncode == 0, r.stderr
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     for name, data in files.items():
-        key = f"models/base-models/google/gemma-2b-it/{name}"
+        key = f"{hf_prefix('google/gemma-2b-it')}/{name}"
         assert s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == data
     listed = s3.list_objects_v2(Bucket=s3_bucket)["Contents"]
     assert len(listed) == len(files)  # the Hugging Face cache's own files were not uploaded
@@ -169,7 +185,7 @@ def test_kill_9_of_a_loader_mid_transfer_into_s3(tmp_path: Path, s3_endpoint: st
                     assert second.popen.poll() is None, second.output()
                     time.sleep(0.2)
             assert model["loading_status"] == "MODEL_LOADING_STATUS_SUCCEEDED"
-            body = s3.get_object(Bucket=s3_bucket, Key="models/base-models/org/big/model.safetensors")["Body"].read()
+            body = s3.get_object(Bucket=s3_bucket, Key=f"{hf_prefix('org/big')}/model.safetensors")["Body"].read()
             assert body == weights
             assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
             assert second.stop() == 0, second.output()
@@ -215,7 +231,7 @@ def test_a_frozen_loader_that_comes_back_after_another_finished_is_refused_and_d
                     time.sleep(0.2)
             first.popen.send_signal(signal.SIGCONT)  # back, with a claim that is no longer its own
             time.sleep(3)
-            stored = tmp_path / "objects" / "models" / "base-models" / "org" / "big"
+            stored = tmp_path / "objects" / hf_prefix("org/big")
             assert stored.is_dir(), first.output()[-6000:]
             assert {p.name: p.read_bytes() for p in stored.iterdir()} == files  # nothing deleted or overwritten
             assert _get(server, "/v1/models/org-big")["loading_status"] == "MODEL_LOADING_STATUS_SUCCEEDED"

@@ -22,12 +22,15 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+DEFAULT_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
 @dataclass
 class Repo:
     files: dict[str, bytes]
     # Large files (benchmarks) live on disk: path in the repo -> (local file, its sha256).
     disk: dict[str, tuple[Path, str]] = field(default_factory=dict)
-    commit: str = "0123456789abcdef0123456789abcdef01234567"
+    commit: str = DEFAULT_COMMIT
     gated: bool = False
     token: str = ""  # a request with "Authorization: Bearer <token>" may read a gated repo
     published_sha256: dict[str, str] = field(default_factory=dict)  # override what the listing claims
@@ -35,6 +38,7 @@ class Repo:
     die_times: dict[str, int] = field(default_factory=dict)  # ... this many times (then serve it whole)
     throttle: float = 0.0  # seconds to sleep between 64 KiB chunks
     requests: list[str] = field(default_factory=list)
+    served: int = 0  # bytes of file bodies sent, over every download
 
 
 class Hub:
@@ -109,11 +113,31 @@ class Hub:
         entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": d} for d in sorted(dirs)]
         return web.json_response(entries)
 
+    async def _from_disk(self, request: web.Request, repo: Repo, local: Path) -> web.StreamResponse:
+        """A large file, from its Range start on, counted as it is sent."""
+        size = local.stat().st_size  # noqa: ASYNC240 - a test stand-in reading a local file
+        start = (request.http_range.start or 0) if request.http_range else 0
+        headers = {"X-Repo-Commit": repo.commit, "Content-Type": "application/octet-stream"}
+        if request.method == "HEAD":
+            return web.Response(headers={**headers, "Content-Length": str(size - start)})
+        resp = web.StreamResponse(status=206 if start else 200, headers=headers)
+        resp.content_length = size - start
+        await resp.prepare(request)
+        with local.open("rb") as f:
+            f.seek(start)
+            while chunk := f.read(1024 * 1024):
+                await resp.write(chunk)
+                repo.served += len(chunk)
+                if repo.throttle:
+                    await asyncio.sleep(repo.throttle)
+        await resp.write_eof()
+        return resp
+
     async def resolve(self, request: web.Request) -> web.StreamResponse:
         _, repo = self._repo(request)
         path = request.match_info["path"]
         if path in repo.disk:
-            return web.FileResponse(repo.disk[path][0], headers={"X-Repo-Commit": repo.commit})
+            return await self._from_disk(request, repo, repo.disk[path][0])
         if path not in repo.files:
             raise web.HTTPNotFound(headers={"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found"})
         data = repo.files[path]
@@ -143,10 +167,12 @@ class Hub:
             chunk = body[i : i + 65536]
             if cut is not None and sent + len(chunk) > cut:
                 await resp.write(chunk[: cut - sent])
+                repo.served += cut - sent
                 request.transport.close()  # type: ignore[union-attr]  # the connection dies mid-file
                 return resp
             await resp.write(chunk)
             sent += len(chunk)
+            repo.served += len(chunk)
             if repo.throttle:
                 await asyncio.sleep(repo.throttle)
         await resp.write_eof()

@@ -23,13 +23,20 @@ from model_manager.loader.retry import RetryPolicy
 from model_manager.loader.sources.factory import SourceFactory
 from model_manager.objectstore.base import ObjectStore
 from model_manager.objectstore.local import LocalStore
+from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext
 from model_manager.service.worker import WorkerService
 from model_manager.store.database import Database
 from tests.conftest import FakeClock
 from tests.fakes.hub import Hub
 from tests.fakes.ollama import Registry
-from tests.helpers import Api, no_auth
+from tests.helpers import WORKER, Api, no_auth
+
+
+async def base_path(api: Api, model_id: str, project_id: str = "") -> str:
+    """Where a loaded base model's files are, as inference engines ask for it."""
+    req = pb.GetBaseModelPathRequest(id=model_id, project_id=project_id)
+    return (await api.worker.get_base_model_path(WORKER, req)).path
 
 
 def minilm_files() -> dict[str, bytes]:

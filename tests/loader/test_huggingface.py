@@ -9,7 +9,7 @@ import pytest
 
 from model_manager.objectstore.base import ObjectStore
 from model_manager.proto.llmariner.models.server import v1 as pb
-from tests.helpers import WHO, WORKER, Api
+from tests.helpers import WHO, WORKER, Api, hf_prefix
 from tests.loader.conftest import Harness, minilm_files, tiny_gguf
 from tests.objects import get
 
@@ -26,7 +26,7 @@ async def test_whole_repo_lands_byte_exact_and_the_model_is_loaded(harness: Harn
     await api.request_base("sentence-transformers/all-MiniLM-L6-v2")
     await harness.drain()
 
-    prefix = f"{PREFIX}/sentence-transformers/all-MiniLM-L6-v2"
+    prefix = hf_prefix("sentence-transformers/all-MiniLM-L6-v2")
     assert await _stored(harness.store, prefix) == files  # byte for byte, nothing extra
     model = await api.get("sentence-transformers-all-MiniLM-L6-v2", loading=False)
     assert model.loading_status == pb.ModelLoadingStatus.SUCCEEDED
@@ -63,7 +63,7 @@ async def test_single_gguf_file(harness: Harness, api: Api, tmp_path: Path) -> N
     await harness.drain()
     model = await api.get("org-llm-GGUF-model-q4.gguf", loading=False)
     assert model.formats == [pb.ModelFormat.GGUF]
-    prefix = f"{PREFIX}/org/llm-GGUF/model-q4.gguf"
+    prefix = hf_prefix("org/llm-GGUF/model-q4.gguf")
     assert await _stored(harness.store, prefix) == {"model-q4.gguf": q4}
     path = await api.worker.get_base_model_path(WORKER, pb.GetBaseModelPathRequest(id=model.id))
     assert path.gguf_model_path == f"{prefix}/model-q4.gguf"
@@ -78,8 +78,8 @@ async def test_several_gguf_files_become_one_model_each(harness: Harness, api: A
     assert ids == ["org-multi-large", "org-multi-small"]
     small = await api.worker.get_base_model_path(WORKER, pb.GetBaseModelPathRequest(id="org-multi-small"))
     assert (small.path, small.gguf_model_path, small.formats) == (
-        f"{PREFIX}/org/multi/small",
-        f"{PREFIX}/org/multi/small.gguf",
+        f"{hf_prefix('org/multi')}/small",
+        f"{hf_prefix('org/multi')}/small.gguf",
         [pb.ModelFormat.GGUF],
     )
     assert await get(harness.store, small.gguf_model_path) == a

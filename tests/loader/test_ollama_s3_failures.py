@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import boto3
 import pytest
@@ -13,11 +14,13 @@ from grpclib.const import Status
 
 from model_manager.config import S3Config
 from model_manager.errors import NotFound
+from model_manager.loader.retry import RetryPolicy
 from model_manager.objectstore.s3 import S3Store
 from model_manager.proto.llmariner.models.server import v1 as pb
+from model_manager.service.models import ModelsService
 from tests.fakes.ollama import OllamaModel, Registry
-from tests.helpers import HF, OBJECT_STORE, OLLAMA, WHO, WORKER, Api
-from tests.loader.conftest import Harness, minilm_files
+from tests.helpers import HF, OBJECT_STORE, OLLAMA, WHO, WORKER, Api, hf_prefix
+from tests.loader.conftest import Harness, base_path, minilm_files
 from tests.objects import get
 
 PREFIX = "models/base-models"
@@ -43,7 +46,8 @@ async def test_ollama_model_in_the_runtime_layout(harness: Harness, api: Api, re
     model = await api.get("gemma:2b", loading=False)
     assert (model.loading_status, model.formats) == (pb.ModelLoadingStatus.SUCCEEDED, [pb.ModelFormat.OLLAMA])
     host = url.removeprefix("http://")
-    prefix = f"{PREFIX}/gemma-2b"
+    prefix = await base_path(api, "gemma:2b")
+    assert prefix.startswith(f"{PREFIX}/gemma-2b@")
     assert await get(harness.store, f"{prefix}/manifests/{host}/library/gemma/2b") == gemma.manifest()
     for _, data in [("config", gemma.config), *gemma.layers]:
         assert await get(harness.store, f"{prefix}/blobs/sha256-{hashlib.sha256(data).hexdigest()}") == data
@@ -100,7 +104,7 @@ async def test_a_source_that_dies_mid_file_once_is_retried(harness: Harness, api
     await api.request_base("org/flaky")
     await harness.drain()
     assert (await api.get("org-flaky")).loading_status == pb.ModelLoadingStatus.SUCCEEDED
-    assert await get(harness.store, f"{PREFIX}/org/flaky/model.safetensors") == data
+    assert await get(harness.store, f"{hf_prefix('org/flaky')}/model.safetensors") == data
     assert len([r for r in repo.requests if r.endswith("model.safetensors")]) == 2
 
 
@@ -143,7 +147,11 @@ async def test_a_source_outage_is_retried_later_then_fails_naming_the_file(harne
     )
     assert "gave up after 3 attempts" in model.loading_failure_reason
     assert model.loading_status_message == ""
+    # What the attempts stored stays for a retry to continue from; deleting the model removes it.
+    assert [o.key for o in await harness.store.list_objects(PREFIX)] == [f"{hf_prefix('org/dead')}/config.json"]
+    await api.models.delete_model(WHO, pb.DeleteModelRequest(id="org/dead"))
     assert await harness.store.list_objects(PREFIX) == []
+    assert await harness.store.clear_unfinished(PREFIX) == 0
 
 
 async def test_progress_is_reported_while_loading(harness: Harness, api: Api) -> None:
@@ -185,10 +193,13 @@ async def test_a_loader_that_lost_its_lease_stops_and_leaves_the_keys_to_the_new
     model = await api.get("org/contested")
     assert model.loading_status == pb.ModelLoadingStatus.LOADING  # still the new holder's; nothing overwritten
     # The keys belong to the new holder now, which may already have written them: the stale loader deletes none
-    # of them, and leaves nothing half-written.
+    # of them. What it had half written is the file's true beginning, for the new holder to continue.
     for o in await harness.store.list_objects(PREFIX):
         assert await get(harness.store, o.key) == files[o.key.rsplit("/", 1)[1]]
-    assert await harness.store.clear_unfinished(PREFIX) == 0
+    half = await harness.store.partial(f"{hf_prefix('org/contested')}/model.safetensors")
+    if half is not None:
+        written = b"".join([c async for c in harness.store.read_partial(half)])
+        assert written == files["model.safetensors"][: len(written)]
 
 
 async def test_a_model_deleted_while_it_loads_does_not_come_back(harness: Harness, api: Api) -> None:
@@ -254,7 +265,7 @@ async def test_real_model_into_s3_with_multipart_uploads(s3_harness: Harness, ap
     await api.request_base("sentence-transformers/all-MiniLM-L6-v2")
     await s3_harness.drain()
     assert (await api.get("sentence-transformers-all-MiniLM-L6-v2")).loading_status == pb.ModelLoadingStatus.SUCCEEDED
-    prefix = f"{PREFIX}/sentence-transformers/all-MiniLM-L6-v2"
+    prefix = hf_prefix("sentence-transformers/all-MiniLM-L6-v2")
     for name, data in files.items():
         assert await get(s3_harness.store, f"{prefix}/{name}") == data, name
     head = boto3.client("s3", endpoint_url=s3_harness.raw["objectStore"]["s3"]["endpointUrl"], region_name="us-east-1")
@@ -275,11 +286,33 @@ async def test_a_source_that_dies_in_the_middle_of_a_multipart_upload_is_retried
     await api.request_base("org/flaky-big")
     await s3_harness.drain()
     assert (await api.get("org-flaky-big")).loading_status == pb.ModelLoadingStatus.SUCCEEDED
-    assert await get(s3_harness.store, f"{PREFIX}/org/flaky-big/model.safetensors") == big
+    assert await get(s3_harness.store, f"{hf_prefix('org/flaky-big')}/model.safetensors") == big
     assert len([r for r in repo.requests if r.endswith("model.safetensors")]) == 2
 
 
-async def test_failed_load_into_s3_aborts_its_uploads(
+async def test_a_source_that_always_breaks_off_mid_file_still_gets_it_across_into_s3(
+    s3_harness: Harness, api: Api, s3_endpoint: str, s3_bucket: str
+) -> None:
+    """Every download is cut after 12 MiB; each try continues after the parts stored so far (a Range request)."""
+    big = bytes(range(256)) * (4096 * 20)  # 20 MiB: four parts
+    repo = s3_harness.hub.add(
+        "org/cut",
+        {"config.json": b"{}", "model.safetensors": big},
+        die_after={"model.safetensors": 12 * 1024 * 1024},
+        die_times={"model.safetensors": 99},
+    )
+    await api.request_base("org/cut")
+    await s3_harness.drain()
+    model = await api.get("org-cut", loading=False)
+    assert model.loading_status == pb.ModelLoadingStatus.SUCCEEDED
+    assert await get(s3_harness.store, f"{hf_prefix('org/cut')}/model.safetensors") == big
+    assert {f.path: f.sha256 for f in model.files}["model.safetensors"] == hashlib.sha256(big).hexdigest()
+    assert repo.served < 2 * len(big)  # from the start each time, three tries would have sent 36 MiB for nothing
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    assert client.list_multipart_uploads(Bucket=s3_bucket, Prefix=PREFIX).get("Uploads", []) == []
+
+
+async def test_a_load_into_s3_that_failed_keeps_its_parts_for_the_next_attempt_until_deleted(
     s3_harness: Harness, api: Api, s3_endpoint: str, s3_bucket: str
 ) -> None:
     big = bytes(range(256)) * (4096 * 20)  # 20 MiB: four parts
@@ -289,16 +322,23 @@ async def test_failed_load_into_s3_aborts_its_uploads(
         die_after={"model.safetensors": 12 * 1024 * 1024},
         die_times={"model.safetensors": 99},
     )
+    s3_harness.retry = RetryPolicy(max_attempts=1)  # the attempt ends at the first cut
     await api.request_base("org/broken")
     await s3_harness.drain()
-    # A source outage: given back for a later attempt, with nothing of this one left in the bucket.
+    # A source outage: given back for a later attempt, which continues from the parts this one stored.
     assert (await api.get("org/broken")).loading_status == pb.ModelLoadingStatus.REQUESTED
     store = s3_harness.store
     assert isinstance(store, S3Store)
-    assert await store.list_objects(PREFIX) == []
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    assert client.list_multipart_uploads(Bucket=s3_bucket, Prefix=PREFIX).get("Uploads", []) == []
     assert store.budget.in_use == 0  # every part buffer was given back
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    (upload,) = client.list_multipart_uploads(Bucket=s3_bucket, Prefix=PREFIX)["Uploads"]
+    assert upload["Key"] == f"{hf_prefix('org/broken')}/model.safetensors"
+    resumable = await store.partial(upload["Key"])
+    assert resumable is not None and resumable.size >= store.part_size
+    # Deleted, the model takes its stored files and open uploads along.
+    await ModelsService(replace(api.ctx, objects=store)).delete_model(WHO, pb.DeleteModelRequest(id="org/broken"))
+    assert await store.list_objects(PREFIX) == []
+    assert client.list_multipart_uploads(Bucket=s3_bucket, Prefix=PREFIX).get("Uploads", []) == []
 
 
 async def _source_bucket(endpoint: str, bucket: str, objects: dict[str, bytes]) -> None:
@@ -320,8 +360,10 @@ async def test_base_model_mirrored_from_a_source_bucket(
     await harness.drain()
     model = await api.get("my-model", loading=False)
     assert model.formats == [pb.ModelFormat.HUGGING_FACE]
+    prefix = await base_path(api, "my-model")
+    assert prefix.startswith(f"{PREFIX}/my-model@")  # the revision of a bucket prefix: a digest of its etags
     for name, data in files.items():
-        assert await get(harness.store, f"{PREFIX}/my-model/{name}") == data
+        assert await get(harness.store, f"{prefix}/{name}") == data
 
 
 async def test_fine_tuned_from_an_s3_location(harness: Harness, api: Api, s3_endpoint: str, s3_bucket: str) -> None:

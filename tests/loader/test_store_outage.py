@@ -15,7 +15,7 @@ from model_manager.objectstore.s3 import S3Store
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.models import ModelsService
 from tests.conftest import free_port
-from tests.helpers import WHO, Api
+from tests.helpers import WHO, Api, hf_prefix
 from tests.loader.conftest import Harness
 from tests.objects import get
 
@@ -76,7 +76,7 @@ async def test_a_load_during_an_outage_is_tried_again_and_finishes(
     harness.ctx.clock.advance(60)  # type: ignore[attr-defined]
     await harness.drain()
     assert (await api.get("org-m")).loading_status == pb.ModelLoadingStatus.SUCCEEDED
-    assert await get(s3_store, "models/base-models/org/m/model.safetensors") == weights
+    assert await get(s3_store, f"{hf_prefix('org/m')}/model.safetensors") == weights
 
 
 async def test_a_delete_during_an_outage_removes_the_files_once_the_store_is_back(
@@ -93,6 +93,6 @@ async def test_a_delete_during_an_outage_removes_the_files_once_the_store_is_bac
     assert resp.deleted
     assert await models.removals.retry_pending() == 1  # still down: kept
     moto.start()  # moto keeps its buckets in the process: the files are there again
-    assert [o.key for o in await s3_store.list_objects("models/base-models/org/d/")] != []
+    assert [o.key for o in await s3_store.list_objects(f"{hf_prefix('org/d')}/")] != []
     assert await models.removals.retry_pending() == 0
-    assert await s3_store.list_objects("models/base-models/org/d/") == []
+    assert await s3_store.list_objects(f"{hf_prefix('org/d')}/") == []

@@ -27,22 +27,37 @@ class Source(ABC):
     name: str  # e.g. "Hugging Face repo org/name": used in failure reasons
     revision: str = ""  # the revision actually loaded, once known
 
+    @property
+    def pinned_revision(self) -> str:
+        """The revision, if it names these exact files for good (a commit, a digest); "" if it may move."""
+        return self.revision
+
     @abstractmethod
     async def list_files(self) -> list[RemoteFile]: ...
 
     @abstractmethod
-    def open(self, f: RemoteFile) -> AsyncIterator[bytes]: ...
+    def open(self, f: RemoteFile, offset: int = 0) -> AsyncIterator[bytes]:
+        """The file's bytes from `offset` on (a ranged read, to resume an interrupted copy)."""
 
 
 async def stream_http(
-    http: aiohttp.ClientSession, url: str, what: str, headers: dict[str, str] | None = None
+    http: aiohttp.ClientSession, url: str, what: str, headers: dict[str, str] | None = None, offset: int = 0
 ) -> AsyncIterator[bytes]:
-    """GET `url` and yield its body; failures become transient or permanent load errors."""
+    """GET `url` (from byte `offset` on, with a Range request) and yield its body; failures become transient or
+    permanent load errors."""
+    if offset:
+        headers = {**(headers or {}), "Range": f"bytes={offset}-"}
     try:
         async with http.get(url, headers=headers) as resp:
-            if resp.status != 200:
+            if resp.status not in (200, 206):
                 raise http_error(resp.status, what)
+            skip = offset if resp.status == 200 else 0  # a server that ignores Range sends the whole file
             async for chunk in resp.content.iter_chunked(CHUNK):
+                if skip:
+                    dropped = min(skip, len(chunk))
+                    chunk, skip = chunk[dropped:], skip - dropped
+                    if not chunk:
+                        continue
                 yield chunk
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
         err = classify(e)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +28,9 @@ from model_manager.loader.sources.base import CHUNK, RemoteFile, Source, stream_
 T = TypeVar("T")
 
 
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
 class HuggingFaceSource(Source):
     kind = "hugging-face"
 
@@ -44,6 +48,11 @@ class HuggingFaceSource(Source):
         self.token: str | None = None  # huggingface_hub reads HF_TOKEN / HUGGING_FACE_HUB_TOKEN itself
         self.name = f"Hugging Face repo {ref.repo}" + (f" file {ref.file}" if ref.file else "")
         self.revision = ""
+
+    @property
+    def pinned_revision(self) -> str:
+        # A branch or tag moves; only a commit names the files for good.
+        return self.revision if _COMMIT.fullmatch(self.revision) else ""
 
     async def _hub(self, call: Callable[[], T]) -> T:
         try:
@@ -90,14 +99,14 @@ class HuggingFaceSource(Source):
                 raise SourceNotFound(f"{self.name}: no file {self.ref.file!r} in the repo at {self.revision}")
         return files
 
-    def open(self, f: RemoteFile) -> AsyncIterator[bytes]:
+    def open(self, f: RemoteFile, offset: int = 0) -> AsyncIterator[bytes]:
         if self.cache_dir:
-            return self._from_cache(f)
+            return self._from_cache(f, offset)
         url = hf_hub_url(self.ref.repo, f.path, revision=self.revision, endpoint=self.endpoint)
         headers = build_hf_headers(token=self.token)
-        return stream_http(self.http, url, f"{self.name}: {f.path}", headers)
+        return stream_http(self.http, url, f"{self.name}: {f.path}", headers, offset)
 
-    async def _from_cache(self, f: RemoteFile) -> AsyncIterator[bytes]:
+    async def _from_cache(self, f: RemoteFile, offset: int) -> AsyncIterator[bytes]:
         """Through huggingface_hub's cache (kept across loads), then from the cached file."""
         local = await self._hub(
             lambda: hf_hub_download(
@@ -111,6 +120,7 @@ class HuggingFaceSource(Source):
         )
         fh = await asyncio.to_thread(Path(local).open, "rb")
         try:
+            fh.seek(offset)
             while chunk := await asyncio.to_thread(fh.read, CHUNK):
                 yield chunk
         finally:

@@ -63,11 +63,11 @@ class OllamaSource(Source):
             raise PermanentError(f"{self.name}: malformed manifest ({e})") from e
         return files
 
-    def open(self, f: RemoteFile) -> AsyncIterator[bytes]:
+    def open(self, f: RemoteFile, offset: int = 0) -> AsyncIterator[bytes]:
         if f.path.startswith("manifests/"):
-            return self._manifest_bytes()
+            return self._manifest_bytes(offset)
         digest = "sha256:" + f.path.removeprefix("blobs/sha256-")
-        return stream_http(self.http, f"{self._base}/blobs/{digest}", f"{self.name}: blob {digest}")
+        return stream_http(self.http, f"{self._base}/blobs/{digest}", f"{self.name}: blob {digest}", offset=offset)
 
-    async def _manifest_bytes(self) -> AsyncIterator[bytes]:
-        yield self._manifest
+    async def _manifest_bytes(self, offset: int) -> AsyncIterator[bytes]:
+        yield self._manifest[offset:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 
 from model_manager.loader.errors import SourceNotFound
@@ -27,7 +28,12 @@ class S3Source(Source):
                 files.append(RemoteFile(o.key[len(self.prefix) + 1 :], o.size, source_key=o.key))
         if not files:
             raise SourceNotFound(f"{self.name}: no objects found")
+        # The revision of a bucket prefix: a digest of its objects' names, sizes and etags (any change to any
+        # object changes it), so that loads of the same objects share one copy and a changed object never does.
+        if all(o.etag for o in objects):
+            listing = "\n".join(f"{o.key[len(self.prefix) :]}\t{o.size}\t{o.etag}" for o in objects)
+            self.revision = "etags-" + hashlib.sha256(listing.encode()).hexdigest()
         return files
 
-    def open(self, f: RemoteFile) -> AsyncIterator[bytes]:
-        return self.store.read(f.source_key)
+    def open(self, f: RemoteFile, offset: int = 0) -> AsyncIterator[bytes]:
+        return self.store.read(f.source_key, offset)
