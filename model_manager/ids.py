@@ -159,18 +159,22 @@ def fine_tuned_id(base_model_id: str, suffix: str) -> str:
     return f"ft:{base_model_id}:{suffix}"
 
 
-_CONTENT_KEY = re.compile(r"[a-z][a-z-]*:[A-Za-z0-9._:-]{1,200}")
+_CONTENT_KEY = re.compile(r"[a-z][a-z-]*:[A-Za-z0-9._:/-]{1,300}@[A-Za-z0-9._:-]{1,160}")
 
 
-def content_key(source_kind: str, revision: str) -> str:
-    """What a base model's files are, whatever its name: its source's kind and the revision resolved there (a
-    Hugging Face commit, an Ollama manifest digest, a digest of a bucket prefix's etags); "" when unknown."""
-    return f"{source_kind}:{revision}" if revision else ""
+def content_key(source_kind: str, model_id: str, revision: str) -> str:
+    """What a base model's files are: its source's kind, what was asked of it (the converted id: the repo, and the
+    file for a single-file request; the layout of an Ollama model's files names its tag) and the revision resolved
+    there (a Hugging Face commit, an Ollama manifest digest, a digest of a bucket prefix's etags). Models of one
+    tenant with the same key, whatever their project, share one copy. "" when the revision is unknown."""
+    return f"{source_kind}:{converted(model_id)}@{revision}" if revision else ""
 
 
 def check_content_key(value: str, field: str = "content_key") -> str:
     if value and not _CONTENT_KEY.fullmatch(value):
-        raise InvalidId(f"{field} {value[:80]!r} must read <source kind>:<revision> (letters, digits, ._:-)")
+        raise InvalidId(
+            f"{field} {value[:80]!r} must read <source kind>:<model>@<revision> (letters, digits, ._:/-)"
+        )
     return value
 
 

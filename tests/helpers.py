@@ -137,4 +137,4 @@ async def grpcio_models(ctx: ServiceContext, grpcio_pb: Any) -> AsyncIterator[An
 
 def hf_prefix(model_id: str, commit: str = DEFAULT_COMMIT) -> str:
     """Where a Hugging Face model loaded at `commit` is stored: its own content directory."""
-    return f"models/base-models/{content_directory(model_id, content_key('hugging-face', commit))}"
+    return f"models/base-models/{content_directory(model_id, content_key('hugging-face', model_id, commit))}"

@@ -240,11 +240,11 @@ class Jobs:
         source = self.sources.base(model_id, repo, revision)
         files = await self._list(source)
         detected = detect([f.path for f in files])
-        key = content_key(source.kind, source.pinned_revision)
+        key = content_key(source.kind, model_id, source.pinned_revision)
         reg = _Registration(model_id, repo, project_id, source.revision, key, attempt)
         shared = await self._stored(key)
         if shared:
-            # Another project (or name) loaded the same content: its files serve this model too.
+            # Another project loaded the same content: its files serve this model too.
             log.info("%s at %s is stored already under %s; not copying it again", source.name, key, shared[0].path)
             await self._fenced(reg, self._register_shared(reg, detected, shared))
             return

@@ -79,7 +79,7 @@ base_models = Table(
     Column("loaded_by", Integer, nullable=True),
     # What the files are (source kind and resolved revision): loaded models of a tenant with the same key share
     # one copy. "" when unknown (migration 0010).
-    Column("content_key", String(ID_LEN), nullable=False, server_default=""),
+    Column("content_key", String(512), nullable=False, server_default=""),
     # While a model loads (and after its load failed, for a retry to resume): the directory its loader writes to.
     # Deleting another model keeps the files a load of the same content is writing.
     Column("content_path", Text, nullable=False, server_default=""),

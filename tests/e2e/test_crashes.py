@@ -24,6 +24,7 @@ from tests.e2e.conftest import Proc, embedded_config, start
 from tests.e2e.pgcluster import PrivateCluster, private_cluster
 from tests.fakes.hub import Hub
 from tests.fakes.threaded import serve_in_thread
+from tests.helpers import hf_prefix
 
 pytestmark = pytest.mark.slow
 
@@ -140,7 +141,7 @@ def test_kill_9_of_a_server_during_writes(tmp_path: Path, backend: str, request:
             assert total == len(models)  # the trigger-kept counters agree with the rows
             # The load the kill interrupted is not stuck: its lease expires and it is loaded again.
             _wait(lambda: _call(proc, "GET", "/v1/models/org-slow")[0] == 200, "org/slow to be loaded again")
-            stored = tmp_path / "objects" / "models" / "base-models" / "org" / "slow" / "model.safetensors"
+            stored = tmp_path / "objects" / hf_prefix("org/slow") / "model.safetensors"
             assert stored.read_bytes() == weights
         finally:
             assert proc.stop() == 0, proc.output()[-3000:]
@@ -248,7 +249,7 @@ def test_two_servers_and_three_loaders_load_each_model_once(tmp_path: Path, clus
 
             _wait(all_loaded, "every model to be loaded", timeout=120)
             for repo_id, files in repos.items():
-                stored = tmp_path / "objects" / "models" / "base-models" / repo_id
+                stored = tmp_path / "objects" / hf_prefix(repo_id)
                 for name, data in files.items():
                     assert hashlib.sha256((stored / name).read_bytes()).digest() == hashlib.sha256(data).digest()
                 downloads = [r for r in hub.repos[repo_id].requests if r.endswith("model.safetensors")]

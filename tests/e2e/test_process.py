@@ -21,6 +21,7 @@ from tests.conftest import free_port
 from tests.e2e.conftest import Proc, embedded_config, start
 from tests.fakes.hub import Hub
 from tests.fakes.threaded import serve_in_thread
+from tests.helpers import hf_prefix
 
 
 def _http(proc: Proc, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -199,7 +200,7 @@ def test_loader_role_loads_through_a_server_role(tmp_path: Path) -> None:
             model = _wait_for(server, "org-model", loader)
             assert model["loading_status"] == "MODEL_LOADING_STATUS_SUCCEEDED"
             assert model["formats"] == ["MODEL_FORMAT_HUGGING_FACE"]
-            stored = tmp_path / "objects" / "models" / "base-models" / "org" / "model"
+            stored = tmp_path / "objects" / hf_prefix("org/model")
             assert {p.name: p.read_bytes() for p in stored.iterdir()} == files
             assert loader.stop() == 0, loader.output()
             assert not (tmp_path / "data").exists()  # the loader role opened no database

@@ -117,7 +117,14 @@ class Hub:
         """A large file, from its Range start on, counted as it is sent."""
         size = local.stat().st_size  # noqa: ASYNC240 - a test stand-in reading a local file
         start = (request.http_range.start or 0) if request.http_range else 0
-        headers = {"X-Repo-Commit": repo.commit, "Content-Type": "application/octet-stream"}
+        etag = f'"{next(sha for p, sha in repo.disk.values() if p == local)}"'
+        headers = {
+            "X-Repo-Commit": repo.commit,
+            "Content-Type": "application/octet-stream",
+            "ETag": etag,
+            "X-Linked-Etag": etag,
+            "X-Linked-Size": str(size),
+        }
         if request.method == "HEAD":
             return web.Response(headers={**headers, "Content-Length": str(size - start)})
         resp = web.StreamResponse(status=206 if start else 200, headers=headers)

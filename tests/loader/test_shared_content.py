@@ -65,7 +65,8 @@ async def test_a_second_project_gets_the_same_files_without_a_second_transfer(ha
     assert model.loading_status == pb.ModelLoadingStatus.SUCCEEDED
     assert model.revision == COMMIT_A
     assert sorted(f.path for f in model.files) == sorted(files)
-    assert model.metadata.architecture == "BertModel"  # what the first load read, registered again
+    # What the first load read, registered again.
+    assert model.metadata is not None and model.metadata.architecture == "BertModel"
 
     # Inference engines ask GetBaseModelPath as before and get the one shared copy.
     path = await base_path(api, "org-shared", WHO)
@@ -178,7 +179,7 @@ async def test_a_database_of_the_previous_schema_keeps_working_and_shares_its_fi
         query = sa.text("SELECT project_id, model_id, content_key FROM base_models")
         keys = {(p, m): k for p, m, k in (await conn.execute(query)).all()}
     assert keys == {
-        ("default", "org-old"): f"hugging-face:{COMMIT_A}",
+        ("default", "org-old"): f"hugging-face:org-old@{COMMIT_A}",
         ("default", "org-clash"): "",
         ("other-project", "org-clash"): "",
     }

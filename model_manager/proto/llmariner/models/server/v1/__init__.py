@@ -498,9 +498,9 @@ class CreateBaseModelRequest(betterproto2.Message):
 
     content_key: "str" = betterproto2.field(105, betterproto2.TYPE_STRING)
     """
-    Extension: what the files are, independent of the model's name: the source kind and the revision resolved
-    (a Hugging Face commit, an Ollama manifest digest, a digest of a bucket prefix's etags). Models of one tenant
-    with the same content key share one copy of the files.
+    Extension: what the files are: the source kind, the converted id and the revision resolved there (a Hugging
+    Face commit, an Ollama manifest digest, a digest of a bucket prefix's etags), as <kind>:<id>@<revision>.
+    Models of one tenant with the same content key, whatever their project, share one copy of the files.
     """
 
 
@@ -2153,7 +2153,7 @@ class ModelsWorkerServiceStub(betterproto2_grpclib.ServiceStub):
     ) -> "FindStoredContentResponse":
         """
         Extension: whether the files of a content key are stored already (a load of the same repo and revision for
-        another project, or under another name). The loader registers them instead of copying them again.
+        another project). The loader registers them instead of copying them again.
         """
 
         return await self._unary_unary(
@@ -2428,7 +2428,7 @@ class ModelsWorkerServiceBase(betterproto2_grpclib.ServiceBase):
     async def find_stored_content(self, message: "FindStoredContentRequest") -> "FindStoredContentResponse":
         """
         Extension: whether the files of a content key are stored already (a load of the same repo and revision for
-        another project, or under another name). The loader registers them instead of copying them again.
+        another project). The loader registers them instead of copying them again.
         """
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
