@@ -172,9 +172,7 @@ def content_key(source_kind: str, model_id: str, revision: str) -> str:
 
 def check_content_key(value: str, field: str = "content_key") -> str:
     if value and not _CONTENT_KEY.fullmatch(value):
-        raise InvalidId(
-            f"{field} {value[:80]!r} must read <source kind>:<model>@<revision> (letters, digits, ._:/-)"
-        )
+        raise InvalidId(f"{field} {value[:80]!r} must read <source kind>:<model>@<revision> (letters, digits, ._:/-)")
     return value
 
 
