@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -74,6 +75,15 @@ class LocalStore(ObjectStore):
         os.ftruncate(fd, partial.size)  # a torn last write of the interrupted writer goes
         os.lseek(fd, partial.size, os.SEEK_SET)
         return fd, tmp
+
+    async def stat(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        with _translated(f"stat {key}"):
+            try:
+                st = await asyncio.to_thread(path.stat)
+            except FileNotFoundError:
+                return None
+        return ObjectInfo(key=key, size=st.st_size) if stat.S_ISREG(st.st_mode) else None
 
     async def partial(self, key: str) -> Partial | None:
         path = self._path(key)

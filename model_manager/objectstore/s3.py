@@ -240,6 +240,17 @@ class S3Store(ObjectStore):
             await asyncio.shield(self._abort(s3, key, upload_id))
             raise
 
+    async def stat(self, key: str) -> ObjectInfo | None:
+        s3 = await self.client()
+        try:
+            with _translated(f"reading the size of {key}"):
+                head = await s3.head_object(Bucket=self.bucket, Key=check_key(key))
+        except StoreError as e:
+            if e.code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(key=key, size=int(head["ContentLength"]), etag=str(head.get("ETag", "")))
+
     async def partial(self, key: str) -> Partial | None:
         """The open upload of `key` with the longest run of whole parts from part 1 (only those can be continued:
         a file's parts are all part_size but its last). Other open uploads of the key are aborted."""

@@ -161,3 +161,39 @@ async def test_part_bodies_are_not_hashed_for_signing_but_carry_a_content_md5(s3
         assert headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
         assert "content-md5" in headers["Authorization"].lower()  # a signed header
     assert sent[-1]["Content-MD5"] == "mZFLkyvTelC5g8XnyQrpOw=="  # MD5 of b"{}"
+
+
+async def test_stat_answers_for_whole_objects_only(store: ObjectStore) -> None:
+    await put(store, "models/m/w.bin", b"12345")
+    info = await store.stat("models/m/w.bin")
+    assert info is not None and (info.key, info.size) == ("models/m/w.bin", 5)
+    assert await store.stat("models/m/missing.bin") is None
+    assert await store.stat("models/m") is None  # a directory (or a common prefix) is no object
+
+
+async def test_a_write_whose_source_breaks_off_is_continued_by_the_next(store: ObjectStore) -> None:
+    """What a failed write stored stays findable (`partial`), and a write that resumes it ends byte-exact."""
+    part = 5 * 1024 * 1024
+    if isinstance(store, S3Store):
+        store.part_size = part
+    data = bytes(range(256)) * (3 * part // 256 + 1000)
+
+    async def broken() -> AsyncIterator[bytes]:
+        for i in range(0, 2 * part + 1000, 1024 * 1024):
+            yield data[i : i + 1024 * 1024]
+        raise ConnectionResetError("the source broke off")
+
+    with pytest.raises(ConnectionResetError):
+        await store.upload("models/m/big.bin", broken())
+    assert await store.stat("models/m/big.bin") is None  # nothing committed
+    resume = await store.partial("models/m/big.bin")
+    assert resume is not None and 0 < resume.size <= 2 * part + 1024 * 1024
+    if resume.readable:
+        assert b"".join([c async for c in store.read_partial(resume)]) == data[: resume.size]
+
+    async def rest() -> AsyncIterator[bytes]:
+        yield data[resume.size :]
+
+    await store.upload("models/m/big.bin", rest(), resume=resume)
+    assert await get(store, "models/m/big.bin") == data
+    assert await store.partial("models/m/big.bin") is None
