@@ -116,6 +116,13 @@ class Transfer:
         finally:
             await verifier.finish()  # a failed or cancelled copy leaves no hashing thread behind
 
+    async def _read_through(
+        self, chunks: AsyncIterator[bytes], verifier: Verifier, watcher: FileWatcher | None
+    ) -> None:
+        """Hash (and read what the file says) bytes already stored, as `_verified` does for those arriving."""
+        async for _ in self._verified(chunks, verifier, watcher):
+            pass
+
     async def copy(self, source: Source, f: RemoteFile, key: str) -> StoredFile:
         what = f"{source.name}: {f.path}"  # the form sources use in their own errors, so it is not said twice
         self.touched.append(key)
@@ -131,11 +138,7 @@ class Transfer:
             offset = resume.size if resume is not None else 0
             if resume is not None and resume.readable:
                 # The stored bytes are hashed first, so the file's sha256 still covers every byte, in order.
-                async for block in blocks(self.store.read_partial(resume)):
-                    await verifier.update(block)
-                    if watcher is not None:
-                        watcher.feed(block)
-                await verifier.finish()
+                await self._read_through(self.store.read_partial(resume), verifier, watcher)
             elif resume is not None:
                 # Not readable before the upload completes (S3 parts): counted now, hashed after completion.
                 verifier, watcher = Verifier(f, what, size=offset), None
@@ -203,11 +206,7 @@ class Transfer:
         source published. Without a published hash only the size can be checked."""
         verifier = Verifier(f, what)
         watcher = self.metadata.watch(f.path) if self.metadata is not None else None
-        async for block in blocks(self.store.read(key)):
-            await verifier.update(block)
-            if watcher is not None:
-                watcher.feed(block)
-        await verifier.finish()
+        await self._read_through(self.store.read(key), verifier, watcher)
         try:
             verifier.check()
         except PermanentError as e:

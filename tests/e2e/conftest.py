@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -101,6 +103,21 @@ def wait_ready(proc: Proc, timeout: float = 30) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"model-manager not ready after {timeout}s:\n{proc.output()}")
+
+
+def wait_loaded(server: Proc, model_id: str, loader: Proc, timeout: float = 60) -> Any:
+    """The model `model_id` as `server` answers it, once it is loaded (GET no longer 404); `loader` must stay up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{server.base_url}/v1/models/{model_id}", timeout=10) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code != 404:
+                raise
+        assert loader.popen.poll() is None, loader.output()[-3000:]
+        time.sleep(0.1)
+    raise AssertionError(f"{model_id} not loaded in {timeout}s:\n{loader.output()[-3000:]}")
 
 
 def embedded_config(tmp: Path, loader: bool = False) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import yaml
 
-from tests.e2e.conftest import Proc, embedded_config, start
+from tests.e2e.conftest import Proc, embedded_config, start, wait_loaded
 from tests.fakes.hub import Hub
 from tests.fakes.threaded import serve_in_thread
 from tests.helpers import hf_prefix
@@ -175,15 +175,7 @@ def test_kill_9_of_a_loader_mid_transfer_into_s3(tmp_path: Path, s3_endpoint: st
 
             hub.repos["org/big"].throttle = 0
             second = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    model = _get(server, "/v1/models/org-big")
-                    break
-                except urllib.error.HTTPError:
-                    assert time.monotonic() < deadline, second.output()
-                    assert second.popen.poll() is None, second.output()
-                    time.sleep(0.2)
+            model = wait_loaded(server, "org-big", second)
             assert model["loading_status"] == "MODEL_LOADING_STATUS_SUCCEEDED"
             body = s3.get_object(Bucket=s3_bucket, Key=f"{hf_prefix('org/big')}/model.safetensors")["Body"].read()
             assert body == weights

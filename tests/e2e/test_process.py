@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from tests.conftest import free_port
-from tests.e2e.conftest import Proc, embedded_config, start
+from tests.e2e.conftest import Proc, embedded_config, start, wait_loaded
 from tests.fakes.hub import Hub
 from tests.fakes.threaded import serve_in_thread
 from tests.helpers import hf_prefix
@@ -197,7 +197,7 @@ def test_loader_role_loads_through_a_server_role(tmp_path: Path) -> None:
             loader = start(loader_cfg, tmp_path, role="loader", wait_http=False, env={"HF_ENDPOINT": hub_url})
             status, _ = _http(server, "POST", "/v1/models", {"id": "org/model", "source_repository": 2})
             assert status == 200
-            model = _wait_for(server, "org-model", loader)
+            model = wait_loaded(server, "org-model", loader)
             assert model["loading_status"] == "MODEL_LOADING_STATUS_SUCCEEDED"
             assert model["formats"] == ["MODEL_FORMAT_HUGGING_FACE"]
             stored = tmp_path / "objects" / hf_prefix("org/model")
@@ -206,17 +206,6 @@ def test_loader_role_loads_through_a_server_role(tmp_path: Path) -> None:
             assert not (tmp_path / "data").exists()  # the loader role opened no database
         finally:
             server.stop()
-
-
-def _wait_for(server: Proc, model_id: str, loader: Proc, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, body = _http(server, "GET", f"/v1/models/{model_id}")
-        if status == 200:
-            return body
-        assert loader.popen.poll() is None, loader.output()
-        time.sleep(0.1)
-    raise AssertionError(f"{model_id} not loaded in {timeout}s:\n{loader.output()}")
 
 
 def _cli(*args: str, timeout: float = 30, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.e2e.conftest import Proc, embedded_config, start
+from tests.e2e.conftest import Proc, embedded_config, start, wait_loaded
 from tests.fakes.hub import Hub
 from tests.fakes.threaded import serve_in_thread
 from tests.helpers import hf_prefix
@@ -92,15 +91,7 @@ def test_a_loader_killed_at_70_percent_of_1_gib_is_continued_not_restarted(
 
             repo.throttle = 0
             second = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    model = _get(server, "/v1/models/org-huge")
-                    break
-                except urllib.error.HTTPError:
-                    assert time.monotonic() < deadline, second.output()[-3000:]
-                    assert second.popen.poll() is None, second.output()[-3000:]
-                    time.sleep(0.2)
+            model = wait_loaded(server, "org-huge", second, timeout=300)
             again = repo.served - before
             print(f"killed at {before / SIZE:.1%} sent; the next loader had {again / SIZE:.1%} sent again")
             assert again <= 0.35 * SIZE, again
