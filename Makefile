@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 PROTO := protos/llmariner/models/server/v1/model_manager_service.proto
 GEN := model_manager/proto
 
-.PHONY: run test lint proto bench docs clean
+.PHONY: run test test-engine lint proto bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ test: $(STAMP)
 	./scripts/ensure-postgres.sh
 	./scripts/ensure-wrk.sh
 	$(BIN)/pytest -q
+
+# The converted GGUF files in llama.cpp itself: llama-cpp-python compiles llama.cpp (about 4 minutes on 2 cores),
+# so it is installed only here, not by the default dev install.
+test-engine: $(STAMP)
+	$(BIN)/pip install --quiet '.[engine]'
+	$(BIN)/pytest -q tests/unit/test_gguf_in_llama_cpp.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check model_manager tests bench

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from model_manager import ids
 from model_manager.client_progress import FAILED, LOADED, LoadView, short, status_text
 from model_manager.units import human_bytes, human_seconds
 
@@ -65,6 +66,11 @@ def add_parser(sub: Any) -> None:
     base.add_argument("id", help="e.g. google/gemma-2b, gemma:2b")
     base.add_argument("--source-repository", required=True, choices=list(SOURCES))
     base.add_argument("--project-scoped", action="store_true", help="only for your project (writers may do this)")
+    base.add_argument(
+        "--gguf",
+        choices=ids.GGUF_TYPES,
+        help="also convert it to a GGUF file of this type, registered as the model <id>-<type>",
+    )
     fine = create.add_parser("fine-tuned", help="a fine-tuned model of a loaded base model")
     fine.add_argument("--base-model-id", required=True)
     fine.add_argument("--suffix", required=True)
@@ -288,6 +294,8 @@ def run(args: Any, out: TextIO = sys.stdout) -> int:
                 "source_repository": SOURCES[args.source_repository],
                 "is_project_scoped": args.project_scoped,
             }
+            if args.gguf:
+                body["convert"] = {"gguf": args.gguf}
         else:
             body = {
                 "is_fine_tuned_model": True,

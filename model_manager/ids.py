@@ -183,6 +183,26 @@ def content_directory(model_id: str, key: str) -> str:
     return f"{storage_directory(model_id)}@{tag}"
 
 
+# The tensor types a base model can be converted to as GGUF (CreateModelRequest.convert.gguf).
+GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
+
+
+def check_gguf_type(value: str, field: str = "convert.gguf") -> str:
+    if value not in GGUF_TYPES:
+        raise InvalidId(f"{field} must be one of {', '.join(GGUF_TYPES)}, got {value[:40]!r}")
+    return value
+
+
+def gguf_id(model_id: str, gguf_type: str) -> str:
+    """The id of the GGUF a base model is converted to: "org/name" as q8_0 is "org-name-q8_0"."""
+    return f"{converted(model_id)}-{gguf_type}"
+
+
+def gguf_content_key(source_key: str, gguf_type: str) -> str:
+    """What a converted GGUF is: its source's content and the type ("" when the source's is unknown)."""
+    return f"gguf:{source_key}:{gguf_type}" if source_key else ""
+
+
 def static_fine_tuned_id(base_model: str, model: str) -> str:
     """The id of a fine-tuned model listed in the loader's static `models` config."""
     return fine_tuned_id(converted(base_model), converted(model))

@@ -10,15 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from grpclib import GRPCError
 from grpclib.const import Status
 
 from model_manager.config import FineTunedModelSpec, LimitsConfig
-from model_manager.files import StoredFile, to_messages
-from model_manager.ids import content_directory, content_key, converted, static_fine_tuned_id, storage_directory
+from model_manager.files import StoredFile, from_messages, to_messages
+from model_manager.ids import (
+    content_directory,
+    content_key,
+    converted,
+    gguf_content_key,
+    gguf_id,
+    static_fine_tuned_id,
+    storage_directory,
+)
+from model_manager.loader.convert.precheck import convertible
+from model_manager.loader.convert.run import Conversion
 from model_manager.loader.errors import LeaseLost, PermanentError, TransientError, classify
 from model_manager.loader.formats import Detected, detect
 from model_manager.loader.metadata import MetadataReader
@@ -214,8 +224,15 @@ class Jobs:
             deleted = await _not_found(self.worker.get_base_model_path(path_req))
         return LeaseLost(refusal.message or str(refusal.status), deleted=deleted)
 
-    async def already_loaded(self, model_id: str, repo: pb.SourceRepository, project_id: str) -> bool:
-        """Skip what exists: a loaded base model under the converted id, or a recorded Hugging Face repo."""
+    async def already_loaded(
+        self, model_id: str, repo: pb.SourceRepository, project_id: str, gguf_type: str = ""
+    ) -> bool:
+        """Skip what exists: a loaded base model under the converted id (and its GGUF, when one was asked for),
+        or a recorded Hugging Face repo."""
+        if gguf_type:
+            gguf_req = pb.GetBaseModelPathRequest(id=gguf_id(model_id, gguf_type), project_id=project_id)
+            if await _not_found(self.worker.get_base_model_path(gguf_req)):
+                return False
         path_req = pb.GetBaseModelPathRequest(id=converted(model_id), project_id=project_id)
         if not await _not_found(self.worker.get_base_model_path(path_req)):
             return True
@@ -232,13 +249,17 @@ class Jobs:
         revision: str = "",
         beat: Beat | None = None,
         attempt: int = 0,
+        gguf_type: str = "",
     ) -> None:
-        """Load a base model; `attempt` is the claim's (0 for the static list, which has no claim)."""
-        if await self.already_loaded(model_id, repo, project_id):
+        """Load a base model, and with `gguf_type` convert it to a GGUF of that type too; `attempt` is the claim's
+        (0 for the static list, which has no claim)."""
+        if await self.already_loaded(model_id, repo, project_id, gguf_type):
             log.info("base model %s is already loaded; skipping", model_id)
             return
         source = self.sources.base(model_id, repo, revision)
         files = await self._list(source)
+        if gguf_type:
+            await convertible(source, files)  # before a byte is stored: the request may have skipped the check
         detected = detect([f.path for f in files])
         key = content_key(source.kind, model_id, source.pinned_revision)
         reg = _Registration(model_id, repo, project_id, source.revision, key, attempt)
@@ -246,19 +267,63 @@ class Jobs:
         if shared:
             # Another project loaded the same content: its files serve this model too.
             log.info("%s at %s is stored already under %s; not copying it again", source.name, key, shared[0].path)
+            gguf = await self._gguf(reg, shared[0].path, from_messages(shared[0].files), gguf_type, beat)
             await self._fenced(reg, self._register_shared(reg, detected, shared))
+            await self._fenced(reg, gguf)
             return
         prefix = self.base_prefix(model_id, key)
         log.info("loading %s (%d files) into %s", source.name, len(files), prefix)
         metadata = MetadataReader()
         stored = await self._transfer(source, files, prefix, beat, metadata, content_key=key)
+        gguf = await self._gguf(reg, prefix, stored, gguf_type, beat)
         try:
             await self._fenced(reg, self._register_base(reg, prefix, detected, stored, metadata))
+            await self._fenced(reg, gguf)
         except LeaseLost as lost:
             if lost.deleted and not await self._shared(key):
                 await self.discard(prefix, stored)  # what this load stored is nobody's
             raise
         log.info("loaded base model %s from %s at %s", model_id, source.name, source.revision or "-")
+
+    async def _gguf(
+        self, reg: _Registration, prefix: str, stored: list[StoredFile], gguf_type: str, beat: Beat | None
+    ) -> Awaitable[None]:
+        """Convert the model stored under `prefix` to GGUF `gguf_type`, next to its files; return its registration
+        (run once the model's own is). A GGUF another project converted from the same content is reused."""
+        if not gguf_type:
+            return asyncio.sleep(0)
+        model_id = gguf_id(reg.model_id, gguf_type)
+        gguf_reg = replace(reg, content_key=gguf_content_key(reg.content_key, gguf_type))
+        shared = await self._stored(gguf_reg.content_key)
+        if shared:
+            found = shared[0]
+            log.info("%s is converted already at %s; not converting it again", model_id, found.gguf_model_path)
+            return self._create(
+                gguf_reg,
+                id=model_id,
+                path=found.path,
+                formats=list(found.formats),
+                gguf_model_path=found.gguf_model_path,
+                files=list(found.files),
+                metadata=found.metadata,
+            )
+        conversion = Conversion(self.store, prefix, stored, gguf_type, model_id)
+        stream = await conversion.prepare()
+        if beat is not None:
+            await beat(stream.progress)  # say at once that the load is converting now
+        work = conversion.write(stream)
+        done = await (self._with_heartbeat(work, stream.progress, beat) if beat else work)
+        return self._create(
+            gguf_reg,
+            id=model_id,
+            # Like each model of a repo of GGUF files: a directory of its own name beside the file, so deleting
+            # the source model (its directory) keeps the GGUF, and deleting the GGUF keeps the source.
+            path=f"{prefix}/{model_id}",
+            formats=[pb.ModelFormat.GGUF],
+            gguf_model_path=conversion.key,
+            files=to_messages([done.file]),
+            metadata=done.metadata,
+        )
 
     async def _fenced(self, reg: _Registration, registration: Awaitable[None]) -> None:
         """Run a registration; a refusal meaning the claim no longer holds the model becomes LeaseLost."""

@@ -180,7 +180,13 @@ class LoaderLoop:
     async def _base(self, resp: pb.AcquireUnloadedBaseModelResponse, stop: asyncio.Event) -> None:
         claim = ClaimedModel(resp.base_model_id, resp.attempt, is_base=True, project_id=resp.project_id)
         job = self.jobs.load_base(
-            resp.base_model_id, resp.source_repository, resp.project_id, resp.revision, self._beat(claim), resp.attempt
+            resp.base_model_id,
+            resp.source_repository,
+            resp.project_id,
+            resp.revision,
+            self._beat(claim),
+            resp.attempt,
+            resp.convert_gguf,
         )
         await self._finish(claim, await self._until_stop(job, stop))
 

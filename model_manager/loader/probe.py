@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import aiohttp
 
 from model_manager.config import Config
-from model_manager.errors import FailedPrecondition, NotFound, PermissionDenied
+from model_manager.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from model_manager.loader.convert.checkpoint import UnsupportedModel
+from model_manager.loader.convert.precheck import convertible
 from model_manager.loader.errors import PermanentError, SourceDenied, SourceNotFound, TransientError
 from model_manager.loader.sources.factory import SourceFactory
 from model_manager.proto.llmariner.models.server.v1 import SourceRepository
@@ -41,7 +43,7 @@ class SourceProbe:
             self._sources = SourceFactory(self._http, downloader, store_s3, self.hf_endpoint)
         return self._sources
 
-    async def check(self, model_id: str, source: int, revision: str) -> SourceFacts | None:
+    async def check(self, model_id: str, source: int, revision: str, convert: str = "") -> SourceFacts | None:
         bucket = self.config.loader.downloader.s3
         if source == SourceRepository.OBJECT_STORE and (bucket is None or not bucket.bucket):
             return None  # this server was not told the source bucket (its loaders were): nothing to ask
@@ -49,6 +51,10 @@ class SourceProbe:
             async with asyncio.timeout(self.timeout):
                 found = self._factory().base(model_id, SourceRepository(source), revision)
                 files = await found.list_files()
+                if convert:
+                    await convertible(found, files)
+        except UnsupportedModel as e:
+            raise InvalidArgument(f"convert.gguf: {e}") from e
         except SourceNotFound as e:
             raise NotFound(str(e)) from e
         except SourceDenied as e:

@@ -78,8 +78,8 @@ class ObjectStore(ABC):
         return next((o for o in await self.list_objects(key) if o.key == key), None)
 
     @abstractmethod
-    def read(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
-        """Stream the object's bytes, from byte `offset` on."""
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        """Stream the object's bytes, from byte `offset` on (at most `length` of them)."""
 
     @abstractmethod
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
@@ -112,6 +112,10 @@ class ObjectStore(ABC):
         those at or under a path in `keep`; return how many."""
         return 0
 
+    async def discard_unfinished(self, key: str) -> None:
+        """Remove what failed writes of `key` left (for a write that is never to be continued)."""
+        await self.clear_unfinished(key)
+
     async def _deletable(self, prefix: str) -> list[ObjectInfo]:
         """What deleting a model's files removes: its objects and whatever leftovers the backend keeps."""
         return await self.list_objects(prefix)
@@ -142,7 +146,7 @@ class UnconfiguredStore(ObjectStore):
     ) -> None:
         self.check_configured()
 
-    async def read(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
+    async def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         self.check_configured()
         yield b""
 

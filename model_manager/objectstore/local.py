@@ -122,16 +122,18 @@ class LocalStore(ObjectStore):
         os.fchmod(fd, FILE_MODE)
         return fd, tmp
 
-    async def read(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
+    async def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         with _translated(f"read {key}"):
             f = await asyncio.to_thread(self._path(key).open, "rb")
         try:
             f.seek(offset)
-            while True:
+            left = -1 if length is None else length
+            while left:
                 with _translated(f"read {key}"):
-                    chunk = await asyncio.to_thread(f.read, READ_CHUNK)
+                    chunk = await asyncio.to_thread(f.read, READ_CHUNK if left < 0 else min(READ_CHUNK, left))
                 if not chunk:
                     return
+                left -= len(chunk) if left > 0 else 0
                 yield chunk
         finally:
             f.close()
@@ -147,6 +149,16 @@ class LocalStore(ObjectStore):
         if partial:
             await self.delete_keys(partial)
         return len(partial)
+
+    async def discard_unfinished(self, key: str) -> None:
+        path = self._path(key)
+
+        def remove() -> None:
+            for tmp in path.parent.glob(f".{path.name}.*.part"):
+                tmp.unlink(missing_ok=True)
+
+        with _translated(f"remove unfinished writes of {key}"):
+            await asyncio.to_thread(remove)
 
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         with _translated(f"list {prefix}"):

@@ -135,10 +135,13 @@ class S3Store(ObjectStore):
             "aws_session_token": creds["SessionToken"],
         }
 
-    async def read(self, key: str, offset: int = 0) -> AsyncIterator[bytes]:
+    async def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        if length == 0:
+            return
         s3 = await self.client()
         with _translated(f"reading {key}"):
-            ranged = {"Range": f"bytes={offset}-"} if offset else {}
+            end = "" if length is None else str(offset + length - 1)
+            ranged = {"Range": f"bytes={offset}-{end}"} if offset or end else {}
             resp = await s3.get_object(Bucket=self.bucket, Key=check_key(key), **ranged)
             async with resp["Body"] as body:
                 while chunk := await body.read(READ_CHUNK):

@@ -140,6 +140,8 @@ class ModelsService:
             access.require(who, Role.ADMIN, "creating a global base model (one not scoped to a project)")
         config = model_config.validate(req.config) if req.config is not None else model_config.default_config()
         if req.is_fine_tuned_model:
+            if req.convert is not None:
+                raise InvalidArgument("convert applies to base models only, not to fine-tuned ones")
             return await self._create_fine_tuned(who, req, config)
         return await self._create_base(who, req, config)
 
@@ -160,12 +162,17 @@ class ModelsService:
                 )
         else:
             raise InvalidArgument(f"source_repository must be one of {_BASE_SOURCES} for a base model")
+        gguf = validate.check_gguf_type(req.convert.gguf) if req.convert is not None else ""
+        if gguf and source == SourceRepository.OLLAMA:
+            raise InvalidArgument(
+                "convert.gguf: an Ollama model is stored as GGUF already; there is nothing to convert"
+            )
         project_id = who.project_id if req.is_project_scoped else ""
         found: dict[str, Any] = {}
         facts = None
         if self.source_check is not None and not req.skip_source_check:
             # Before the transaction: no connection is held while the source answers.
-            facts = await self.source_check.check(model_id, int(source), revision)
+            facts = await self.source_check.check(model_id, int(source), revision, gguf)
             if facts is not None:
                 found = {
                     # Loads (and retries) read the commit the check saw, not whatever the branch points to later.
@@ -177,6 +184,8 @@ class ModelsService:
                 }
         async with self.ctx.db.transaction() as conn:
             candidates = list(dict.fromkeys([model_id, ids.converted(model_id)]))
+            if gguf:
+                candidates.append(ids.gguf_id(model_id, gguf))
             taken = await catalog.base_id_taken(conn, who.tenant_id, candidates, project_id or None)
             if taken in candidates:
                 raise AlreadyExists(f'model "{taken}" already exists')
@@ -197,6 +206,7 @@ class ModelsService:
                     "source_repository": int(source),
                     "loading_status": LoadingStatus.REQUESTED,
                     "requested_revision": revision,
+                    "convert_gguf": gguf,
                     "config": model_config.encode(config),
                     **found,
                 },

@@ -18,8 +18,9 @@ class SourceFacts(Protocol):
 
 
 class SourceCheck(Protocol):
-    async def check(self, model_id: str, source: int, revision: str) -> SourceFacts | None:
+    async def check(self, model_id: str, source: int, revision: str, convert: str = "") -> SourceFacts | None:
         """The source's facts about the model; None when the source could not be asked in time (the request is
         accepted unchecked and the loader finds out). Raises NotFound when the source has no such model and
-        PermissionDenied when it will not serve it, each with a message that says how to fix it."""
+        PermissionDenied when it will not serve it, each with a message that says how to fix it; with `convert`
+        (a GGUF type), InvalidArgument naming the architecture when the model cannot be converted."""
         ...

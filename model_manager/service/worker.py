@@ -294,6 +294,7 @@ class WorkerService(LoadingStatusService):
             project_id=rec.project_id,
             attempt=rec.attempt,
             revision=rec.requested_revision,
+            convert_gguf=rec.convert_gguf,
         )
 
     async def acquire_unloaded_model(

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -108,9 +109,11 @@ async def base_id_taken(conn: Conn, tenant_id: str, model_ids: Sequence[str], pr
     t = base_models
     # A requested Hugging Face id "x/y" is loaded as "x-y": compare the converted forms as well.
     converted = func.replace(t.c.model_id, "/", "-")
+    # A model requested with a GGUF conversion also holds the id its GGUF will be registered under.
+    gguf = case((t.c.convert_gguf != "", converted + "-" + t.c.convert_gguf), else_="")
     wanted = list(model_ids)
-    q = select(t.c.model_id, converted).where(
-        t.c.tenant_id == tenant_id, or_(t.c.model_id.in_(wanted), converted.in_(wanted))
+    q = select(t.c.model_id, converted, gguf).where(
+        t.c.tenant_id == tenant_id, or_(t.c.model_id.in_(wanted), converted.in_(wanted), gguf.in_(wanted))
     )
     if project_id:
         q = q.where(t.c.project_id.in_(("", project_id)))

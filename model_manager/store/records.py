@@ -100,6 +100,7 @@ class ModelRecord:
     loaded_by: int | None = None
     content_key: str = ""  # what the files are: models of a tenant with the same key share them
     content_path: str = ""  # where a load of this model writes, while it loads or after it failed
+    convert_gguf: str = ""  # the GGUF tensor type a requested model is converted to once loaded ("" for none)
     # fine-tuned models only
     organization_id: str = ""
     base_model_id: str = ""

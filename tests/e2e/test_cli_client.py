@@ -3,6 +3,7 @@ auth on, a model loaded by the in-process loader from the hub stand-in, a load t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -12,6 +13,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import gguf
+
+from tests.checkpoints import Checkpoint
 from tests.e2e.conftest import Proc, embedded_config, start
 from tests.fakes.hub import Hub
 from tests.fakes.threaded import serve_in_thread
@@ -148,5 +152,39 @@ def test_a_request_the_source_cannot_serve_is_refused_at_create_time(tmp_path: P
             }
             listed = json.loads(_cli(proc, "list", "--json").stdout)
             assert [m["id"] for m in listed["data"]] == ["org/model"]
+        finally:
+            proc.stop()
+
+
+def test_one_request_converts_to_gguf_from_the_terminal(tmp_path: Path) -> None:
+    """The manual llama.cpp recipe as one command: a Llama checkpoint requested with --gguf ends as two models, the
+    GGUF beside the source files where GetBaseModelPath says; a checkpoint that cannot convert is refused at once."""
+    hub = Hub()
+    hub.add("org/tiny", Checkpoint().files())
+    hub.add("org/bert", Checkpoint(extra_config={"architectures": ["BertModel"]}).files())
+    with serve_in_thread(hub.app()) as hub_url:
+        config = {**embedded_config(tmp_path, loader=True), "loading": {"checkSource": True}}
+        proc = start(config, tmp_path, env={"HF_ENDPOINT": hub_url})
+        try:
+            refused = _cli(proc, "create", "base", "org/bert", "--source-repository", "hugging-face", "--gguf", "q8_0")
+            assert refused.returncode == 1
+            assert "architecture 'BertModel'" in refused.stderr and "(HTTP 400)" in refused.stderr
+            bad_type = _cli(proc, "create", "base", "org/tiny", "--source-repository", "hugging-face", "--gguf", "q3")
+            assert bad_type.returncode == 2  # argparse names the choices
+
+            made = _cli(
+                proc, "create", "base", "org/tiny", "--source-repository", "hugging-face", "--gguf", "q8_0", "--wait"
+            )
+            assert made.returncode == 0, made.stderr
+            listed = _cli(proc, "list", "--format", "gguf").stdout.splitlines()
+            assert [line.split()[0] for line in listed[1:]] == ["org-tiny-q8_0"]
+            model = json.loads(_cli(proc, "get", "org-tiny-q8_0", "--json").stdout)
+            assert model["metadata"]["quantization"] == "Q8_0" and model["formats"] == ["MODEL_FORMAT_GGUF"]
+            [stored] = list((tmp_path / "objects").rglob("org-tiny-q8_0.gguf"))
+            assert model["files"][0]["sha256"] == hashlib.sha256(stored.read_bytes()).hexdigest()
+            reader = gguf.GGUFReader(stored)
+            assert reader.fields["general.architecture"].contents() == "llama"
+            assert (stored.parent / "model.safetensors").is_file()  # next to the source files
+            assert json.loads(_cli(proc, "get", "org-tiny", "--json").stdout)["loading_status"].endswith("SUCCEEDED")
         finally:
             proc.stop()
