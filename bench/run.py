@@ -10,17 +10,19 @@ import logging
 import tempfile
 from pathlib import Path
 
-from bench import auth_overhead, claims, hot_paths, loader_ceiling, transfer, watchers
+from bench import auth_overhead, claims, conversion, hot_paths, loader_ceiling, transfer, watchers
 from bench.common import ROOT, Report, machine
+from tests.checkpoints import Checkpoint
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round; for the test suite")
-    p.add_argument("--only", choices=["hot", "transfer", "ceiling", "claims", "auth", "watch"], action="append")
+    benches = ["hot", "transfer", "ceiling", "claims", "auth", "watch", "convert"]
+    p.add_argument("--only", choices=benches, action="append")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    only = set(args.only or ["hot", "transfer", "ceiling", "claims", "auth", "watch"])
+    only = set(args.only or benches)
     report = Report()
     with tempfile.TemporaryDirectory(prefix="mm-bench-") as d:
         tmp = Path(d)
@@ -49,6 +51,11 @@ def main() -> None:
                 auth_overhead.run(report, tmp, models=10, seconds=1, warmup=0, rounds=1)
             else:
                 auth_overhead.run(report, tmp)
+        if "convert" in only:
+            if args.smoke:
+                conversion.run(report, tmp, Checkpoint(), rounds=1)
+            else:
+                conversion.run(report, tmp)
         if "watch" in only:
             if args.smoke:
                 watchers.run(report, tmp, clients=5, seconds=1, rounds=1)

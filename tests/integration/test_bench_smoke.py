@@ -31,6 +31,7 @@ def test_every_benchmark_runs_at_smoke_size(pg_url: str) -> None:
         "transfer 0.0078125 GiB",
         "claims, 8 acquirers, 50 models",
         "following a load, 5 clients",
+        "GGUF q8_0 of a 0 MiB bf16 Llama",
     ):
         assert row in r.stdout, r.stdout
     assert "| 0 |" in r.stdout  # no model claimed twice

@@ -15,7 +15,7 @@ from model_manager.loader.convert.safetensors import ReadRange
 from model_manager.loader.progress import Progress
 from model_manager.units import human_bytes
 
-SLICE_BYTES = 32 << 20  # source bytes converted at a time
+SLICE_BYTES = 8 << 20  # source bytes converted at a time (numpy's temporaries are a few times that)
 
 
 class ConversionProgress(Progress):
