@@ -26,7 +26,7 @@ test: $(STAMP)
 # The converted GGUF files in llama.cpp itself: llama-cpp-python compiles llama.cpp (about 4 minutes on 2 cores),
 # so it is installed only here, not by the default dev install.
 test-engine: $(STAMP)
-	$(BIN)/pip install --quiet '.[engine]'
+	$(BIN)/pip install --quiet -e '.[engine]'
 	$(BIN)/pytest -q tests/unit/test_gguf_in_llama_cpp.py
 
 lint: $(STAMP)

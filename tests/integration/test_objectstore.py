@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import stat
 import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import gguf
 import pytest
 
 from model_manager.config import ObjectStoreConfig, S3Config
 from model_manager.errors import FailedPrecondition
+from model_manager.files import StoredFile
+from model_manager.loader.convert.run import Conversion
+from model_manager.loader.errors import TransientError
 from model_manager.objectstore import streams
 from model_manager.objectstore.base import ObjectStore, StoreError
 from model_manager.objectstore.factory import open_store
 from model_manager.objectstore.local import LocalStore
 from model_manager.objectstore.s3 import S3Store
+from tests.checkpoints import Checkpoint
 from tests.objects import get, put
 
 
@@ -197,3 +203,29 @@ async def test_a_write_whose_source_breaks_off_is_continued_by_the_next(store: O
     await store.upload("models/m/big.bin", rest(), resume=resume)
     assert await get(store, "models/m/big.bin") == data
     assert await store.partial("models/m/big.bin") is None
+
+
+async def test_ranged_reads_and_a_conversion_through_either_store(store: ObjectStore, tmp_path: Path) -> None:
+    """The GGUF conversion reads tensors with ranged reads and streams its file into an upload: the same file on
+    both backends, and a failed one leaves neither the object nor an unfinished upload behind."""
+    prefix = "models/base-models/org-tiny"
+    files = Checkpoint().files()
+    for name, data in files.items():
+        await put(store, f"{prefix}/{name}", data)
+    weights = files["model.safetensors"]
+    ranged = b"".join([c async for c in store.read(f"{prefix}/model.safetensors", 1000, 3000)])
+    assert ranged == weights[1000:4000]
+    stored = [StoredFile(name, len(data), "") for name, data in files.items()]
+    conversion = Conversion(store, prefix, stored, "q4_0", "org-tiny-q4_0")
+    converted = await conversion.write(await conversion.prepare())
+    written = await get(store, conversion.key)
+    (tmp_path / "m.gguf").write_bytes(written)
+    assert converted.file.sha256 == hashlib.sha256(written).hexdigest()
+    assert len(gguf.GGUFReader(tmp_path / "m.gguf").tensors) == 21
+
+    await store.delete_keys([conversion.key])
+    stream = await conversion.prepare()
+    await put(store, f"{prefix}/model.safetensors", weights[: len(weights) // 2])  # cut short after planning
+    with pytest.raises(TransientError, match="the file changed"):
+        await conversion.write(stream)
+    assert await store.stat(conversion.key) is None and await store.partial(conversion.key) is None
