@@ -25,6 +25,29 @@ log = logging.getLogger(__name__)
 Conn = AsyncConnection
 PING_SECONDS = 2.0
 
+# SQLSTATE classes that say the database cannot serve right now, not that the request is wrong: 08 connection
+# exceptions, 53 insufficient resources (too many connections, out of memory), 57 operator intervention (shutting
+# down, "cannot connect now" while it starts up or recovers, a statement cancelled by statement_timeout).
+_UNAVAILABLE_CLASSES = ("08", "53", "57")
+
+
+def sqlstate(error: BaseException) -> str:
+    """The SQLSTATE of a driver error, through SQLAlchemy's wrapper (`orig`) and exception chaining; "" if none."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "sqlstate", None)
+        if isinstance(code, str) and code:
+            return code
+        current = getattr(current, "orig", None) or current.__cause__
+    return ""
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether a driver error means "try again later" (503 / UNAVAILABLE) rather than a defect."""
+    return sqlstate(error)[:2] in _UNAVAILABLE_CLASSES
+
 
 def postgres_url(db: DatabaseConfig, database: str | None = None) -> URL:
     password = os.environ.get(db.password_env_name) if db.password_env_name else None
@@ -124,8 +147,9 @@ class Database:
             log.warning("database unavailable: %s", e)
             raise Unavailable("database unavailable, try again") from e
         except DBAPIError as e:
-            if e.connection_invalidated:
-                raise Unavailable("database connection lost, try again") from e
+            if e.connection_invalidated or is_unavailable(e):
+                log.warning("database unavailable: %s", e)
+                raise Unavailable("database unavailable, try again") from e
             raise
 
     def connections_in_use(self) -> int:
