@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import betterproto2
-from google.protobuf import message_factory
+from google.protobuf import message_factory, unknown_fields
 from google.protobuf.descriptor import FieldDescriptor
 from grpclib import GRPCError
 from grpclib.const import Handler, Status
@@ -79,8 +79,10 @@ class CheckedCodec(ProtoCodec):
         try:
             if issubclass(message_type, betterproto2.Message):
                 # betterproto2 reads a truncated field as a shorter one; Google's parser is strict about it.
-                _strict(message_type).FromString(data)
+                _check_wire_types(_strict(message_type).FromString(data), "")
             message = super().decode(data, message_type)
+        except GRPCError:
+            raise
         except Exception as e:  # every parser's own error type: truncated, wrong wire type, bad UTF-8
             raise GRPCError(
                 Status.INVALID_ARGUMENT, f"malformed {message_type.__name__}: {type(e).__name__}: {e}"
@@ -93,6 +95,41 @@ class CheckedCodec(ProtoCodec):
 @functools.cache
 def _strict(cls: type) -> Any:
     return message_factory.GetMessageClass(cls.DESCRIPTOR)  # type: ignore[attr-defined]
+
+
+# What each field type is sent as (protobuf's wire types); repeated numeric fields may also come packed (2).
+_WIRE_TYPES = {
+    FieldDescriptor.TYPE_DOUBLE: 1,
+    FieldDescriptor.TYPE_FIXED64: 1,
+    FieldDescriptor.TYPE_SFIXED64: 1,
+    FieldDescriptor.TYPE_FLOAT: 5,
+    FieldDescriptor.TYPE_FIXED32: 5,
+    FieldDescriptor.TYPE_SFIXED32: 5,
+    FieldDescriptor.TYPE_STRING: 2,
+    FieldDescriptor.TYPE_BYTES: 2,
+    FieldDescriptor.TYPE_MESSAGE: 2,
+}
+_WIRE_NAMES = {0: "varint", 1: "64-bit", 2: "length-delimited", 3: "group", 4: "group", 5: "32-bit"}
+
+
+def _check_wire_types(message: Any, path: str) -> None:
+    """Refuse a known field sent with another wire type (a number as bytes, a string as a number). Google's parser
+    keeps such a field aside as unknown, while betterproto2 decodes it into a value of the wrong Python type (a list
+    where a bool belongs), which would fail later, deep in the service, as UNKNOWN."""
+    fields = message.DESCRIPTOR.fields_by_number
+    for unknown in unknown_fields.UnknownFieldSet(message):
+        field = fields.get(unknown.field_number)
+        if field is not None:
+            expected = _WIRE_TYPES.get(field.type, 0)
+            raise GRPCError(
+                Status.INVALID_ARGUMENT,
+                f"field {path}{field.name} (number {field.number}) must be sent as {_WIRE_NAMES[expected]}, "
+                f"not {_WIRE_NAMES.get(unknown.wire_type, str(unknown.wire_type))}",
+            )
+    for field, value in message.ListFields():
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            for i, item in enumerate(value if field.is_repeated else [value]):
+                _check_wire_types(item, f"{path}{field.name}" + (f"[{i}]" if field.is_repeated else "") + ".")
 
 
 @functools.cache

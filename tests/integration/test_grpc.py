@@ -169,7 +169,8 @@ async def test_hostile_protobuf_to_every_method_is_refused_with_a_reason(
             code = await _raw_call(port, path, body)
             if has_string_field_1:
                 assert code == grpc.StatusCode.INVALID_ARGUMENT, (path, body, code)
-            else:  # an unknown field: accepted, as protobuf's forward compatibility wants, but never a crash
+            else:  # a number sent as fixed32 (refused), or an unknown field (accepted, as protobuf's forward
+                # compatibility wants), but never a crash
                 assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (path, body, code)
         for _ in range(5):
             code = await _raw_call(port, path, rng.randbytes(rng.randint(1, 64)))
@@ -218,3 +219,50 @@ async def test_the_grpc_request_limit_is_configurable(ctx: ServiceContext) -> No
     finally:
         server.close()
         await server.wait_closed()
+
+
+# A value of each wire type: varint, 64-bit, length-delimited, 32-bit.
+_VALUES = {0: b"\x01", 1: b"\x00" * 8, 2: b"\x02\xc3\x28", 5: b"\x00" * 4}
+
+
+def _expected_wire_types(field: Any) -> set[int]:
+    if field.type in (field.TYPE_STRING, field.TYPE_BYTES, field.TYPE_MESSAGE):
+        return {2}
+    fixed = {field.TYPE_DOUBLE: 1, field.TYPE_FIXED64: 1, field.TYPE_SFIXED64: 1, field.TYPE_FLOAT: 5}
+    wire = fixed.get(field.type, 5 if field.type in (field.TYPE_FIXED32, field.TYPE_SFIXED32) else 0)
+    return {wire, 2} if field.is_repeated else {wire}  # repeated numbers may come packed
+
+
+def _wrong_wire_bodies(message: Any, depth: int = 0) -> list[tuple[str, bytes]]:
+    """(dotted field name, a body sending that field with a wire type it cannot have) for every field of `message`
+    and, one level down, of the messages it holds."""
+    out = []
+    for field in message.fields:
+        for wire, value in _VALUES.items():
+            if wire not in _expected_wire_types(field):
+                out.append((field.name, _varint(field.number << 3 | wire) + value))
+        if field.type == field.TYPE_MESSAGE and depth < 2 and not field.message_type.full_name.startswith("google."):
+            outer = f"{field.name}[0]" if field.is_repeated else field.name
+            for name, inner in _wrong_wire_bodies(field.message_type, depth + 1):
+                out.append((f"{outer}.{name}", _varint(field.number << 3 | 2) + _varint(len(inner)) + inner))
+    return out
+
+
+async def test_every_field_sent_with_a_wrong_wire_type_is_invalid_argument_naming_it(
+    ports: tuple[int, int], grpcio_pb: Any
+) -> None:
+    """A bool sent as bytes (`0a 02 c3 28` to ListModels) once reached the response cache as a list: UNKNOWN."""
+    checked = 0
+    for service in grpcio_pb.pb2.DESCRIPTOR.services_by_name.values():
+        port = ports[0] if service.full_name == MODELS else ports[1]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            for method in service.methods:
+                call = channel.unary_unary(f"/{service.full_name}/{method.name}")
+                for name, body in _wrong_wire_bodies(method.input_type):
+                    with pytest.raises(grpc.aio.AioRpcError) as raised:
+                        await call(body, timeout=30)
+                    details = raised.value.details() or ""
+                    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method.name, name, details)
+                    assert f"field {name} " in details, (method.name, name, details)
+                    checked += 1
+    assert checked > 300
