@@ -13,7 +13,6 @@ is known after 8 bytes; a GGUF header is parsed as blocks arrive and dropped onc
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import struct
@@ -21,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from model_manager.loader import jsondoc
 from model_manager.proto.llmariner.models.server import v1 as pb
 
 SMALL_FILE = 1 << 20  # config.json, README.md, an Ollama config blob: read whole up to this
@@ -109,11 +109,11 @@ class FileWatcher:
         try:
             data = bytes(self.buffer)
             if self.kind == "config":
-                _config(json.loads(data), self.found)
+                _config(jsondoc.parse(data), self.found)
             elif self.kind == "card":
                 _card(data.decode("utf-8", "replace"), self.found)
             elif self.kind == "ollama-config":
-                _ollama_config(json.loads(data), self.found)
+                _ollama_config(jsondoc.parse(data), self.found)
             elif self.kind in ("safetensors", "gguf"):
                 self._header()
         except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
@@ -130,8 +130,8 @@ class FileWatcher:
             if len(self.buffer) > HEADER_CAP:
                 self._stop()
             return
-        except (ValueError, struct.error, UnicodeDecodeError, KeyError, TypeError):
-            pass
+        except (ValueError, struct.error, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+            pass  # not the header its name promised: it tells us nothing
         self._stop()
 
     def _stop(self) -> None:
@@ -218,7 +218,7 @@ def _safetensors(data: bytes, found: Found) -> None:
         if 8 + n > HEADER_CAP:
             raise ValueError("header too large")
         raise _Incomplete
-    header = json.loads(data[8 : 8 + n])
+    header = jsondoc.parse(data[8 : 8 + n])
     for name, info in header.items():
         if name == "__metadata__":
             continue

@@ -100,14 +100,29 @@ async def test_an_unsupported_architecture_fails_the_load_before_anything_is_sto
     assert repo.served < weights  # config.json was read; the weights never were
 
 
+async def test_a_checkpoint_with_a_hostile_header_fails_its_load_naming_the_file(harness: Harness, api: Api) -> None:
+    files = Checkpoint().files()
+    header = b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": "ab"}}'
+    files["model.safetensors"] = len(header).to_bytes(8, "little") + header + b"\0" * 16
+    harness.hub.add("org/hostile", files)
+    await api.models.create_model(WHO, _request("org/hostile", "q8_0"))
+    await harness.drain()
+    failed = await api.get("org/hostile")
+    assert failed.loading_status == pb.ModelLoadingStatus.FAILED
+    assert "model.safetensors describes tensor w badly: data_offsets must be" in failed.loading_failure_reason
+
+
 async def test_bad_conversion_requests_are_refused_at_request_time(harness: Harness, api: Api, hub: Hub) -> None:
     hub.add("org/bert", Checkpoint(extra_config={"architectures": ["BertModel"]}).files())
+    hub.add("org/deep", {**Checkpoint().files(), "config.json": b"[" * 200_000 + b"]" * 200_000})
     hub.add("org/tiny", Checkpoint().files())
     probe = SourceProbe(parse_config(harness_config()), 5.0, hf_endpoint=hub.url)
     service = ModelsService(harness.ctx, probe)
     try:
         with pytest.raises(InvalidArgument, match="architecture 'BertModel'; supported: LlamaForCausalLM"):
             await service.create_model(WHO, _request("org/bert", "q8_0"))
+        with pytest.raises(InvalidArgument, match=r"config\.json is not JSON"):  # was a RecursionError: 500
+            await service.create_model(WHO, _request("org/deep", "q8_0"))
         with pytest.raises(
             InvalidArgument, match=r"convert\.gguf must be one of f32, f16, bf16, q8_0, q4_0, got 'q5_k'"
         ):

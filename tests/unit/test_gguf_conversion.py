@@ -198,6 +198,11 @@ async def test_llama3_rope_scaling_becomes_a_rope_freqs_tensor(tmp_path: Path) -
         ({"architectures": ["BertModel"]}, "the model declares architecture 'BertModel'; supported: LlamaForCausalLM"),
         ({"architectures": None}, 'no architecture \\(config.json has no "architectures"\\)'),
         ({"hidden_size": "big"}, "config.json has no positive integer 'hidden_size'"),
+        ({"rms_norm_eps": "tiny"}, "config.json's rms_norm_eps must be a positive number, got 'tiny'"),
+        (
+            {"rope_scaling": {"rope_type": "llama3", "factor": [8]}},
+            r"config.json's rope_scaling.factor must be a positive number, got \[8\]",
+        ),
     ],
 )
 async def test_what_cannot_be_converted_is_named_and_nothing_is_written(
@@ -207,6 +212,45 @@ async def test_what_cannot_be_converted_is_named_and_nothing_is_written(
     with pytest.raises(UnsupportedModel, match=message):
         await convert(tmp_path, ck, "q8_0")
     assert not list((tmp_path / "store" / PREFIX).glob("*.gguf*"))
+
+
+def _shard(header: bytes) -> bytes:
+    return len(header).to_bytes(8, "little") + header + b"\0" * 64
+
+
+@pytest.mark.parametrize(
+    ("file", "data", "message"),
+    [
+        ("config.json", b"[" * 200_000 + b"]" * 200_000, "config.json is not JSON"),
+        (
+            "model.safetensors",
+            _shard(b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": "ab"}}'),
+            "model.safetensors describes tensor w badly: data_offsets must be a list of 2 non-negative integers",
+        ),
+        (
+            "model.safetensors",
+            _shard(b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [16, 0]}}'),
+            "tensor w in model.safetensors lies outside the file",
+        ),
+        ("model.safetensors", _shard(b"[" * 100_000), "model.safetensors has no valid safetensors header"),
+        ("model.safetensors", _shard(b"[1, 2]"), "the safetensors header of model.safetensors is not a JSON object"),
+        ("tokenizer.json", b"[" * 200_000, r"the tokenizer \(.*tokenizer.json.*\) cannot be read"),
+    ],
+    ids=["deep-config", "string-offsets", "offsets-backwards", "deep-header", "list-header", "deep-tokenizer"],
+)
+async def test_hostile_files_are_refused_naming_the_file_and_the_problem(
+    tmp_path: Path, file: str, data: bytes, message: str
+) -> None:
+    """What a source may hold in place of a checkpoint's files: the conversion refuses it as UnsupportedModel (a
+    failed load naming the problem), never with RecursionError or TypeError."""
+    ck = Checkpoint()
+    directory = ck.write(tmp_path / "store" / PREFIX)
+    (directory / file).write_bytes(data)
+    stored = [StoredFile(p.name, p.stat().st_size, "") for p in sorted(directory.iterdir())]
+    conversion = Conversion(LocalStore(tmp_path / "store"), PREFIX, stored, "q8_0", "org-tiny-q8_0")
+    with pytest.raises(UnsupportedModel, match=message):
+        await conversion.write(await conversion.prepare())
+    assert not list(directory.glob("*.gguf*"))
 
 
 async def test_a_failure_midway_leaves_no_partial_file(tmp_path: Path) -> None:

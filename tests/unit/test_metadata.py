@@ -93,6 +93,26 @@ def test_what_is_not_a_header_says_nothing_and_keeps_no_bytes() -> None:
     assert reader.message(0).architecture == ""
 
 
+def _safetensors(header: bytes) -> bytes:
+    return len(header).to_bytes(8, "little") + header + b"\0" * 64
+
+
+def test_hostile_headers_and_configs_say_nothing_and_never_raise() -> None:
+    """A header nested 200,000 deep (the standard library's parser recursed until RecursionError), one that is a
+    list, and tensors described with strings: the file tells nothing and the transfer goes on."""
+    deep = b"[" * 200_000 + b"]" * 200_000
+    hostile = {
+        "model.safetensors": _safetensors(b'{"a": ' + deep + b"}"),
+        "model-00001-of-00002.safetensors": _safetensors(b"[1, 2]"),
+        "model-00002-of-00002.safetensors": _safetensors(b'{"w": {"dtype": "F32", "shape": "ab", "data_offsets": 1}}'),
+        "config.json": deep,
+    }
+    reader = MetadataReader()
+    _stream(reader, hostile)
+    said = reader.message(sum(len(d) for d in hostile.values()))
+    assert (said.architecture, said.parameter_count) == ("", 0)
+
+
 def test_a_file_copied_again_after_a_failed_try_is_counted_once() -> None:
     weights = minilm_files()["model.safetensors"]
     reader = MetadataReader()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from gguf import MODEL_ARCH, MODEL_ARCH_NAMES
 
+from model_manager.loader import jsondoc
 from model_manager.loader.errors import PermanentError
 
 # Hugging Face architecture -> llama.cpp's. Mistral's checkpoints are Llama's layout (llama.cpp loads them as
@@ -35,7 +36,7 @@ def architecture_of(config: Any) -> str:
 
 def parse_config(raw: bytes) -> dict[str, Any]:
     try:
-        config = json.loads(raw)
+        config = jsondoc.parse(raw)
     except ValueError as e:
         raise UnsupportedModel(f"cannot convert to GGUF: config.json is not JSON ({e})") from e
     if not isinstance(config, dict):
@@ -51,6 +52,33 @@ def _int(config: dict[str, Any], *names: str, default: int | None = None) -> int
     if default is not None:
         return default
     raise UnsupportedModel(f"cannot convert to GGUF: config.json has no positive integer {names[0]!r}")
+
+
+def _float(value: object, name: str, default: float) -> float:
+    """A positive finite number of config.json (`default` when absent or null)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise UnsupportedModel(
+            f"cannot convert to GGUF: config.json's {name} must be a positive number, got {value!r:.40}"
+        )
+    return float(value)
+
+
+# The rope-scaling numbers the GGUF header and Llama 3.1's frequency factors are made from.
+_ROPE_NUMBERS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+
+
+def _rope_scaling(value: object) -> dict[str, Any]:
+    """config.json's rope_scaling with its type as text and its numbers checked; {} when there is none."""
+    if not isinstance(value, dict):
+        return {}
+    kind = value.get("rope_type") or value.get("type") or ""
+    found: dict[str, Any] = {"rope_type": kind if isinstance(kind, str) else ""}
+    for key in _ROPE_NUMBERS:
+        if value.get(key) is not None:
+            found[key] = _float(value[key], f"rope_scaling.{key}", 0.0)
+    return found
 
 
 @dataclass(frozen=True)
@@ -87,7 +115,6 @@ def hyperparameters(config: dict[str, Any]) -> Hyperparameters:
     head_dim = _int(config, "head_dim", default=embedding // heads)
     if heads % kv_heads:
         raise UnsupportedModel(f"cannot convert to GGUF: {heads} attention heads over {kv_heads} key/value heads")
-    scaling = config.get("rope_scaling")
     return Hyperparameters(
         hf_architecture=name,
         arch=SUPPORTED[name],
@@ -99,7 +126,7 @@ def hyperparameters(config: dict[str, Any]) -> Hyperparameters:
         head_dim=head_dim,
         context=_int(config, "max_position_embeddings", default=4096),
         vocab_size=_int(config, "vocab_size"),
-        rms_eps=float(config.get("rms_norm_eps") or 1e-5),
-        rope_theta=float(config.get("rope_theta") or 10000.0),
-        rope_scaling=scaling if isinstance(scaling, dict) else {},
+        rms_eps=_float(config.get("rms_norm_eps"), "rms_norm_eps", 1e-5),
+        rope_theta=_float(config.get("rope_theta"), "rope_theta", 10000.0),
+        rope_scaling=_rope_scaling(config.get("rope_scaling")),
     )

@@ -4,13 +4,13 @@ next to the source files. A failure leaves no GGUF behind."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from model_manager.files import StoredFile
+from model_manager.loader import jsondoc
 from model_manager.loader.convert import checkpoint, plan, safetensors
 from model_manager.loader.convert.checkpoint import UnsupportedModel
 from model_manager.loader.convert.stream import ConversionProgress, GgufStream, source_bytes
@@ -23,6 +23,16 @@ from model_manager.proto.llmariner.models.server import v1 as pb
 log = logging.getLogger(__name__)
 
 INDEX = "model.safetensors.index.json"
+
+
+def _index(raw: bytes) -> dict[str, object]:
+    try:
+        index = jsondoc.parse(raw)
+    except ValueError as e:
+        raise UnsupportedModel(f"cannot convert to GGUF: {INDEX} is not JSON ({e})") from e
+    if not isinstance(index, dict):
+        raise UnsupportedModel(f"cannot convert to GGUF: {INDEX} is not a JSON object")
+    return index
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,7 @@ class Conversion:
         """The GGUF file's stream, planned (config, tokenizer, shard headers read) but no weight read yet."""
         hp = checkpoint.hyperparameters(checkpoint.parse_config(await self._whole("config.json")))
         sizes = self._sizes()
-        index = json.loads(await self._whole(INDEX)) if INDEX in sizes else None
+        index = _index(await self._whole(INDEX)) if INDEX in sizes else None
         shards = safetensors.weight_files(list(sizes), index)
         if not shards:
             raise UnsupportedModel("cannot convert to GGUF: the model has no safetensors weights")
@@ -80,7 +90,16 @@ class Conversion:
             for file in TOKENIZER_FILES:
                 if file in sizes:
                     Path(tmp, file).write_bytes(await self._whole(file))  # noqa: ASYNC240 - small files
-            header, alignment = await asyncio.to_thread(plan.header, hp, planned, Path(tmp), self.gguf_type, self.name)
+            try:
+                header, alignment = await asyncio.to_thread(
+                    plan.header, hp, planned, Path(tmp), self.gguf_type, self.name
+                )
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
+                # gguf's own readers of the tokenizer files, on files the source wrote.
+                files = ", ".join(f for f in TOKENIZER_FILES if f in sizes)
+                raise UnsupportedModel(
+                    f"cannot convert to GGUF: the tokenizer ({files}) cannot be read: {type(e).__name__}: {e}"[:500]
+                ) from e
         progress = ConversionProgress(source_bytes(planned), len(planned), self.gguf_type)
         return GgufStream(header, alignment, planned, self.read, progress)
 

@@ -3,12 +3,12 @@ little-endian length, then a JSON object of name -> dtype, shape and data offset
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from model_manager.loader import jsondoc
 from model_manager.loader.convert.checkpoint import UnsupportedModel
 
 HEADER_CAP = 100 << 20  # a header longer than this is not a checkpoint's
@@ -43,21 +43,38 @@ def weight_files(paths: list[str], index: dict[str, object] | None) -> list[str]
     return sorted(named or top)
 
 
+def _naturals(value: object, what: str, count: int | None = None) -> tuple[int, ...]:
+    """A JSON list of non-negative integers (of `count` items when given); ValueError naming `what` otherwise."""
+    if (
+        not isinstance(value, list)
+        or (count is not None and len(value) != count)
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value)
+    ):
+        items = f"{count} " if count is not None else ""
+        raise ValueError(f"{what} must be a list of {items}non-negative integers, got {str(value)[:60]!r}")
+    return tuple(value)
+
+
 def parse_header(file: str, raw: bytes, size: int) -> list[TensorRef]:
     """The tensors of one shard, from its header (`raw` = the JSON) and the shard's size, checked to lie inside it."""
     base = 8 + len(raw)
     try:
-        header = json.loads(raw)
+        header = jsondoc.parse(raw)
     except ValueError as e:
         raise UnsupportedModel(f"cannot convert to GGUF: {file} has no valid safetensors header ({e})") from e
+    if not isinstance(header, dict):
+        raise UnsupportedModel(f"cannot convert to GGUF: the safetensors header of {file} is not a JSON object")
     refs = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
         try:
-            dtype, shape, (begin, end) = str(info["dtype"]), tuple(int(n) for n in info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise UnsupportedModel(f"cannot convert to GGUF: {file} describes tensor {name} badly ({e!r})") from e
+            if not isinstance(info, dict) or not isinstance(info.get("dtype"), str):
+                raise ValueError("it must be an object with a string dtype")
+            dtype, shape = info["dtype"], _naturals(info.get("shape"), "shape")
+            begin, end = _naturals(info.get("data_offsets"), "data_offsets", 2)
+        except ValueError as e:
+            raise UnsupportedModel(f"cannot convert to GGUF: {file} describes tensor {name} badly: {e}") from e
         if dtype not in ITEM_SIZES:
             raise UnsupportedModel(
                 f"cannot convert to GGUF: tensor {name} in {file} is {dtype}; supported: {', '.join(ITEM_SIZES)}"

@@ -3,12 +3,12 @@ Mistral) or a byte-level BPE (tokenizer.json, Llama 3 and Qwen2), with special t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from gguf import BpeVocab, GGUFWriter, SentencePieceVocab, SpecialVocab, TokenType
 
+from model_manager.loader import jsondoc
 from model_manager.loader.convert.checkpoint import UnsupportedModel
 
 # What gguf's vocabulary readers look at (config.json for bos_token_id and eos_token_id).
@@ -37,7 +37,7 @@ def _split_patterns(node: Any) -> list[str]:
 
 
 def pre_tokenizer(tokenizer_json: Path) -> str:
-    config = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    config = jsondoc.parse(tokenizer_json.read_bytes())
     for pattern in _split_patterns(config.get("pre_tokenizer")):
         if pattern in _PRE:
             return _PRE[pattern]
