@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from grpclib.client import Channel
 
+from model_manager import ids
 from model_manager.api.grpc import InFlight, ModelsServicer, WorkerServicer, build_server
 from model_manager.api.rest import RestApi
 from model_manager.config import Config, ConfigError
@@ -229,6 +230,9 @@ async def _first_config_error() -> AsyncIterator[None]:
 def check_role(config: Config, role: str) -> None:
     if role not in ROLES:
         raise ConfigError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
+    if role != "loader" and ids.is_within(config.object_store.path_prefix, ids.TENANTS_ROOT):
+        # The server's prefix is the default tenant's; tenants/ holds every other tenant's area.
+        raise ConfigError(f"objectStore.s3.pathPrefix: must not lie in {ids.TENANTS_ROOT!r}, the other tenants' root")
     if role == "loader":
         if isinstance(open_store(config.object_store), UnconfiguredStore):
             raise ConfigError("objectStore.s3.bucket: required for the loader")

@@ -145,6 +145,10 @@ def check_object_path(value: str, field: str) -> str:
     return value
 
 
+# Every tenant but the default one stores under `tenants/<tenant id>/`; the default tenant anywhere else.
+TENANTS_ROOT = "tenants"
+
+
 def is_within(path: str, prefix: str) -> bool:
     """`path` is `prefix` itself or lies below it, segment by segment ("models/a" is not within "models/ab")."""
     return path == prefix or path.startswith(prefix.rstrip("/") + "/")

@@ -178,6 +178,9 @@ class S3Config(Settings):
     def check(self, where: Mapping[str, str]) -> None:
         if self.assume_role_external_id and not self.assume_role_arn:
             raise ConfigError(f"{where['assume_role_arn']}: required")
+        for name in ("path_prefix", "base_model_path_prefix"):
+            if getattr(self, name):
+                _id_rule(ids.check_object_path, getattr(self, name), where[name])
 
 
 @dataclass(frozen=True, kw_only=True)

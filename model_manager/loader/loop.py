@@ -60,19 +60,24 @@ class LoaderLoop:
                 break
 
     async def ensure_storage_config(self) -> None:
-        """Record the tenant's path prefix on first start, as upstream loaders do."""
+        """Record the tenant's path prefix on first start, as upstream loaders do, and store where the server says:
+        it places every tenant but the default one in an area of its own, base models included."""
         try:
-            await self.worker.get_storage_config(pb.GetStorageConfigRequest())
+            found = await self.worker.get_storage_config(pb.GetStorageConfigRequest())
         except GRPCError as e:
             if e.status != Status.NOT_FOUND:
                 raise
             try:
-                await self.worker.create_storage_config(
+                found = await self.worker.create_storage_config(
                     pb.CreateStorageConfigRequest(path_prefix=self.jobs.path_prefix)
                 )
             except GRPCError as e2:
                 if e2.status != Status.ALREADY_EXISTS:
                     raise
+                found = await self.worker.get_storage_config(pb.GetStorageConfigRequest())  # another loader's
+        if found.path_prefix and found.path_prefix != self.jobs.path_prefix:
+            log.info("storing under %s, the tenant's storage prefix", found.path_prefix)
+            self.jobs.path_prefix = found.path_prefix
 
     async def load_static(self, stop: asyncio.Event) -> None:
         repo = _STATIC_SOURCES[self.cfg.downloader.kind]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from model_manager.aio import SharedRead
 from model_manager.config import Config, LimitsConfig, LoadingConfig, ObjectStoreConfig
 from model_manager.objectstore.base import ObjectStore
+from model_manager.service import namespace
 from model_manager.service.cache import MIB, ResponseCache, read_version
 from model_manager.service.changes import CatalogChanges
 from model_manager.store.database import Conn, Database
@@ -51,11 +52,6 @@ class ServiceContext:
         )
 
     @property
-    def base_model_root(self) -> str:
-        """Where loaders put base models (the server's own objectStore settings; loaders share them)."""
-        return f"{self.default_path_prefix}/{self.base_model_path_prefix}"
-
-    @property
     def lease_seconds(self) -> float:
         return self.loading.lease_seconds
 
@@ -64,4 +60,10 @@ class ServiceContext:
         return self.loading.max_attempts
 
     async def path_prefix(self, conn: Conn, tenant_id: str) -> str:
-        return await get_storage_prefix(conn, tenant_id) or self.default_path_prefix
+        """The tenant's storage prefix: the one its worker recorded, else the server's own placed in its area."""
+        recorded = await get_storage_prefix(conn, tenant_id)
+        return recorded or namespace.assign_prefix(tenant_id, self.default_path_prefix)
+
+    async def base_model_root(self, conn: Conn, tenant_id: str) -> str:
+        """Where the tenant's loaders put base models."""
+        return f"{await self.path_prefix(conn, tenant_id)}/{self.base_model_path_prefix}"

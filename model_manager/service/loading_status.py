@@ -150,7 +150,7 @@ class LoadingStatusService:
     async def _content(self, conn: Conn, who: Identity, req: UpdateBaseModelLoadingStatusRequest) -> dict[str, str]:
         """Where the load writes, recorded on the loading row: deleting another model of the same content keeps
         these files, and deleting this one removes what its load left there (unless another model uses them)."""
-        await tenancy.check_path(self.ctx, conn, who, req.content_path, "content_path", req.id)
+        await tenancy.check_path(self.ctx, conn, who, req.content_path, "content_path")
         validate.check_content_key(req.content_key)
         return {"content_path": req.content_path, "content_key": req.content_key}
 

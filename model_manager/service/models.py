@@ -297,7 +297,8 @@ class ModelsService:
     async def _check_storage(self, conn: Conn, who: Identity, model_id: str) -> None:
         """Refuse a base model whose files would overwrite, contain or sit inside another model's files."""
         directory = ids.storage_directory(model_id)
-        clash = await catalog.storage_clash(conn, model_id, directory, self.ctx.base_model_root)
+        root = await self.ctx.base_model_root(conn, who.tenant_id)
+        clash = await catalog.storage_clash(conn, who.tenant_id, model_id, directory, root)
         if clash is not None:
             # Another tenant's ids are not for this caller to see.
             other = f'model "{clash.model_id}"' if clash.tenant_id == who.tenant_id else "a model of another tenant"

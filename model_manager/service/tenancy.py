@@ -1,5 +1,6 @@
-"""What a tenant's worker may name: storage paths inside the tenant's prefix that share no files with another
-tenant's models, relative file names, and projects of its own tenant.
+"""What a tenant's worker may name: storage paths inside the tenant's prefix (which lies in the tenant's own area,
+see namespace.py) that share no files with another tenant's models, relative file names, and projects of its own
+tenant.
 
 Workers are trusted with their whole tenant (every project), never with another one: these checks are what keep
 a worker key from pointing a model at someone else's files (or at another bucket) or filing into a project that
@@ -14,25 +15,23 @@ from model_manager import ids
 from model_manager.errors import InvalidArgument
 from model_manager.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import ModelFile
-from model_manager.service import validate
+from model_manager.service import namespace, validate
 from model_manager.service.context import ServiceContext
 from model_manager.store import catalog, keys
 from model_manager.store.database import Conn
-from model_manager.store.records import Kind
 
 
-async def check_path(
-    ctx: ServiceContext, conn: Conn, who: Identity, path: str, field: str, base_model_id: str | None = None
-) -> None:
-    """`path` (a model's directory or GGUF file) lies under the tenant's storage prefix and shares no files with
-    a model of another tenant, except a base model of the same id (the same open model, stored once)."""
+async def check_path(ctx: ServiceContext, conn: Conn, who: Identity, path: str, field: str) -> None:
+    """`path` (a model's directory or GGUF file, a load's directory) lies under the tenant's storage prefix, in
+    the tenant's own area, and shares no files with a model of another tenant: not even one of the same id, since
+    files are shared within a tenant only (another tenant's copy may be private or gated)."""
     validate.check_object_path(path, field)
     prefix = await ctx.path_prefix(conn, who.tenant_id)
     if path == prefix or not ids.is_within(path, prefix):
         raise InvalidArgument(f"{field} {path!r} must lie under this tenant's storage prefix {prefix + '/'!r}")
-    for tenant_id, model_id, kind in await catalog.models_overlapping(conn, path):
-        if tenant_id == who.tenant_id or (kind is Kind.BASE and model_id == base_model_id):
-            continue
+    if namespace.owner(path) != who.tenant_id:  # only a prefix recorded before areas existed can lead here
+        raise InvalidArgument(f"{field} {path!r} lies in the storage area of another tenant")
+    if any(tenant_id != who.tenant_id for tenant_id, _, _ in await catalog.models_overlapping(conn, path)):
         raise InvalidArgument(f"{field} {path!r} holds, or lies inside, the files of a model of another tenant")
 
 

@@ -42,7 +42,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     SourceRepository,
     StorageConfig,
 )
-from model_manager.service import model_config, tenancy, validate
+from model_manager.service import model_config, namespace, tenancy, validate
 from model_manager.service.cache import Encoding, cached
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_content, stored_files, stored_metadata, to_model, to_response
@@ -63,10 +63,12 @@ class WorkerService(LoadingStatusService):
         self.leases = Leases(ctx)
 
     async def create_storage_config(self, who: Identity, req: CreateStorageConfigRequest) -> StorageConfig:
-        validate.check_object_path(req.path_prefix, "path_prefix")
+        """Record the tenant's storage prefix: what the worker asks for, placed in the tenant's own area (the
+        answer says where it went; loaders of this project store there, base models included)."""
+        prefix = namespace.assign_prefix(who.tenant_id, validate.check_object_path(req.path_prefix, "path_prefix"))
         async with self.ctx.db.transaction() as conn:
-            await registry.create_storage_config(conn, who.tenant_id, req.path_prefix)
-        return StorageConfig(path_prefix=req.path_prefix)
+            await registry.create_storage_config(conn, who.tenant_id, prefix)
+        return StorageConfig(path_prefix=prefix)
 
     async def get_storage_config(self, who: Identity, req: GetStorageConfigRequest) -> StorageConfig:
         async with self.ctx.db.reading() as conn:
@@ -203,9 +205,9 @@ class WorkerService(LoadingStatusService):
         }
         async with self.ctx.db.transaction() as conn:
             await tenancy.check_project(self.ctx, conn, who, req.project_id)
-            await tenancy.check_path(self.ctx, conn, who, req.path, "path", req.id)
+            await tenancy.check_path(self.ctx, conn, who, req.path, "path")
             if req.gguf_model_path:
-                await tenancy.check_path(self.ctx, conn, who, req.gguf_model_path, "gguf_model_path", req.id)
+                await tenancy.check_path(self.ctx, conn, who, req.gguf_model_path, "gguf_model_path")
             claim = None
             if req.loading_model_id:
                 # Fenced by the claim: a model deleted (or taken over) while it loaded gets nothing registered.

@@ -121,23 +121,27 @@ async def base_id_taken(conn: Conn, tenant_id: str, model_ids: Sequence[str], pr
     return next((row[0] for m in model_ids for row in rows if m in row), None)
 
 
-async def storage_clash(conn: Conn, model_id: str, directory: str, root: str) -> ModelRecord | None:
-    """A base model of any tenant whose files would share or nest with `directory` (where `model_id` would be
-    stored, relative to the base-model root `root`): the same directory under another id, a directory that holds
-    it, or one inside it. Requested models are compared by their id's directory, loaded ones by their path."""
+async def storage_clash(conn: Conn, tenant_id: str, model_id: str, directory: str, root: str) -> ModelRecord | None:
+    """A base model whose files would share or nest with `directory` (where `model_id` would be stored, relative
+    to the tenant's base-model root `root`): the same directory under another id, a directory that holds it, or one
+    inside it. The tenant's requested models are compared by their id's directory (they will be stored under the
+    same root); loaded ones of any tenant by their path (rows older than tenant areas may lie under any root)."""
     t = base_models
     requested_dir = func.replace(t.c.model_id, ":", "-")
     parts = directory.split("/")
     ancestors = ["/".join(parts[:i]) for i in range(1, len(parts))]
+    requested = or_(
+        and_(requested_dir == directory, t.c.model_id != model_id),
+        requested_dir.in_(ancestors),
+        requested_dir.startswith(directory + "/", autoescape=True),
+    )
     q = (
         select(t)
         .where(
             or_(
-                and_(requested_dir == directory, t.c.model_id != model_id),
+                and_(t.c.tenant_id == tenant_id, requested),
                 and_(t.c.path == f"{root}/{directory}", t.c.model_id != ids.converted(model_id)),
-                requested_dir.in_(ancestors),
                 t.c.path.in_([f"{root}/{a}" for a in ancestors]),
-                requested_dir.startswith(directory + "/", autoescape=True),
                 t.c.path.startswith(f"{root}/{directory}/", autoescape=True),
             )
         )
@@ -241,6 +245,7 @@ async def models_overlapping(conn: Conn, path: str) -> list[tuple[str, str, Kind
     for kind, col in (
         (Kind.BASE, base_models.c.path),
         (Kind.BASE, base_models.c.gguf_model_path),
+        (Kind.BASE, base_models.c.content_path),
         (Kind.FINE_TUNED, models.c.path),
     ):
         t = kind.table

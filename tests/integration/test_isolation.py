@@ -62,11 +62,12 @@ class World:
 
 async def _seed(ctx: ServiceContext) -> None:
     """Tenant a: a global "shared" model, p1's project-scoped "org/secret" and fine-tuned "ft:shared:p1x".
-    Tenant b: its own global "shared" (the same id, no clash)."""
+    Tenant b: its own global "shared" (the same id, no clash), stored in its own area."""
     models, worker = ModelsService(ctx), WorkerService(ctx)
     for w in (A_WORKER, B_WORKER):
+        path = f"tenants/{w.tenant_id}/models/base-models/shared"
         req = pb.CreateBaseModelRequest(
-            id="shared", path="models/base-models/shared", formats=[pb.ModelFormat.HUGGING_FACE], source_repository=HF
+            id="shared", path=path, formats=[pb.ModelFormat.HUGGING_FACE], source_repository=HF
         )
         await worker.create_base_model(w, req)
     await models.create_model(
@@ -364,7 +365,12 @@ async def test_a_worker_key_stays_in_its_tenant(world: World) -> None:
 
     # Per-tenant records: b making its own leaves a's as they were.
     await worker.CreateStorageConfig(pb2.CreateStorageConfigRequest(path_prefix="b-models"), metadata=b)
-    assert (await worker.GetStorageConfig(pb2.GetStorageConfigRequest(), metadata=a)).path_prefix == "models"
+    assert (
+        await worker.GetStorageConfig(pb2.GetStorageConfigRequest(), metadata=a)
+    ).path_prefix == "tenants/tenant-a/models"
+    assert (
+        await worker.GetStorageConfig(pb2.GetStorageConfigRequest(), metadata=b)
+    ).path_prefix == "tenants/tenant-b/b-models"
     await worker.CreateHFModelRepo(pb2.CreateHFModelRepoRequest(name="org/repo", project_id="p1"), metadata=b)
     a_repo = pb2.GetHFModelRepoRequest(name="org/repo", project_id="p1")
     assert (await worker.GetHFModelRepo(a_repo, metadata=a)).name == "org/repo"

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from model_manager.api.grpc import InFlight, WorkerServicer
 from model_manager.config import Config, LoadingConfig, parse_config
+from model_manager.identity import Identity
 from model_manager.loader.jobs import Jobs
 from model_manager.loader.loop import LoaderLoop
 from model_manager.loader.retry import RetryPolicy
@@ -107,13 +108,16 @@ class Harness:
     raw: dict[str, Any]
     http: aiohttp.ClientSession
     retry: RetryPolicy
+    worker_identity: Identity = WORKER  # whose worker key the loader holds
 
     def config(self, **loader: Any) -> Config:
         return parse_config({**self.raw, "loader": {**self.raw["loader"], **loader}})
 
     def loop(self, **loader: Any) -> LoaderLoop:
         config = self.config(**loader)
-        worker = WorkerServicer(WorkerService(self.ctx), InFlight(), no_auth(self.ctx))
+        worker = WorkerServicer(
+            WorkerService(self.ctx), InFlight(), no_auth(self.ctx), local_caller=self.worker_identity
+        )
         sources = SourceFactory(self.http, config.loader.downloader, config.object_store.s3, self.hub.url)
         jobs = Jobs(
             worker,
