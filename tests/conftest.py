@@ -35,6 +35,10 @@ PG_URL = os.environ.get("MM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/
 SKIP_LINE = "PostgreSQL unreachable at {url}: set MM_TEST_PG_URL=postgresql://user@host:port/db to run these tests"
 
 
+# The tests' fine-tuned models come from these buckets (`s3://bucket/...`, `s3://jobs/...`).
+TEST_LOADING = LoadingConfig(lease_seconds=60, max_attempts=3, allowed_source_buckets=("bucket", "jobs"))
+
+
 class FakeClock:
     def __init__(self, start: float = 1_800_000_000.0) -> None:
         self.now = start
@@ -123,7 +127,7 @@ def objects(tmp_path: Path) -> LocalStore:
 
 @pytest.fixture
 def ctx(db: Database, objects: LocalStore, clock: FakeClock) -> Iterator[ServiceContext]:
-    yield ServiceContext(db=db, objects=objects, loading=LoadingConfig(lease_seconds=60, max_attempts=3), clock=clock)
+    yield ServiceContext(db=db, objects=objects, loading=TEST_LOADING, clock=clock)
 
 
 @pytest.fixture(scope="session")

@@ -148,6 +148,24 @@ class LoadingConfig(Settings):
         30.0,
         "after a source or store outage, wait this long before the next attempt (doubling each time, at most 10m)",
     )
+    allowed_source_buckets: tuple[str, ...] = setting(
+        "allowedSourceBuckets",
+        StrList(),
+        (),
+        "buckets (`name`, or `name/prefix` for part of one) that fine-tuned models may be loaded from with "
+        "`model_file_location: s3://...`; none by default. The loaders read them with their own credentials, so "
+        "list only buckets every tenant may read. A location in the store's own bucket is allowed only inside the "
+        "caller's tenant area",
+        example="[training-output, shared-models/adapters]",
+    )
+
+    def check(self, where: Mapping[str, str]) -> None:
+        for i, entry in enumerate(self.allowed_source_buckets):
+            bucket, _, prefix = entry.partition("/")
+            if not bucket or "://" in entry or (prefix and _is_bad_path(prefix)):
+                raise ConfigError(
+                    f"{where['allowed_source_buckets']}[{i}]: {entry!r} must be a bucket name or bucket/prefix"
+                )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -386,6 +404,14 @@ class Config(Settings):
         """The addresses of the REST, public gRPC and worker gRPC ports ("" for every address)."""
         base = self.bind_address
         return (self.http_host or base, self.grpc_host or base, self.worker_grpc_host or base)
+
+
+def _is_bad_path(value: str) -> bool:
+    try:
+        ids.check_object_path(value, "")
+    except ids.InvalidId:
+        return True
+    return False
 
 
 def _id_rule(rule: ids.Rule, value: str, path: str) -> None:

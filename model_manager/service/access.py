@@ -17,6 +17,16 @@ def is_global(rec: ModelRecord) -> bool:
     return rec.kind is Kind.BASE and rec.project_id == ""
 
 
+def can_see(who: Identity, tenant_id: str, project_id: str, kind: Kind) -> bool:
+    """Whether a model of `tenant_id` and `project_id` is one the caller may read: its tenant's global base models
+    and its own project's models (a worker sees its whole tenant)."""
+    if tenant_id != who.tenant_id:
+        return False
+    if who.role is Role.WORKER:
+        return True
+    return project_id == who.project_id or (kind is Kind.BASE and project_id == "")
+
+
 def require_owner(who: Identity, rec: ModelRecord, action: str) -> None:
     """Changing a model: writers change their project's models (checked first, by `require`); the tenant's global
     base models need admin."""

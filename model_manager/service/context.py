@@ -29,6 +29,9 @@ class ServiceContext:
     clock: Callable[[], float] = field(default=time.time)
     # With auth on, worker calls may only name projects the tenant's API keys name.
     auth_enabled: bool = False
+    platform_bucket: str = ""  # the store's own bucket ("" for a local directory)
+    # The loaders' source bucket and its path prefix (loader.downloader.s3), when the server knows it.
+    mirror: tuple[str, str] | None = None
     cache: ResponseCache | None = None  # None: every read goes to the database
     catalog_version: SharedRead[int] = field(init=False)
     changes: CatalogChanges = field(init=False)  # what watchers wait on
@@ -48,6 +51,8 @@ class ServiceContext:
             store.path_prefix,
             store.base_model_path_prefix,
             auth_enabled=config.auth.enable,
+            platform_bucket=store.s3.bucket if store.s3 is not None else "",
+            mirror=_mirror(config),
             cache=ResponseCache(config.cache.max_mib * MIB) if config.cache.enable else None,
         )
 
@@ -67,3 +72,8 @@ class ServiceContext:
     async def base_model_root(self, conn: Conn, tenant_id: str) -> str:
         """Where the tenant's loaders put base models."""
         return f"{await self.path_prefix(conn, tenant_id)}/{self.base_model_path_prefix}"
+
+
+def _mirror(config: Config) -> tuple[str, str] | None:
+    source = config.loader.downloader.s3
+    return (source.bucket, source.path_prefix.strip("/")) if source is not None and source.bucket else None

@@ -30,7 +30,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     UpdateModelRequest,
     WatchModelRequest,
 )
-from model_manager.service import access, model_config, validate, watch
+from model_manager.service import access, model_config, tenancy, validate, watch
 from model_manager.service.cache import Encoding, cached
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model, to_response
@@ -194,6 +194,7 @@ class ModelsService:
                     f'model "{model_id}" clashes with model "{taken}", loaded as "{ids.converted(taken)}"'
                 )
             await self._check_storage(conn, who, model_id)
+            await self._check_source(conn, who, Kind.BASE, int(source), model_id)
             if facts is not None:
                 await self._check_quota(conn, who, facts.total_bytes)
             rec = await catalog.insert_model(
@@ -230,6 +231,7 @@ class ModelsService:
         async with self.ctx.db.transaction() as conn:
             if await catalog.find_base(conn, who.tenant_id, base_model_id, who.project_id, loaded_only=True) is None:
                 raise NotFound(f'base model "{base_model_id}" not found')
+            await self._check_source(conn, who, Kind.FINE_TUNED, int(req.source_repository), req.model_file_location)
             prefix = await self.ctx.path_prefix(conn, who.tenant_id)
             rec = await catalog.insert_model(
                 conn,
@@ -283,6 +285,19 @@ class ModelsService:
             await self.removals.run(removal_id, path, keep)  # what fails now is retried by housekeeping
         return DeleteModelResponse(id=req.id, object="model", deleted=True)
 
+    async def _check_source(self, conn: Conn, who: Identity, kind: Kind, source: int, where: str) -> None:
+        """A load from a bucket copies only what the caller may read (see tenancy.check_bucket_read): a fine-tuned
+        model's `s3://` location, or a base model's key in the loaders' source bucket."""
+        if source != SourceRepository.OBJECT_STORE:
+            return
+        if kind is Kind.FINE_TUNED:
+            bucket, _, key = where.removeprefix("s3://").partition("/")
+            await tenancy.check_bucket_read(self.ctx, conn, who, bucket, key, "model_file_location")
+        elif self.ctx.mirror is not None:
+            bucket, prefix = self.ctx.mirror
+            key = f"{prefix}/{where}" if prefix else where
+            await tenancy.check_bucket_read(self.ctx, conn, who, bucket, key, "id", configured=True)
+
     async def _check_quota(self, conn: Conn, who: Identity, needed: int) -> None:
         quota = self.ctx.loading.max_bytes_per_tenant
         if not quota:
@@ -329,6 +344,8 @@ class ModelsService:
                     f'model "{req.id}" was registered by a fine-tuning job, not requested from a location: there is '
                     "nothing to load it from"
                 )
+            where = rec.model_file_location if rec.kind is Kind.FINE_TUNED else rec.model_id
+            await self._check_source(conn, who, rec.kind, rec.source_repository, where)  # the rules may have changed
             rec = await loading.retry_failed(conn, rec, self.ctx.clock())
         return to_model(rec)
 

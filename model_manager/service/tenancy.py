@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from model_manager import ids
-from model_manager.errors import InvalidArgument
+from model_manager.errors import InvalidArgument, PermissionDenied
 from model_manager.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import ModelFile
-from model_manager.service import namespace, validate
+from model_manager.service import access, namespace, validate
 from model_manager.service.context import ServiceContext
 from model_manager.store import catalog, keys
 from model_manager.store.database import Conn
@@ -31,8 +31,37 @@ async def check_path(ctx: ServiceContext, conn: Conn, who: Identity, path: str, 
         raise InvalidArgument(f"{field} {path!r} must lie under this tenant's storage prefix {prefix + '/'!r}")
     if namespace.owner(path) != who.tenant_id:  # only a prefix recorded before areas existed can lead here
         raise InvalidArgument(f"{field} {path!r} lies in the storage area of another tenant")
-    if any(tenant_id != who.tenant_id for tenant_id, _, _ in await catalog.models_overlapping(conn, path)):
+    if any(o.tenant_id != who.tenant_id for o in await catalog.models_overlapping(conn, path)):
         raise InvalidArgument(f"{field} {path!r} holds, or lies inside, the files of a model of another tenant")
+
+
+async def check_bucket_read(
+    ctx: ServiceContext, conn: Conn, who: Identity, bucket: str, key: str, field: str, configured: bool = False
+) -> None:
+    """A load may copy `bucket`/`key` into the caller's models. The loaders read it with their own credentials, so
+    a caller could otherwise have them copy what it may not read itself (a confused deputy): in the store's own
+    bucket only what lies in the caller's tenant area and holds no model the caller cannot see (another tenant's
+    from before areas, another project's); another bucket only when the operator listed it
+    (loading.allowedSourceBuckets) or configured it as the loaders' source (`configured`)."""
+    where = f"{field} s3://{bucket}/{key}"
+    if bucket == ctx.platform_bucket:
+        if namespace.owner(key) != who.tenant_id:
+            raise PermissionDenied(f"{where} lies in the model store's own bucket, outside this tenant's storage area")
+        for o in await catalog.models_overlapping(conn, key):
+            if not access.can_see(who, o.tenant_id, o.project_id, o.kind):
+                raise PermissionDenied(f"{where} holds, or lies inside, the files of a model this caller cannot read")
+        return
+    if configured or any(_listed(entry, bucket, key) for entry in ctx.loading.allowed_source_buckets):
+        return
+    raise PermissionDenied(
+        f"{where}: bucket {bucket!r} is not one models may be loaded from (the operator lists those in "
+        "loading.allowedSourceBuckets)"
+    )
+
+
+def _listed(entry: str, bucket: str, key: str) -> bool:
+    name, _, prefix = entry.partition("/")
+    return name == bucket and (not prefix or ids.is_within(key, prefix.rstrip("/")))
 
 
 def check_files(files: Iterable[ModelFile]) -> None:

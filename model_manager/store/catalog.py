@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -236,12 +236,19 @@ async def paths_at_or_under(conn: Conn, path: str) -> set[str]:
     return found
 
 
-async def models_overlapping(conn: Conn, path: str) -> list[tuple[str, str, Kind]]:
-    """(tenant, model id, kind) of every model whose files (directory or GGUF file) are at `path`, inside it or
-    hold it: the models a worker naming `path` would share files with."""
+class Overlap(NamedTuple):
+    tenant_id: str
+    project_id: str
+    model_id: str
+    kind: Kind
+
+
+async def models_overlapping(conn: Conn, path: str) -> list[Overlap]:
+    """Every model whose files (directory, GGUF file, or the directory its load writes to) are at `path`, inside it
+    or hold it: the models a worker naming `path` would share files with, or a load reading `path` would copy."""
     parts = path.split("/")
     ancestors = ["/".join(parts[:i]) for i in range(1, len(parts))]
-    found: list[tuple[str, str, Kind]] = []
+    found: list[Overlap] = []
     for kind, col in (
         (Kind.BASE, base_models.c.path),
         (Kind.BASE, base_models.c.gguf_model_path),
@@ -249,10 +256,10 @@ async def models_overlapping(conn: Conn, path: str) -> list[tuple[str, str, Kind
         (Kind.FINE_TUNED, models.c.path),
     ):
         t = kind.table
-        q = select(t.c.tenant_id, t.c.model_id).where(
+        q = select(t.c.tenant_id, t.c.project_id, t.c.model_id).where(
             or_(col == path, col.startswith(path + "/", autoescape=True), col.in_(ancestors))
         )
-        found.extend((tenant, model_id, kind) for tenant, model_id in (await conn.execute(q)).all())
+        found.extend(Overlap(tenant, project, model_id, kind) for tenant, project, model_id in await conn.execute(q))
     return found
 
 

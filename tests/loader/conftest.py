@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from model_manager.api.grpc import InFlight, WorkerServicer
-from model_manager.config import Config, LoadingConfig, parse_config
+from model_manager.config import Config, parse_config
 from model_manager.identity import Identity
 from model_manager.loader.jobs import Jobs
 from model_manager.loader.loop import LoaderLoop
@@ -28,7 +28,7 @@ from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext
 from model_manager.service.worker import WorkerService
 from model_manager.store.database import Database
-from tests.conftest import FakeClock
+from tests.conftest import TEST_LOADING, FakeClock
 from tests.fakes.hub import Hub
 from tests.fakes.ollama import Registry
 from tests.helpers import WORKER, Api, no_auth
@@ -88,9 +88,7 @@ async def registry() -> AsyncIterator[tuple[Registry, str]]:
 
 @pytest.fixture
 def lctx(sqlite_db: Database, objects: LocalStore, clock: FakeClock) -> ServiceContext:
-    return ServiceContext(
-        db=sqlite_db, objects=objects, loading=LoadingConfig(lease_seconds=60, max_attempts=3), clock=clock
-    )
+    return ServiceContext(db=sqlite_db, objects=objects, loading=TEST_LOADING, clock=clock)
 
 
 @pytest.fixture

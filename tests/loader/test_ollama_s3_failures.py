@@ -13,7 +13,7 @@ from grpclib import GRPCError
 from grpclib.const import Status
 
 from model_manager.config import S3Config
-from model_manager.errors import NotFound
+from model_manager.errors import NotFound, PermissionDenied
 from model_manager.loader.retry import RetryPolicy
 from model_manager.objectstore.s3 import S3Store
 from model_manager.proto.llmariner.models.server import v1 as pb
@@ -371,7 +371,11 @@ async def test_fine_tuned_from_an_s3_location(harness: Harness, api: Api, s3_end
     await _source_bucket(s3_endpoint, s3_bucket, {f"jobs/run-1/output/{k}": v for k, v in files.items()})
     harness.raw["loader"]["downloader"] = {"s3": {"endpointUrl": s3_endpoint, "region": "us-east-1", "bucket": "other"}}
     await api.loaded_base("base")
-    created = await api.fine_tuned("base", "run-1", location=f"s3://{s3_bucket}/jobs/run-1/output")
+    location = f"s3://{s3_bucket}/jobs/run-1/output"
+    with pytest.raises(PermissionDenied, match=f"bucket '{s3_bucket}' is not one models may be loaded from"):
+        await api.fine_tuned("base", "run-1", location=location)
+    api.ctx.loading = replace(api.ctx.loading, allowed_source_buckets=(f"{s3_bucket}/jobs",))
+    created = await api.fine_tuned("base", "run-1", location=location)
     await harness.drain()
     model = await api.get(created.id, loading=False)
     assert model.loading_status == pb.ModelLoadingStatus.SUCCEEDED
