@@ -149,6 +149,10 @@ class WorkerService(LoadingStatusService):
             rec = await catalog.find_fine_tuned(conn, who.tenant_id, req.id, published_only=False)
             if rec is None:
                 raise NotFound(f'model "{req.id}" not found')
+            if loading.is_fenced(rec) or rec.model_file_location:
+                # Requested from a location: only the claim loading it may complete it, as with every other
+                # worker write on a leased model (a stale or rogue worker would mark it done with any files).
+                rec = await loading.lock_loading(conn, Kind.FINE_TUNED, who.tenant_id, req.id, None, req.attempt)
             await catalog.update_model(
                 conn,
                 rec,

@@ -111,3 +111,26 @@ async def test_storage_prefix_must_be_a_bucket_path(api: Api) -> None:
     with pytest.raises(InvalidArgument, match="storage prefix 'tenant/models/'"):
         await api.worker.create_base_model(WORKER, _base("models/base-models/m", source_repository=HF))
     await api.worker.create_base_model(WORKER, _base("tenant/models/base-models/m"))
+
+
+async def test_a_leased_fine_tuned_model_is_published_only_by_its_claim(api: Api) -> None:
+    """Row 5: PublishModel without the lease marked a model another loader was loading SUCCEEDED, with any files."""
+    await api.loaded_base("base")
+    model = await api.fine_tuned("base", "leased")
+    files = [pb.ModelFile(path="weights.bin", size=1, sha256="ab" * 32)]
+    with pytest.raises(FailedPrecondition, match="is not loading"):  # requested, not claimed yet
+        await api.worker.publish_model(WORKER, pb.PublishModelRequest(id=model.id, files=files))
+    claim = await api.worker.acquire_unloaded_model(WORKER, pb.AcquireUnloadedModelRequest(holder="loader-1"))
+    for attempt, problem in ((0, "claimed under a lease"), (claim.attempt + 1, "is stale")):
+        with pytest.raises(FailedPrecondition, match=problem):
+            await api.worker.publish_model(WORKER, pb.PublishModelRequest(id=model.id, files=files, attempt=attempt))
+    got = await api.get(model.id)
+    assert (got.loading_status, list(got.files)) == (pb.ModelLoadingStatus.LOADING, [])
+    await api.worker.publish_model(WORKER, pb.PublishModelRequest(id=model.id, files=files, attempt=claim.attempt))
+    got = await api.get(model.id)
+    assert (got.loading_status, [f.path for f in got.files]) == (pb.ModelLoadingStatus.SUCCEEDED, ["weights.bin"])
+    # A model a training job registered carries no lease: published as before, without an attempt.
+    registered = await api.worker.register_model(
+        WORKER, pb.RegisterModelRequest(base_model="base", suffix="job", organization_id="o", project_id="p")
+    )
+    await api.worker.publish_model(WORKER, pb.PublishModelRequest(id=registered.id))
