@@ -92,7 +92,25 @@ def parse_hugging_face(value: str, field: str = "id") -> HuggingFaceRef:
             f"{field} {value!r} is not a Hugging Face id: expected 'org/name' or 'org/name/file', "
             "optionally followed by '@<revision>'"
         )
+    repo = "/".join(parts[:2])
+    if not all(_HF_PART.fullmatch(p) for p in parts[:2]) or ".." in repo or "--" in repo or len(repo) > 96:
+        # The Hub's own rule for repo ids (huggingface_hub refuses any other before asking), and nothing a URL
+        # would decode ('%') into another path.
+        raise InvalidId(
+            f"{field} {value[:120]!r}: a Hugging Face repo id is letters, digits, '-', '_' and '.', neither part "
+            "starting or ending with '-' or '.', without '--' or '..', at most 96 characters"
+        )
     return HuggingFaceRef(repo="/".join(parts[:2]), file=parts[2] if len(parts) == 3 else "", revision=revision)
+
+
+# An Ollama name: up to three '/'-separated parts (host, namespace, model) of letters, digits, '.', '_' and '-',
+# starting with a letter or digit; a tag of the same characters. Nothing else, '%' included: the name becomes a
+# registry URL path, and an escaped '/' or '.' would let it leave the repository it names.
+_OLLAMA_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+_OLLAMA_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+_HF_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 
 
 def check_ollama(value: str, field: str = "id") -> str:
@@ -100,6 +118,12 @@ def check_ollama(value: str, field: str = "id") -> str:
     name, sep, tag = value.rpartition(":")
     if not sep or not name or not tag:
         raise InvalidId(f"{field} {value!r} is not an Ollama id: expected 'name:tag'")
+    parts = name.split("/")
+    if len(parts) > 3 or not all(_OLLAMA_PART.fullmatch(p) for p in parts) or not _OLLAMA_TAG.fullmatch(tag):
+        raise InvalidId(
+            f"{field} {value[:120]!r} is not an Ollama id: the name is up to three '/'-separated parts and the tag "
+            "one, each of letters, digits, '.', '_' and '-' starting with a letter or digit"
+        )
     return value
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -40,13 +41,21 @@ class Registry:
         self.models: dict[tuple[str, str, str], OllamaModel] = {}
         self.accepts: list[str] = []
         self.fail_manifests = 0  # answer manifest requests with 503 this many times
+        self.requested: list[str] = []  # every path asked for, as sent (not decoded)
+        self.blob_redirect: str | None = None  # where blob requests are sent instead of storage ("{n}": hop count)
 
     def add(self, namespace: str, model: str, tag: str, m: OllamaModel) -> None:
         self.models[(namespace, model, tag)] = m
 
     def app(self) -> web.Application:
-        app = web.Application()
+        @web.middleware
+        async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+            self.requested.append(request.raw_path)
+            return await handler(request)  # type: ignore[no-any-return]
+
+        app = web.Application(middlewares=[record])
         app.router.add_get("/v2/{ns}/{model}/manifests/{tag}", self.manifest)
+        app.router.add_get("/hop/{n}", self.hop)
         app.router.add_get("/v2/{ns}/{model}/blobs/{digest}", self.blob)
         app.router.add_get("/storage/{digest}", self.storage)
         return app
@@ -73,8 +82,14 @@ class Registry:
     async def blob(self, request: web.Request) -> web.Response:
         if self._blob(request.match_info["digest"]) is None:
             return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
+        if self.blob_redirect is not None:
+            raise web.HTTPTemporaryRedirect(self.blob_redirect.format(n=1))
         # The real registry redirects blob downloads to storage.
         raise web.HTTPTemporaryRedirect(f"/storage/{request.match_info['digest']}")
+
+    async def hop(self, request: web.Request) -> web.Response:
+        """A redirect that never ends: /hop/1 to /hop/2 and on."""
+        raise web.HTTPFound(f"/hop/{int(request.match_info['n']) + 1}")
 
     async def storage(self, request: web.Request) -> web.Response:
         data = self._blob(request.match_info["digest"])

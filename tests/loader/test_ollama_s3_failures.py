@@ -76,7 +76,9 @@ async def test_ollama_corrupt_blob_fails_and_leaves_nothing(
 async def test_unknown_ollama_model_fails(harness: Harness, api: Api) -> None:
     await api.request_base("nothing:7b", OLLAMA)
     await harness.drain()
-    assert "not found in the registry" in (await api.get("nothing:7b")).loading_failure_reason
+    reason = (await api.get("nothing:7b")).loading_failure_reason
+    assert "not found in the Ollama registry" in reason
+    assert "127.0.0.1" not in reason  # the registry's address is the operator's business
 
 
 async def test_hash_mismatch_fails_and_leaves_nothing(harness: Harness, api: Api) -> None:

@@ -46,7 +46,7 @@ async def test_what_the_source_lacks_is_refused_at_once_and_nothing_is_created(
             ("org/none", HF, r"Hugging Face repo org/none not found \(or private without a valid HF_TOKEN\)"),
             ("org/name@v9", HF, r"revision 'v9' not found in Hugging Face repo org/name"),
             ("org/name/weights.gguf", HF, r"no file 'weights.gguf' in the repo"),
-            ("gemma:7b", OLLAMA, r"gemma:7b not found in the registry"),
+            ("gemma:7b", OLLAMA, r"gemma:7b not found in the Ollama registry"),
         ]
         for model_id, source, message in cases:
             with pytest.raises(NotFound, match=message):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
-from model_manager.loader.errors import TransientError, classify, http_error
+from model_manager.loader.errors import PermanentError, TransientError, classify, http_error
 
 CHUNK = 1024 * 1024
+MAX_REDIRECTS = 5  # the Hub sends one (to its CDN); a registry one or two
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 @dataclass(frozen=True)
@@ -40,15 +44,43 @@ class Source(ABC):
         """The file's bytes from `offset` on (a ranged read, to resume an interrupted copy)."""
 
 
+@asynccontextmanager
+async def http_get(
+    http: aiohttp.ClientSession, url: str | URL, what: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """GET `url`, following at most MAX_REDIRECTS redirects, each to http or https and never from https down to
+    http (where whatever the next hop sends could be read or changed on the way); the Authorization header goes
+    to the first origin only. aiohttp's own following knows neither limit."""
+    current = URL(url) if isinstance(url, str) else url
+    sent = dict(headers or {})
+    for _ in range(MAX_REDIRECTS + 1):
+        resp = await http.get(current, headers=sent, allow_redirects=False)
+        location = resp.headers.get("Location") if resp.status in _REDIRECTS else None
+        if location is None:
+            try:
+                yield resp
+            finally:
+                resp.release()
+            return
+        resp.release()
+        target = current.join(URL(location))
+        if target.scheme not in ("http", "https") or (current.scheme == "https" and target.scheme != "https"):
+            raise PermanentError(f"{what}: refused a redirect from {current.scheme} to {target.scheme or 'nothing'}")
+        if target.origin() != current.origin():
+            sent.pop("Authorization", None)
+        current = target
+    raise PermanentError(f"{what}: more than {MAX_REDIRECTS} redirects")
+
+
 async def stream_http(
-    http: aiohttp.ClientSession, url: str, what: str, headers: dict[str, str] | None = None, offset: int = 0
+    http: aiohttp.ClientSession, url: str | URL, what: str, headers: dict[str, str] | None = None, offset: int = 0
 ) -> AsyncIterator[bytes]:
     """GET `url` (from byte `offset` on, with a Range request) and yield its body; failures become transient or
     permanent load errors."""
     if offset:
         headers = {**(headers or {}), "Range": f"bytes={offset}-"}
     try:
-        async with http.get(url, headers=headers) as resp:
+        async with http_get(http, url, what, headers) as resp:
             if resp.status not in (200, 206):
                 raise http_error(resp.status, what)
             skip = offset if resp.status == 200 else 0  # a server that ignores Range sends the whole file
