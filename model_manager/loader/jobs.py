@@ -8,6 +8,7 @@ continue from; after a refusal (a bad file, a deleted model) it is removed first
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -68,6 +69,10 @@ async def _still_ours(beat: Beat, progress: Progress) -> bool:
 def _resumable(error: Exception) -> bool:
     """Whether a failed transfer keeps what it stored for the next attempt: after outages, not after refusals."""
     return isinstance(classify(error), TransientError)
+
+
+async def _nothing() -> None:
+    pass
 
 
 async def _not_found(call: Awaitable[object]) -> bool:
@@ -162,6 +167,10 @@ class Jobs:
         except LeaseLost as lost:
             if lost.deleted and not await self._shared(content_key):
                 await asyncio.shield(transfer.cleanup(prefix))
+            elif not lost.deleted and await self._shared(content_key):
+                # Another loader completed the model while this one was away (frozen past its lease): its files
+                # stay, and whatever this one began writing there since is nobody's.
+                await asyncio.shield(self.store.clear_unfinished(prefix.rstrip("/") + "/"))
             # Else another loader owns the model and these keys now: what it wrote must stay.
             raise
         except Exception as e:
@@ -269,7 +278,7 @@ class Jobs:
             log.info("%s at %s is stored already under %s; not copying it again", source.name, key, shared[0].path)
             gguf = await self._gguf(reg, shared[0].path, from_messages(shared[0].files), gguf_type, beat)
             await self._fenced(reg, self._register_shared(reg, detected, shared))
-            await self._fenced(reg, gguf)
+            await self._fenced(reg, gguf())
             return
         prefix = self.base_prefix(model_id, key)
         log.info("loading %s (%d files) into %s", source.name, len(files), prefix)
@@ -278,7 +287,7 @@ class Jobs:
         gguf = await self._gguf(reg, prefix, stored, gguf_type, beat)
         try:
             await self._fenced(reg, self._register_base(reg, prefix, detected, stored, metadata))
-            await self._fenced(reg, gguf)
+            await self._fenced(reg, gguf())
         except LeaseLost as lost:
             if lost.deleted and not await self._shared(key):
                 await self.discard(prefix, stored)  # what this load stored is nobody's
@@ -287,18 +296,19 @@ class Jobs:
 
     async def _gguf(
         self, reg: _Registration, prefix: str, stored: list[StoredFile], gguf_type: str, beat: Beat | None
-    ) -> Awaitable[None]:
+    ) -> Callable[[], Awaitable[None]]:
         """Convert the model stored under `prefix` to GGUF `gguf_type`, next to its files; return its registration
         (run once the model's own is). A GGUF another project converted from the same content is reused."""
         if not gguf_type:
-            return asyncio.sleep(0)
+            return _nothing
         model_id = gguf_id(reg.model_id, gguf_type)
         gguf_reg = replace(reg, content_key=gguf_content_key(reg.content_key, gguf_type))
         shared = await self._stored(gguf_reg.content_key)
         if shared:
             found = shared[0]
             log.info("%s is converted already at %s; not converting it again", model_id, found.gguf_model_path)
-            return self._create(
+            return functools.partial(
+                self._create,
                 gguf_reg,
                 id=model_id,
                 path=found.path,
@@ -313,7 +323,8 @@ class Jobs:
             await beat(stream.progress)  # say at once that the load is converting now
         work = conversion.write(stream)
         done = await (self._with_heartbeat(work, stream.progress, beat) if beat else work)
-        return self._create(
+        return functools.partial(
+            self._create,
             gguf_reg,
             id=model_id,
             # Like each model of a repo of GGUF files: a directory of its own name beside the file, so deleting
