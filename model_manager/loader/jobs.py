@@ -157,9 +157,11 @@ class Jobs:
         their directory is then recorded on the loading row before the first byte is stored."""
         progress = Progress(sum(f.size or 0 for f in files), len(files))
         transfer = Transfer(self.store, progress, self.retry, self.files_at_once, metadata=metadata)
-        if content_key is not None and beat is not None:
-            # Deleting this model removes what its load wrote; deleting another of this content now keeps it.
-            progress.content_path, progress.content_key = prefix, content_key
+        if beat is not None:
+            if content_key is not None:
+                # Deleting this model removes what its load wrote; deleting another of this content now keeps it.
+                progress.content_path, progress.content_key = prefix, content_key
+            # Before the first byte: the size, which the server holds against the tenant's quota.
             await beat(progress)
         try:
             work = transfer.copy_all(source, files, prefix)

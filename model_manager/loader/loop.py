@@ -18,7 +18,7 @@ from grpclib.const import Status
 from model_manager.aio import wait_for_stop
 from model_manager.config import LoaderConfig
 from model_manager.ids import parse_hugging_face
-from model_manager.loader.errors import LeaseLost, LoadError, TransientError, classify
+from model_manager.loader.errors import LeaseLost, LoadError, PermanentError, TransientError, classify
 from model_manager.loader.jobs import LOST_CLAIM, Beat, Jobs
 from model_manager.loader.outcomes import ClaimedModel, Failed, Loaded, Lost, Outcome, Report, Stopped
 from model_manager.loader.progress import Progress
@@ -178,6 +178,8 @@ class LoaderLoop:
                     raise await self.jobs.lost_claim(e, claim.model_id, claim.project_id) from e
                 if e.status in LOST_CLAIM:  # a fine-tuned row stays after success: NOT_FOUND means deleted
                     raise LeaseLost(e.message or str(e.status), deleted=e.status == Status.NOT_FOUND) from e
+                if e.status == Status.RESOURCE_EXHAUSTED:  # over the tenant's quota: the load ends here
+                    raise PermanentError(e.message or "over the tenant's storage quota") from e
                 log.warning("progress report failed: %s", e)  # the lease has slack; keep going
 
         return beat

@@ -14,7 +14,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     UpdateModelLoadingStatusRequest,
     UpdateModelLoadingStatusResponse,
 )
-from model_manager.service import tenancy, validate
+from model_manager.service import quota, tenancy, validate
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files, stored_metadata
 from model_manager.store import catalog, loading
@@ -133,6 +133,8 @@ class LoadingStatusService:
             values = self._outcome(kind, req)
             if values is not None and isinstance(req, UpdateBaseModelLoadingStatusRequest) and req.content_path:
                 values.update(await self._content(conn, who, req))
+            if values is not None and req.progress is not None and self.ctx.loading.max_bytes_per_tenant:
+                await self._check_quota(conn, who, kind, req, project_id)
             if values is not None:
                 await loading.transition(conn, kind, who.tenant_id, req.id, project_id, req.attempt, values)
                 return _OUTCOMES.get(values.get("loading_status", -1), "")
@@ -146,6 +148,15 @@ class LoadingStatusService:
             await catalog.release_registered_by(conn, rec)
             await catalog.delete_model(conn, rec)
             return "succeeded"
+
+    async def _check_quota(self, conn: Conn, who: Identity, kind: Kind, req: _Request, project_id: str | None) -> None:
+        """A load learns its size from its source's listing (before its first byte); a size the request did not
+        know, or one larger than it knew, is held against the quota then, and a refusal fails the load."""
+        assert req.progress is not None
+        rec = await loading.find_loading_target(conn, kind, who.tenant_id, req.id, project_id)
+        if req.progress.bytes_total > rec.progress_bytes_total:
+            counted = rec.progress_bytes_total if not rec.files else 0
+            await quota.check(self.ctx, conn, who.tenant_id, req.progress.bytes_total, counted)
 
     async def _content(self, conn: Conn, who: Identity, req: UpdateBaseModelLoadingStatusRequest) -> dict[str, str]:
         """Where the load writes, recorded on the loading row: deleting another model of the same content keeps

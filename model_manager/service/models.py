@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from model_manager import ids
-from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from model_manager.identity import Identity, Role
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivateModelRequest,
@@ -30,7 +30,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     UpdateModelRequest,
     WatchModelRequest,
 )
-from model_manager.service import access, model_config, tenancy, validate, watch
+from model_manager.service import access, model_config, quota, tenancy, validate, watch
 from model_manager.service.cache import Encoding, cached
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model, to_response
@@ -195,8 +195,9 @@ class ModelsService:
                 )
             await self._check_storage(conn, who, model_id)
             await self._check_source(conn, who, Kind.BASE, int(source), model_id)
-            if facts is not None:
-                await self._check_quota(conn, who, facts.total_bytes)
+            # Unchecked (or its source was slow), its size counts once its loader knows it; a tenant over its
+            # quota already is refused now.
+            await quota.check(self.ctx, conn, who.tenant_id, facts.total_bytes if facts is not None else 0)
             rec = await catalog.insert_model(
                 conn,
                 Kind.BASE,
@@ -297,17 +298,6 @@ class ModelsService:
             bucket, prefix = self.ctx.mirror
             key = f"{prefix}/{where}" if prefix else where
             await tenancy.check_bucket_read(self.ctx, conn, who, bucket, key, "id", configured=True)
-
-    async def _check_quota(self, conn: Conn, who: Identity, needed: int) -> None:
-        quota = self.ctx.loading.max_bytes_per_tenant
-        if not quota:
-            return
-        used = await catalog.tenant_bytes(conn, who.tenant_id)
-        if used + needed > quota:
-            raise ResourceExhausted(
-                f"the model needs {human_bytes(needed)} and the tenant's models take {human_bytes(used)} of its "
-                f"{human_bytes(quota)} quota (loading.maxBytesPerTenant): delete models or raise the quota"
-            )
 
     async def _check_storage(self, conn: Conn, who: Identity, model_id: str) -> None:
         """Refuse a base model whose files would overwrite, contain or sit inside another model's files."""

@@ -20,8 +20,8 @@ from model_manager.service.context import ServiceContext
 from model_manager.service.models import ModelsService
 from tests.fakes.hub import Hub
 from tests.fakes.ollama import Registry
-from tests.helpers import HF, OLLAMA, WHO, Api
-from tests.loader.conftest import harness_config
+from tests.helpers import HF, OLLAMA, WHO, Api, hf_prefix
+from tests.loader.conftest import Harness, harness_config
 from tests.loader.test_ollama_s3_failures import _gemma
 
 FILES = {"config.json": b'{"model_type": "llama"}', "model.safetensors": b"x" * 3000}
@@ -130,3 +130,31 @@ async def test_a_tenant_quota_refuses_a_model_that_would_not_fit_with_the_number
         await _create(service, "org/other", HF)  # room again
     finally:
         await probe.close()
+
+
+async def test_the_quota_holds_for_models_accepted_unchecked(harness: Harness, api: Api) -> None:
+    """Row 10: skip_source_check skipped the quota. Now an unchecked model's size counts once its loader has listed
+    it (before its first byte), a tenant already over its quota is refused at once, and loads from a location
+    count the same way."""
+    harness.hub.add("org/name", FILES)  # 3023 bytes
+    other = harness.hub.add("org/other", FILES)
+    harness.hub.add("org/adapter", {"adapter_config.json": b"{}", "adapter_model.safetensors": b"a" * 3000})
+    await api.request_base("org/name", skip_source_check=True)
+    await harness.drain()
+    harness.ctx.loading = replace(harness.ctx.loading, max_bytes_per_tenant=5000)
+
+    await api.request_base("org/other", skip_source_check=True)  # its size is not known yet: accepted
+    await api.fine_tuned("org-name", "ft", source=HF, location="org/adapter")
+    await harness.drain()
+    for model_id in ("org/other", "ft:org-name:ft"):
+        failed = await api.get(model_id)
+        assert failed.loading_status == pb.ModelLoadingStatus.FAILED, model_id
+        assert "of its 4.9 KiB quota (loading.maxBytesPerTenant)" in failed.loading_failure_reason
+    assert other.served == 0  # listed, never downloaded
+    assert [o.key for o in await harness.store.list_objects("models/")] == [
+        f"{hf_prefix('org/name')}/{name}" for name in sorted(FILES)
+    ]
+
+    harness.ctx.loading = replace(harness.ctx.loading, max_bytes_per_tenant=3000)  # over it already
+    with pytest.raises(ResourceExhausted, match=r"the tenant's models take 3\.0 KiB of its 2\.9 KiB quota"):
+        await api.request_base("org/third", skip_source_check=True)
