@@ -34,6 +34,10 @@ STREAM_IDLE_SECONDS = 60.0
 # A watch that loses its server this many times in a row, with no event between, gives up.
 RECONNECTS = 5
 UNAVAILABLE = 14  # the gRPC code of a server that is shutting down
+# What the client reads of one answer, and of one watch event: far above what a server sends (a page of 1,000
+# models is a few MiB), so a broken or hostile server cannot make the terminal's process grow without end.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 
 class ApiError(Exception):
@@ -121,36 +125,55 @@ class Client:
             raise ApiError(f"cannot reach {self.server}: {reason}", retry=True) from e
         return response
 
-    def call(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Any:
+    def call(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> dict[str, Any]:
         with self._open(self._request(method, path, body, query), timeout=30) as response:
-            return json.loads(response.read() or b"{}")
+            data = response.read(MAX_ANSWER_BYTES + 1)
+        if len(data) > MAX_ANSWER_BYTES:
+            raise ApiError(f"{self.server} answered more than {human_bytes(MAX_ANSWER_BYTES)}; not reading it")
+        return _document(data or b"{}", f"the answer of {self.server}")
 
     def watch(self, model_id: str, timeout_seconds: int = 0) -> Iterator[dict[str, Any]]:
         """The model documents WatchModel streams (GET /v1/models/{id}:watch), one per change."""
         quoted = urllib.parse.quote(model_id, safe="/:")
         query = {"timeout_seconds": str(timeout_seconds)} if timeout_seconds else None
         with self._open(self._request("GET", f"/v1/models/{quoted}:watch", query=query), STREAM_IDLE_SECONDS) as r:
-            try:
-                for line in r:
-                    event = json.loads(line)
-                    if "error" in event:  # the error that ended the stream (deleted, server shutting down)
-                        raise ApiError(str(event.get("message")), retry=event.get("code") == UNAVAILABLE)
-                    yield event
-            except (OSError, http.client.HTTPException, ValueError) as e:
-                raise ApiError(f"lost the watch stream from {self.server}: {e}", retry=True) from e
+            while True:
+                try:
+                    line = r.readline(MAX_EVENT_BYTES + 1)
+                except (OSError, http.client.HTTPException, ValueError) as e:
+                    raise ApiError(f"lost the watch stream from {self.server}: {e}", retry=True) from e
+                if not line:
+                    return
+                if len(line) > MAX_EVENT_BYTES:
+                    raise ApiError(f"{self.server} sent a watch event of more than {human_bytes(MAX_EVENT_BYTES)}")
+                event = _document(line, f"a watch event from {self.server}")
+                if "error" in event:  # the error that ended the stream (deleted, server shutting down)
+                    raise ApiError(str(event.get("message")), retry=event.get("code") == UNAVAILABLE)
+                yield event
 
     def model(self, model_id: str) -> dict[str, Any]:
         quoted = urllib.parse.quote(model_id, safe="/:")
-        return dict(self.call("GET", f"/v1/models/{quoted}", query={"include_loading_model": "true"}))
+        return self.call("GET", f"/v1/models/{quoted}", query={"include_loading_model": "true"})
+
+
+def _document(data: bytes, what: str) -> dict[str, Any]:
+    """A JSON object from the server; ApiError naming what came instead."""
+    try:
+        found = json.loads(data)
+    except (ValueError, RecursionError) as e:  # RecursionError: nested deeper than Python's parser goes
+        raise ApiError(f"{what} is not JSON ({type(e).__name__})") from e
+    if not isinstance(found, dict):
+        raise ApiError(f"{what} is not a JSON object (it is {type(found).__name__})")
+    return found
 
 
 def _refusal(e: urllib.error.HTTPError) -> str:
     try:
-        body = json.loads(e.read())
+        body = json.loads(e.read(MAX_EVENT_BYTES))
         message = body.get("message") or body.get("error", {}).get("message")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         message = None
-    return f"{message or e.reason} (HTTP {e.code})"
+    return f"{str(message or e.reason)[:2000]} (HTTP {e.code})"
 
 
 def _size(model: dict[str, Any]) -> str:
@@ -275,6 +298,14 @@ def _config_update(args: Any) -> tuple[dict[str, Any], list[str]]:
 
 def run(args: Any, out: TextIO = sys.stdout) -> int:
     """Serve one `models` command; raises ApiError (exit 1) or UsageError (exit 2)."""
+    try:
+        return _run(args, out)
+    except (TypeError, KeyError, AttributeError, ValueError) as e:
+        # A JSON object whose fields are not of the Models API's types ("data": 5): said, not a traceback.
+        raise ApiError(f"{args.server} answered with a document the Models API does not describe ({e!r:.200})") from e
+
+
+def _run(args: Any, out: TextIO) -> int:
     client = Client(args.server, os.environ.get("MODEL_MANAGER_API_KEY") or None)
     verb = args.verb
     if verb == "list":
