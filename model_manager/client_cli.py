@@ -355,7 +355,11 @@ def _run(args: Any, out: TextIO) -> int:
     elif verb in ("delete", "activate", "deactivate"):
         quoted = urllib.parse.quote(args.id, safe="/:")
         if verb == "delete":
-            client.call("DELETE", f"/v1/models/{quoted}")
+            gone = client.call("DELETE", f"/v1/models/{quoted}")
+            if gone.get("files_removal_pending"):
+                error = gone.get("files_removal_error") or "the object store did not answer"
+                out.write(f"{args.id}: deleted; its files are not removed yet ({error}); the server retries\n")
+                return 0
         else:
             client.call("POST", f"/v1/models/{quoted}:{verb}")
         out.write(f"{args.id}: {verb}d\n")

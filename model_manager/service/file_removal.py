@@ -23,19 +23,19 @@ class FileRemoval:
         """Record, inside the caller's transaction, that the files under `path` (except `keep`) must go."""
         return await removals.schedule(conn, path, keep)
 
-    async def run(self, removal_id: int, path: str, keep: set[str]) -> bool:
-        """Try one removal; True when the files are gone."""
+    async def run(self, removal_id: int, path: str, keep: set[str]) -> str:
+        """Try one removal; "" when the files are gone, else what the store said (the removal stays recorded)."""
         try:
             removed = await self.ctx.objects.delete_model_files(path, keep=keep)
         except Exception as e:
             log.warning("could not remove the files under %s yet (%s); will retry", path, e)
             async with self.ctx.db.transaction() as conn:
                 await removals.failed(conn, removal_id, str(e))
-            return False
+            return str(e) or type(e).__name__
         log.info("removed %d objects under %s", removed, path)
         async with self.ctx.db.transaction() as conn:
             await removals.done(conn, removal_id)
-        return True
+        return ""
 
     async def retry_pending(self) -> int:
         """Try every recorded removal again; return how many are still to do."""
@@ -43,6 +43,6 @@ class FileRemoval:
             todo = await removals.pending(conn)
         left = 0
         for removal_id, path, keep in todo:
-            if not await self.run(removal_id, path, keep):
+            if await self.run(removal_id, path, keep):
                 left += 1
         return left

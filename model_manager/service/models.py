@@ -282,9 +282,12 @@ class ModelsService:
                 # Fail before committing when the files cannot be removed at all (no bucket configured).
                 self.ctx.objects.check_configured()
             scheduled = [(await self.removals.schedule(conn, p, keep), p, keep) for p, keep in orphaned.items()]
-        for removal_id, path, keep in scheduled:
-            await self.removals.run(removal_id, path, keep)  # what fails now is retried by housekeeping
-        return DeleteModelResponse(id=req.id, object="model", deleted=True)
+        errors = [await self.removals.run(removal_id, path, keep) for removal_id, path, keep in scheduled]
+        # What failed now is retried by the server's housekeeping; the answer says so.
+        error = next((e for e in errors if e), "")
+        return DeleteModelResponse(
+            id=req.id, object="model", deleted=True, files_removal_pending=bool(error), files_removal_error=error
+        )
 
     async def _check_source(self, conn: Conn, who: Identity, kind: Kind, source: int, where: str) -> None:
         """A load from a bucket copies only what the caller may read (see tenancy.check_bucket_read): a fine-tuned

@@ -59,6 +59,10 @@ def _app() -> web.Application:
         "/v1/models/refused": _body(b"[" * 200_000, status=400),
         "/v1/models/endless:watch": _long_line,
         "/v1/models/numbers:watch": _body(b"5\n"),
+        "/v1/models/pending": _body(
+            b'{"id": "pending", "object": "model", "deleted": true, "files_removal_pending": true,'
+            b' "files_removal_error": "S3 unreachable deleting objects"}'
+        ),
     }
     app = web.Application()
     for path, handler in routes.items():
@@ -92,3 +96,18 @@ def test_a_hostile_server_gets_one_line_and_exit_1(args: list[str], said: str) -
     assert said in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_a_delete_whose_files_stay_for_now_says_so() -> None:
+    """Not hostile: a server whose object store is down deletes the model and says its files go later."""
+    with serve_in_thread(_app()) as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "model_manager", "models", "--server", url, "delete", "pending"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "pending: deleted; its files are not removed yet (S3 unreachable deleting objects); the server retries\n"
+    )

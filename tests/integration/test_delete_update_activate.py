@@ -15,7 +15,7 @@ from model_manager.proto.google.protobuf import FieldMask
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import model_config
 from model_manager.service.models import ModelsService
-from tests.helpers import WHO, Api
+from tests.helpers import WHO, Api, rest_client
 from tests.objects import put
 
 
@@ -178,9 +178,15 @@ async def test_files_a_delete_could_not_remove_are_removed_later(api: Api, tmp_p
     await api.loaded_base("org-a", path="models/base-models/org/a")
     await put(flaky, "models/base-models/org/a/config.json", b"{}")
     resp = await models.delete_model(WHO, pb.DeleteModelRequest(id="org-a"))
-    assert resp.deleted  # the model is gone; its files are on their way out
-    assert len(await flaky.list_objects("models/")) == 1
-    assert await models.removals.retry_pending() == 1  # still down: kept for later
+    assert resp.deleted  # the model is gone; its files are on their way out, and the answer says so
+    assert resp.files_removal_pending and "S3 unreachable deleting objects" in resp.files_removal_error
+    async with rest_client(ctx) as client:  # the same over REST, as the CLI shows it
+        await api.loaded_base("org-b", path="models/base-models/org/b")
+        await put(flaky, "models/base-models/org/b/config.json", b"{}")
+        body = await (await client.delete("/v1/models/org-b")).json()
+        assert body["deleted"] and body["files_removal_pending"] and body["files_removal_error"]
+    assert len(await flaky.list_objects("models/")) == 2
+    assert await models.removals.retry_pending() == 2  # still down: kept for later
     flaky.down = False
     assert await models.removals.retry_pending() == 0
     assert await flaky.list_objects("models/") == []
