@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 import yaml
 
 from tests.e2e.conftest import Proc, embedded_config, start, wait_loaded
@@ -145,41 +146,68 @@ def test_upstream_standalone_loader_uploads_to_a_bucket_and_exits(
     assert any((tmp_path / "hf-cache").rglob("model.safetensors"))  # and the cache was used
 
 
-def test_kill_9_of_a_loader_mid_transfer_into_s3(tmp_path: Path, s3_endpoint: str, s3_bucket: str) -> None:
-    """A loader killed mid-upload: after its lease, another finishes byte-exact and no multipart upload stays open.
-    (A stale loader that comes back is refused: tests/integration/test_loading_status.py.)"""
+class Unfinished:
+    """What a killed writer leaves in each store: open multipart uploads (S3), `.part` files (a local directory)."""
+
+    def __init__(self, backend: str, tmp: Path, s3_endpoint: str, s3_bucket: str) -> None:
+        self.backend = backend
+        self.root = tmp / "objects"
+        self.s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+        self.bucket = s3_bucket
+        if backend == "s3":
+            self.config: dict[str, Any] = {
+                "s3": {"endpointUrl": s3_endpoint, "region": "us-east-1", "bucket": s3_bucket, "partSizeMiB": 5}
+            }
+        else:
+            self.config = {"local": {"path": str(self.root)}}
+
+    def left(self) -> list[str]:
+        if self.backend == "s3":
+            return [u["Key"] for u in self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])]
+        return [str(p) for p in self.root.rglob("*.part")]
+
+    def read(self, key: str) -> bytes:
+        if self.backend == "s3":
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
+        return (self.root / key).read_bytes()
+
+
+@pytest.mark.parametrize("backend", ["s3", "local"])
+def test_kill_9_of_a_loader_mid_transfer_leaves_nothing_after_the_next_load(
+    tmp_path: Path, s3_endpoint: str, s3_bucket: str, backend: str
+) -> None:
+    """A loader killed mid-write: after its lease, another finishes byte-exact and nothing unfinished stays, on
+    either store. (A stale loader that comes back is refused: tests/integration/test_loading_status.py.)"""
     hub = Hub()
     weights = bytes(range(256)) * (4096 * 24)  # 24 MiB: several 5 MiB parts, served slowly
     hub.add("org/big", {"config.json": b"{}", "model.safetensors": weights}, throttle=0.02)
-    store = {"s3": {"endpointUrl": s3_endpoint, "region": "us-east-1", "bucket": s3_bucket, "partSizeMiB": 5}}
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    store = Unfinished(backend, tmp_path, s3_endpoint, s3_bucket)
     with serve_in_thread(hub.app()) as hub_url:
         server_cfg = {
             **embedded_config(tmp_path),
-            "objectStore": store,
+            "objectStore": store.config,
             "loading": {"leaseDuration": "3s", "maxAttempts": 5},
         }
         server = start(server_cfg, tmp_path, role="server")
-        loader_cfg = _loader_config(server, store)
+        loader_cfg = _loader_config(server, store.config)
         env = {"HF_ENDPOINT": hub_url}
         try:
             first = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
             _post(server, "/v1/models", {"id": "org/big", "source_repository": "SOURCE_REPOSITORY_HUGGING_FACE"})
             deadline = time.monotonic() + 30
-            while not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads"):
+            while not store.left():
                 assert time.monotonic() < deadline, first.output()
                 time.sleep(0.05)
             first.popen.send_signal(signal.SIGKILL)
             first.popen.wait(10)
-            assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")  # what it left open
+            assert store.left()  # what it left unfinished
 
             hub.repos["org/big"].throttle = 0
             second = start(loader_cfg, tmp_path, role="loader", wait_http=False, env=env)
             model = wait_loaded(server, "org-big", second)
             assert model["loading_status"] == "MODEL_LOADING_STATUS_SUCCEEDED"
-            body = s3.get_object(Bucket=s3_bucket, Key=f"{hf_prefix('org/big')}/model.safetensors")["Body"].read()
-            assert body == weights
-            assert not s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+            assert store.read(f"{hf_prefix('org/big')}/model.safetensors") == weights
+            assert store.left() == []
             assert second.stop() == 0, second.output()
         finally:
             server.stop()
