@@ -175,7 +175,13 @@ class S3Config(Settings):
     )
     region: str = setting("region", Str(), "", "bucket region", example="us-east-1")
     bucket: str = setting("bucket", Str(), "", "bucket name; without it, anything that needs the bucket says so")
-    path_prefix: str = setting("pathPrefix", Str(), "", "key prefix of everything stored (default `models`)")
+    path_prefix: str = setting(
+        "pathPrefix",
+        Str(),
+        "",
+        "key prefix of what is stored (default `models`); every tenant but the default one stores under "
+        "`tenants/<tenant>/<this>` instead, so it may not lie in `tenants/`",
+    )
     base_model_path_prefix: str = setting(
         "baseModelPathPrefix", Str(), "", "prefix of base models under pathPrefix (default `base-models`)"
     )
