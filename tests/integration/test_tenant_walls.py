@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext
 from model_manager.store.database import Database, _sqlite_engine
 from model_manager.store.migrate import migrate
-from tests.conftest import PG_URL, TEST_LOADING
+from tests.conftest import PG_URL, SKIP_LINE, TEST_LOADING, _pg_reachable
 from tests.helpers import HF, OBJECT_STORE, Api
 
 BUCKET = "store"
@@ -174,88 +176,83 @@ SETTINGS = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite file, copied for each example (migrating each time would cost more than the example)."""
-    path = tmp_path_factory.mktemp("walls") / "template.db"
+Fresh = Callable[[], Awaitable[Database]]  # an empty, migrated database for one example
+
+
+def _sqlite(tmp: Path) -> Fresh:
+    """Copies of one migrated SQLite file (migrating each time would cost more than the example)."""
+    template = tmp / "template.db"
 
     async def make() -> None:
-        db = Database(_sqlite_engine(str(path)))
+        db = Database(_sqlite_engine(str(template)))
         await migrate(db)
         await db.close()
 
     asyncio.run(make())
-    return path
+
+    async def fresh() -> Database:
+        copy = tmp / f"{uuid.uuid4().hex}.db"
+        shutil.copy(template, copy)
+        return Database(_sqlite_engine(str(copy)))
+
+    return fresh
 
 
-@SETTINGS
-@given(data=st.data())
-def test_no_order_of_events_lets_a_tenant_reach_anothers_paths_sqlite(
-    data: st.DataObject, sqlite_template: Path, tmp_path: Path
-) -> None:
-    pair = data.draw(st.sampled_from(PAIRS))
-    ops = data.draw(_ops(*pair))
-    copy = tmp_path / f"{uuid.uuid4().hex}.db"
-    shutil.copy(sqlite_template, copy)
-
-    async def run() -> None:
-        db = Database(_sqlite_engine(str(copy)))
-        try:
-            await _example(db, tmp_path / "objects", pair, ops)
-        finally:
-            await db.close()
-
-    asyncio.run(run())
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
-@pytest.fixture(scope="module")
-def pg_walls_url() -> Any:
-    """A database of its own on the test server, migrated once; each example empties it."""
-
-    async def reachable() -> bool:
-        try:
-            await (await asyncpg.connect(PG_URL, timeout=3)).close()
-        except (OSError, asyncpg.PostgresError, TimeoutError):
-            return False
-        return True
-
-    if not asyncio.run(reachable()):
-        pytest.skip(f"PostgreSQL unreachable at {PG_URL}")
-    name = f"mm_walls_{uuid.uuid4().hex[:10]}"
+def _postgres(name: str) -> Fresh:
+    """One database of its own on the test server, migrated once and emptied for each example."""
     url = make_url(PG_URL).set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
     async def make() -> None:
-        await admin(f'CREATE DATABASE "{name}"')
+        await _admin(f'CREATE DATABASE "{name}"')
         db = Database(create_async_engine(url))
         await migrate(db)
         await db.close()
 
     asyncio.run(make())
-    yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    async def fresh() -> Database:
+        db = Database(create_async_engine(url))
+        async with db.engine.begin() as conn:
+            tables = "base_models, models, storage_configs, hf_model_repos, pending_deletions"
+            await conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY"))
+        return db
+
+    return fresh
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def fresh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fresh]:
+    if request.param == "sqlite":
+        yield _sqlite(tmp_path_factory.mktemp("walls"))
+        return
+    if not asyncio.run(_pg_reachable()):
+        if os.environ.get("CI") == "true":
+            pytest.fail(SKIP_LINE.format(url=PG_URL) + " (CI=true: failing instead of skipping)")
+        pytest.skip(SKIP_LINE.format(url=PG_URL))
+    name = f"mm_walls_{uuid.uuid4().hex[:10]}"
+    yield _postgres(name)
+    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @SETTINGS
 @given(data=st.data())
-def test_no_order_of_events_lets_a_tenant_reach_anothers_paths_postgres(
-    data: st.DataObject, pg_walls_url: str, tmp_path: Path
+def test_no_order_of_events_lets_a_tenant_reach_anothers_paths(
+    data: st.DataObject, fresh: Fresh, tmp_path: Path
 ) -> None:
     pair = data.draw(st.sampled_from(PAIRS))
     ops = data.draw(_ops(*pair))
 
     async def run() -> None:
-        db = Database(create_async_engine(pg_walls_url))
+        db = await fresh()
         try:
-            async with db.engine.begin() as conn:
-                tables = "base_models, models, storage_configs, hf_model_repos, pending_deletions"
-                await conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY"))
             await _example(db, tmp_path / "objects", pair, ops)
         finally:
             await db.close()

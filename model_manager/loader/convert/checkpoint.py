@@ -36,12 +36,9 @@ def architecture_of(config: Any) -> str:
 
 def parse_config(raw: bytes) -> dict[str, Any]:
     try:
-        config = jsondoc.parse(raw)
+        return jsondoc.parse_object(raw, "config.json")
     except ValueError as e:
-        raise UnsupportedModel(f"cannot convert to GGUF: config.json is not JSON ({e})") from e
-    if not isinstance(config, dict):
-        raise UnsupportedModel("cannot convert to GGUF: config.json is not a JSON object")
-    return config
+        raise UnsupportedModel(f"cannot convert to GGUF: {e}") from e
 
 
 def _int(config: dict[str, Any], *names: str, default: int | None = None) -> int:

@@ -27,12 +27,9 @@ INDEX = "model.safetensors.index.json"
 
 def _index(raw: bytes) -> dict[str, object]:
     try:
-        index = jsondoc.parse(raw)
+        return jsondoc.parse_object(raw, INDEX)
     except ValueError as e:
-        raise UnsupportedModel(f"cannot convert to GGUF: {INDEX} is not JSON ({e})") from e
-    if not isinstance(index, dict):
-        raise UnsupportedModel(f"cannot convert to GGUF: {INDEX} is not a JSON object")
-    return index
+        raise UnsupportedModel(f"cannot convert to GGUF: {e}") from e
 
 
 @dataclass(frozen=True)

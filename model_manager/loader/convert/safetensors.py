@@ -59,11 +59,9 @@ def parse_header(file: str, raw: bytes, size: int) -> list[TensorRef]:
     """The tensors of one shard, from its header (`raw` = the JSON) and the shard's size, checked to lie inside it."""
     base = 8 + len(raw)
     try:
-        header = jsondoc.parse(raw)
+        header = jsondoc.parse_object(raw, f"the safetensors header of {file}")
     except ValueError as e:
-        raise UnsupportedModel(f"cannot convert to GGUF: {file} has no valid safetensors header ({e})") from e
-    if not isinstance(header, dict):
-        raise UnsupportedModel(f"cannot convert to GGUF: the safetensors header of {file} is not a JSON object")
+        raise UnsupportedModel(f"cannot convert to GGUF: {e}") from e
     refs = []
     for name, info in header.items():
         if name == "__metadata__":
