@@ -233,7 +233,8 @@ class ModelsService:
             if await catalog.find_base(conn, who.tenant_id, base_model_id, who.project_id, loaded_only=True) is None:
                 raise NotFound(f'base model "{base_model_id}" not found')
             await self._check_source(conn, who, Kind.FINE_TUNED, int(req.source_repository), req.model_file_location)
-            prefix = await self.ctx.path_prefix(conn, who.tenant_id)
+            path = f"{await self.ctx.path_prefix(conn, who.tenant_id)}/{who.tenant_id}/{who.project_id}/{model_id}"
+            await tenancy.check_path(self.ctx, conn, who, path, "the model's storage path")  # rows older than areas
             rec = await catalog.insert_model(
                 conn,
                 Kind.FINE_TUNED,
@@ -244,7 +245,7 @@ class ModelsService:
                     "model_id": model_id,
                     "base_model_id": base_model_id,
                     "suffix": suffix,
-                    "path": f"{prefix}/{who.tenant_id}/{who.project_id}/{model_id}",
+                    "path": path,
                     "model_file_location": req.model_file_location,
                     "source_repository": int(req.source_repository),
                     "loading_status": LoadingStatus.REQUESTED,

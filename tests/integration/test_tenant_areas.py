@@ -103,6 +103,17 @@ def _legacy_base(tenant: str, model_id: str, path: str) -> dict[str, object]:
     }
 
 
+async def test_a_fine_tuned_destination_never_lies_in_an_older_row_of_another_tenant(api: Api) -> None:
+    """Before areas, another tenant's worker could register a model where the default tenant's fine-tuned models go;
+    such a row stays, and a request whose destination it holds is refused instead of writing into it."""
+    await api.loaded_base("base")
+    async with api.ctx.db.transaction() as conn:
+        squat = _legacy_base("tenant-b", "squat", "models/default-tenant-id/default")
+        await catalog.insert_model(conn, Kind.BASE, squat)
+    with pytest.raises(InvalidArgument, match="files of a model of another tenant"):
+        await api.fine_tuned("base", "mine")
+
+
 async def test_a_storage_prefix_lands_in_the_workers_own_area(api: Api) -> None:
     """Row 4: B asks for `models/base-models` (every tenant's base models once lived there) and gets its own."""
     made = await api.worker.create_storage_config(
