@@ -54,7 +54,14 @@ async def test_create_get_list_activate_delete(http: TestClient, api: Api) -> No
     assert _error(await r.json(), 9, "failed_precondition") == 'model "org-name" is active'
     assert (await http.post("/v1/models/org-name:deactivate")).status == 200
     r = await http.delete("/v1/models/org-name")
-    assert await r.json() == {"id": "org-name", "object": "model", "deleted": True}
+    assert await r.json() == {
+        "id": "org-name",
+        "object": "model",
+        "deleted": True,
+        # Extensions, as every default value is written: the files went with it.
+        "files_removal_pending": False,
+        "files_removal_error": "",
+    }
 
 
 async def test_ids_with_slashes_and_colons(http: TestClient, api: Api) -> None:  # type: ignore[type-arg]
