@@ -24,12 +24,20 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    url: str, seconds: float, warmup: float, connections: int = 32, headers: tuple[str, ...] = ()
+    url: str,
+    seconds: float,
+    warmup: float,
+    connections: int = 32,
+    headers: tuple[str, ...] = (),
+    script: Path | None = None,
 ) -> dict[str, float]:
-    """wrk with one thread and `connections` connections (after a warm-up run whose numbers are dropped)."""
+    """wrk with one thread and `connections` connections (after a warm-up run whose numbers are dropped); a Lua
+    `script` may choose each request's path."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: `make bench` installs it (Debian package wrk)")
     base = ["wrk", "-t1", f"-c{connections}", *(arg for h in headers for arg in ("-H", h))]
+    if script is not None:
+        base += ["-s", str(script)]
     if warmup > 0:
         subprocess.run([*base, f"-d{max(1, round(warmup))}s", url], capture_output=True, check=True)
     out = subprocess.run(

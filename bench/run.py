@@ -10,7 +10,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from bench import auth_overhead, claims, conversion, hot_paths, loader_ceiling, transfer, watchers
+from bench import auth_overhead, claims, conversion, hot_paths, loader_ceiling, models_in_use, transfer, watchers
 from bench.common import ROOT, Report, machine
 from tests.checkpoints import Checkpoint
 
@@ -18,7 +18,7 @@ from tests.checkpoints import Checkpoint
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round; for the test suite")
-    benches = ["hot", "transfer", "ceiling", "claims", "auth", "watch", "convert"]
+    benches = ["hot", "inuse", "transfer", "ceiling", "claims", "auth", "watch", "convert"]
     p.add_argument("--only", choices=benches, action="append")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -31,6 +31,11 @@ def main() -> None:
                 hot_paths.run(report, tmp, sizes=(10, 50), seconds=1, warmup=0, rounds=1)
             else:
                 hot_paths.run(report, tmp)
+        if "inuse" in only:
+            if args.smoke:
+                models_in_use.run(report, tmp, models=20, in_use=5, seconds=1, warmup=0, rounds=1)
+            else:
+                models_in_use.run(report, tmp)
         if "transfer" in only:
             if args.smoke:
                 transfer.run(report, tmp, sizes_mib=(8,), rounds=1)

@@ -2,10 +2,12 @@
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 async def wait_for_stop(stop: asyncio.Event, seconds: float) -> bool:
@@ -29,34 +31,36 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return next((e for e in leaves if not isinstance(e, asyncio.CancelledError)), leaves[0])
 
 
-class SharedRead(Generic[T]):
-    """A read that callers share without ever getting an answer older than their call.
+class BatchedRead(Generic[K, V]):
+    """A read by key that callers share without ever getting an answer older than their call.
 
     A caller waits for the first read that *starts* after it arrived: while one read is in flight, everyone who
-    arrives joins the next one, which starts when the current one ends. Under load, one read serves a whole batch
-    of callers (one database round trip instead of one per request), and each caller still sees every write that
-    was acknowledged before it called.
+    arrives adds their key to the next one, which starts when the current one ends and reads all its keys at once.
+    Under load, one read serves a whole batch of callers (one database round trip instead of one per request),
+    and each caller still sees every write that was acknowledged before it called.
     """
 
-    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
+    def __init__(self, read: Callable[[frozenset[K]], Awaitable[dict[K, V]]]) -> None:
         self._read = read
-        self._next: asyncio.Future[T] | None = None
+        self._next: tuple[set[K], asyncio.Future[dict[K, V]]] | None = None
         self._task: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to tasks
 
-    async def __call__(self) -> T:
+    async def __call__(self, key: K) -> V:
         if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
+            self._next = (set(), asyncio.get_running_loop().create_future())
             if self._task is None:
                 self._task = asyncio.create_task(self._serve())
+        keys, values = self._next
+        keys.add(key)
         # Shielded: a caller that gives up (a cancelled request) must not cancel the read others wait for.
-        return await asyncio.shield(self._next)
+        return (await asyncio.shield(values))[key]
 
     async def _serve(self) -> None:
         try:
             while self._next is not None:
-                batch, self._next = self._next, None
+                (keys, batch), self._next = self._next, None
                 try:
-                    value = await self._read()
+                    values = await self._read(frozenset(keys))
                 except asyncio.CancelledError:
                     batch.cancel()
                     raise
@@ -64,9 +68,22 @@ class SharedRead(Generic[T]):
                     batch.set_exception(e)
                     batch.exception()  # retrieved here: a batch whose callers all gave up must not log it
                 else:
-                    batch.set_result(value)
+                    batch.set_result(values)
         finally:
             self._task = None
             if self._next is not None:  # stopped by cancellation: nobody will serve these callers
-                self._next.cancel()
+                self._next[1].cancel()
                 self._next = None
+
+
+class SharedRead(Generic[T]):
+    """A BatchedRead of one value: callers that arrive together share one read, none gets one older than its call."""
+
+    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
+        async def one(_: frozenset[None]) -> dict[None, T]:
+            return {None: await read()}
+
+        self._batched: BatchedRead[None, T] = BatchedRead(one)
+
+    async def __call__(self) -> T:
+        return await self._batched(None)

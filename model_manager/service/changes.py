@@ -1,8 +1,9 @@
-"""Wake watchers when the catalogue changes: one poll of the catalogue version per process, however many wait.
+"""Wake watchers when the catalogue changes: one poll of the count of writes per process, however many wait.
 
-Every write to a model table bumps the version in the database (migration 0006), whichever replica made it, so a
-watcher on one server learns of a progress report that a loader sent to another. The version only grows, so "is
-it newer than what I read?" is the whole question. The poll runs only while someone waits.
+Every write to a model table counts in the database (migration 0013: the sum of the tenants' `changed` counters),
+whichever replica made it, so a watcher on one server learns of a progress report that a loader sent to another.
+The count only grows, so "is it newer than what I read?" is the whole question; a watcher woken by a write to
+another model finds its own answer unchanged in the cache. The poll runs only while someone waits.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class CatalogChanges:
         self._closed = False
 
     async def after(self, seen: int, within: float) -> int | None:
-        """The catalogue version once it is newer than `seen`, or None after `within` seconds without one.
+        """The count of writes once it is newer than `seen`, or None after `within` seconds without one.
 
         Raises Unavailable when the server is shutting down, so a stream ends with a status a client retries on."""
         self._waiting += 1
@@ -68,11 +69,11 @@ class CatalogChanges:
                 except Exception as e:
                     # Watchers keep waiting through a database outage; one line says so, not one per poll.
                     if not failing:
-                        log.warning("watchers cannot read the catalogue version (retrying): %s", e)
+                        log.warning("watchers cannot read the count of writes (retrying): %s", e)
                     failing = True
                 else:
                     if failing:
-                        log.info("watchers read the catalogue version again")
+                        log.info("watchers read the count of writes again")
                     failing = False
                     if version > self._version:
                         self._version = version

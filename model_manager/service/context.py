@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from model_manager.aio import SharedRead
 from model_manager.config import Config, LimitsConfig, LoadingConfig, ObjectStoreConfig
 from model_manager.objectstore.base import ObjectStore
 from model_manager.service import namespace
-from model_manager.service.cache import MIB, ResponseCache, read_version
+from model_manager.service.cache import MIB, ResponseCache, Scope, Versions
 from model_manager.service.changes import CatalogChanges
 from model_manager.store.database import Conn, Database
 from model_manager.store.registry import get_storage_prefix
+
+M = TypeVar("M")
 
 
 @dataclass
@@ -33,12 +34,12 @@ class ServiceContext:
     # The loaders' source bucket and its path prefix (loader.downloader.s3), when the server knows it.
     mirror: tuple[str, str] | None = None
     cache: ResponseCache | None = None  # None: every read goes to the database
-    catalog_version: SharedRead[int] = field(init=False)
+    versions: Versions = field(init=False)  # what cached answers are valid under
     changes: CatalogChanges = field(init=False)  # what watchers wait on
 
     def __post_init__(self) -> None:
-        self.catalog_version = SharedRead(functools.partial(read_version, self))
-        self.changes = CatalogChanges(self.catalog_version)
+        self.versions = Versions(self.db)
+        self.changes = CatalogChanges(self.versions.changes)
 
     @classmethod
     def from_config(cls, config: Config, db: Database, objects: ObjectStore) -> ServiceContext:
@@ -55,6 +56,20 @@ class ServiceContext:
             mirror=_mirror(config),
             cache=ResponseCache(config.cache.max_mib * MIB) if config.cache.enable else None,
         )
+
+    async def answer(
+        self, key: Hashable, scope: Scope, build: Callable[[Conn], Awaitable[M]], encode: Callable[[M], bytes]
+    ) -> bytes:
+        """The encoded answer for `key`, which depends on `scope` only: from the cache while the scope's version
+        stands, else built (the version read first, the data after) and kept."""
+
+        async def built() -> bytes:
+            async with self.db.reading() as conn:
+                return encode(await build(conn))
+
+        if self.cache is None:
+            return await built()
+        return await self.cache.answer(key, await self.versions.of(scope), built)
 
     @property
     def lease_seconds(self) -> float:

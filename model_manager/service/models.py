@@ -31,7 +31,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     WatchModelRequest,
 )
 from model_manager.service import access, model_config, quota, tenancy, validate, watch
-from model_manager.service.cache import Encoding, cached
+from model_manager.service.cache import Encoding, ListScope, ModelScope
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model, to_response
 from model_manager.service.file_removal import FileRemoval
@@ -80,7 +80,8 @@ class ModelsService:
         """GetModel's answer written by the front, reused from the cache while the catalogue stands."""
         self._check_get(who, req)
         key = ("get", encoding.name, who.tenant_id, who.project_id, req.id, req.include_loading_model)
-        return await cached(self.ctx, key, functools.partial(self._get, who=who, req=req), encoding.model)
+        scope = ModelScope(who.tenant_id, req.id)
+        return await self.ctx.answer(key, scope, functools.partial(self._get, who=who, req=req), encoding.model)
 
     @staticmethod
     def _check_get(who: Identity, req: GetModelRequest) -> None:
@@ -108,7 +109,8 @@ class ModelsService:
             req.after,
             _filters(req),
         )
-        return await cached(self.ctx, key, functools.partial(self._list, who=who, req=req), encoding.page)
+        scope = ListScope(who.tenant_id, loading=req.include_loading_models)
+        return await self.ctx.answer(key, scope, functools.partial(self._list, who=who, req=req), encoding.page)
 
     @staticmethod
     def _check_list(who: Identity, req: ListModelsRequest) -> None:

@@ -16,7 +16,7 @@ from model_manager.errors import InvalidArgument, NotFound
 from model_manager.identity import Identity, Role
 from model_manager.proto.llmariner.models.server.v1 import WatchModelRequest
 from model_manager.service import access, validate
-from model_manager.service.cache import Encoding, cached
+from model_manager.service.cache import Encoding, ModelScope
 from model_manager.service.context import ServiceContext
 from model_manager.service.lookup import find_visible
 from model_manager.store.database import Conn
@@ -44,10 +44,10 @@ async def watch(
     model_id = req.id
     last: bytes | None = None
     beat = 0.0
-    version = await ctx.catalog_version()
+    seen = await ctx.versions.changes()
     while True:
-        # The version first and the row after: a write after the version was read moves it past `version`.
-        event, model_id, ended = await _read(ctx, who, model_id, encoding, version)
+        # The count of writes first and the row after: a write after the count was read moves it past `seen`.
+        event, model_id, ended = await _read(ctx, who, model_id, encoding)
         if event != last or clock() >= beat:
             yield event
             last, beat = event, clock() + HEARTBEAT_SECONDS
@@ -55,35 +55,31 @@ async def watch(
             return
         if clock() >= deadline:
             return
-        # The poll's version was read before the row will be; none (a heartbeat is due) means reading it now.
-        newer = await ctx.changes.after(version, min(beat, deadline) - clock())
-        version = newer if newer is not None else await ctx.catalog_version()
+        # The poll's count was read before the row will be; none (a heartbeat is due) means reading it now.
+        newer = await ctx.changes.after(seen, min(beat, deadline) - clock())
+        seen = newer if newer is not None else await ctx.versions.changes()
 
 
-async def _read(
-    ctx: ServiceContext, who: Identity, model_id: str, encoding: Encoding, version: int
-) -> tuple[bytes, str, bool]:
+async def _read(ctx: ServiceContext, who: Identity, model_id: str, encoding: Encoding) -> tuple[bytes, str, bool]:
     """The encoded model, the id it was found under, and whether its load has ended.
 
     A Hugging Face id ("org/name") is followed to the id it is loaded as ("org-name"): on success the requested row
     gives way to the loaded one."""
     try:
-        event, ended = await _get(ctx, who, model_id, encoding, version)
+        event, ended = await _get(ctx, who, model_id, encoding)
         return event, model_id, ended
     except NotFound:
         loaded_as = ids.converted(model_id)
         if loaded_as == model_id:
             raise
         try:
-            event, ended = await _get(ctx, who, loaded_as, encoding, version)
+            event, ended = await _get(ctx, who, loaded_as, encoding)
             return event, loaded_as, ended
         except NotFound:
             raise NotFound(f'model "{model_id}" not found') from None
 
 
-async def _get(
-    ctx: ServiceContext, who: Identity, model_id: str, encoding: Encoding, version: int
-) -> tuple[bytes, bool]:
+async def _get(ctx: ServiceContext, who: Identity, model_id: str, encoding: Encoding) -> tuple[bytes, bool]:
     """Through the response cache: the watchers of one model that a change wakes together share one read and one
     encoding. The cached value is the event behind one byte saying whether the load has ended."""
 
@@ -95,7 +91,7 @@ async def _get(
         return (_ENDED if ended else _GOING) + encoding.model(rec)
 
     key = ("watch", encoding.name, who.tenant_id, who.project_id, model_id)
-    value = await cached(ctx, key, build, encode, version)
+    value = await ctx.answer(key, ModelScope(who.tenant_id, model_id), build, encode)
     return value[1:], value[:1] == _ENDED
 
 

@@ -43,7 +43,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     StorageConfig,
 )
 from model_manager.service import model_config, namespace, tenancy, validate
-from model_manager.service.cache import Encoding, cached
+from model_manager.service.cache import Encoding, ListScope
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_content, stored_files, stored_metadata, to_model, to_response
 from model_manager.service.leases import Leases
@@ -89,7 +89,8 @@ class WorkerService(LoadingStatusService):
     async def list_models_encoded(self, who: Identity, req: ListModelsRequest, encoding: Encoding) -> bytes:
         """Every loaded model of the tenant, written by the front; reused from the cache while the catalogue stands."""
         key = ("worker-list", encoding.name, who.tenant_id)
-        return await cached(self.ctx, key, partial(self._list, who=who), encoding.page)
+        scope = ListScope(who.tenant_id, loading=False)
+        return await self.ctx.answer(key, scope, partial(self._list, who=who), encoding.page)
 
     @staticmethod
     async def _list(conn: Conn, who: Identity) -> Page:

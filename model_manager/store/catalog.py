@@ -29,7 +29,7 @@ from model_manager.errors import AlreadyExists, FailedPrecondition, NotFound
 from model_manager.store import driver
 from model_manager.store.database import Conn
 from model_manager.store.records import LOADED_STATUSES, Activation, Kind, LoadingStatus, ModelRecord, to_record
-from model_manager.store.tables import base_models, catalog_version, hf_model_repos, models
+from model_manager.store.tables import base_models, hf_model_repos, models
 
 
 def now_seconds() -> int:
@@ -261,14 +261,6 @@ async def models_overlapping(conn: Conn, path: str) -> list[Overlap]:
         )
         found.extend(Overlap(tenant, project, model_id, kind) for tenant, project, model_id in await conn.execute(q))
     return found
-
-
-_VERSION = select(catalog_version.c.version).where(catalog_version.c.id == 1)
-
-
-async def version(conn: Conn) -> int:
-    """The catalogue version: changes in the same transaction as any write to a model table."""
-    return int(await driver.value(conn, _VERSION))
 
 
 async def count_by_status(conn: Conn) -> dict[tuple[Kind, int], int]:

@@ -58,6 +58,9 @@ def _loading_columns() -> list[Column]:  # type: ignore[type-arg]
         # Lower-cased copies of the two metadata fields listings filter on (?architecture=, ?quantization=).
         Column("metadata_architecture", String(256), nullable=False, server_default=""),
         Column("metadata_quantization", String(64), nullable=False, server_default=""),
+        # A number no other state of any model row ever had, set by a trigger at every insert and update
+        # (migration 0013): the answer for a model id is valid while the versions of its rows stand.
+        Column("version", BigInteger, nullable=False, server_default="0"),
     ]
 
 
@@ -182,11 +185,12 @@ api_keys = Table(
     Index("ix_api_keys_tenant", "tenant_id", "project_id"),
 )
 
-# One row (id 1): bumped by triggers (migration 0006) in every transaction that writes a model table. Cached
-# answers are valid for the version they were built under.
-catalog_version = Table(
-    "catalog_version",
+# Per tenant, bumped by triggers (migration 0013) in every transaction that writes its models: `loaded` when the
+# write may change a listing of loaded models, `changed` always. Cached listings are valid while they stand.
+tenant_versions = Table(
+    "tenant_versions",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("version", BigInteger, nullable=False),
+    Column("tenant_id", String(64), primary_key=True),
+    Column("loaded", BigInteger, nullable=False),
+    Column("changed", BigInteger, nullable=False),
 )
