@@ -42,38 +42,51 @@ class BatchedRead(Generic[K, V]):
 
     def __init__(self, read: Callable[[frozenset[K]], Awaitable[dict[K, V]]]) -> None:
         self._read = read
-        self._next: tuple[set[K], asyncio.Future[dict[K, V]]] | None = None
+        self._next: dict[K, list[asyncio.Future[V]]] | None = None  # the keys of the next read, and who waits
         self._task: asyncio.Task[None] | None = None  # held: the loop keeps only a weak reference to tasks
 
     async def __call__(self, key: K) -> V:
         if self._next is None:
-            self._next = (set(), asyncio.get_running_loop().create_future())
+            self._next = {}
             if self._task is None:
                 self._task = asyncio.create_task(self._serve())
-        keys, values = self._next
-        keys.add(key)
-        # Shielded: a caller that gives up (a cancelled request) must not cancel the read others wait for.
-        return (await asyncio.shield(values))[key]
+        # A future per caller, not one shared: a caller that gives up (a cancelled request) cancels only its own.
+        mine: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._next.setdefault(key, []).append(mine)
+        return await mine
 
     async def _serve(self) -> None:
         try:
             while self._next is not None:
-                (keys, batch), self._next = self._next, None
+                batch, self._next = self._next, None
                 try:
-                    values = await self._read(frozenset(keys))
+                    values = await self._read(frozenset(batch))
                 except asyncio.CancelledError:
-                    batch.cancel()
+                    _settle(batch, None)
                     raise
                 except Exception as e:
-                    batch.set_exception(e)
-                    batch.exception()  # retrieved here: a batch whose callers all gave up must not log it
+                    _settle(batch, e)
                 else:
-                    batch.set_result(values)
+                    _settle(batch, values)
         finally:
             self._task = None
             if self._next is not None:  # stopped by cancellation: nobody will serve these callers
-                self._next[1].cancel()
+                _settle(self._next, None)
                 self._next = None
+
+
+def _settle(batch: dict[K, list[asyncio.Future[V]]], outcome: dict[K, V] | Exception | None) -> None:
+    """Answer every caller still waiting: its value, the read's error, or cancelled (None)."""
+    for key, waiting in batch.items():
+        for future in waiting:
+            if future.done():  # its caller gave up
+                continue
+            if outcome is None:
+                future.cancel()
+            elif isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome[key])
 
 
 class SharedRead(Generic[T]):

@@ -6,6 +6,9 @@ are set when the endpoint is scraped, so they cost nothing between scrapes.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 # Requests of every front: api is rest, grpc (public port) or worker (worker port); method is the route
@@ -17,6 +20,25 @@ LATENCY = Histogram(
     ["api", "method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_children(api: str, method: str, code: str) -> tuple[Any, Any]:
+    # A labels() lookup builds and checks its label tuple on every call; the pairs a server sees are few.
+    return REQUESTS.labels(api, method, code), LATENCY.labels(api, method)
+
+
+def observe_request(api: str, method: str, code: str, seconds: float) -> None:
+    """Count one request of `api` and its latency."""
+    count, latency = _request_children(api, method, code)
+    count.inc()
+    latency.observe(seconds)
+
+
+# Answers of the read paths served from the response cache ("hit") or built ("miss"): writes to other models
+# leave an answer in place, so misses follow the writes to the models asked for.
+CACHE = Counter("model_manager_response_cache_total", "Read answers served from the cache or built", ["result"])
+CACHE_HITS, CACHE_MISSES = CACHE.labels("hit"), CACHE.labels("miss")
 
 MODELS = Gauge("model_manager_models", "Models in the catalogue", ["kind", "loading_status"])
 DB_CONNECTIONS_IN_USE = Gauge("model_manager_db_connections_in_use", "Database connections checked out of the pool")

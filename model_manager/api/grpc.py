@@ -116,8 +116,7 @@ def authenticated(
 
 
 def _observe(api: str, method: str, status: grpclib.const.Status, elapsed: float, access_log: bool) -> None:
-    metrics.REQUESTS.labels(api, method, status.name).inc()
-    metrics.LATENCY.labels(api, method).observe(elapsed)
+    metrics.observe_request(api, method, status.name, elapsed)
     if access_log:
         fields = {"api": api, "method": method, "status": status.name, "duration_ms": round(elapsed * 1000, 2)}
         ACCESS.info("%s %s", method, status.name, extra={"fields": fields})

@@ -206,19 +206,31 @@ def _mask_paths(value: Any, where: str) -> list[str]:
     return paths
 
 
+@functools.cache
+def _fields(cls: type) -> dict[str, FieldDescriptor]:
+    return {f.name: f for f in cls.DESCRIPTOR.fields}  # type: ignore[attr-defined]
+
+
 def from_query(cls: type[M], query: Any) -> M:
     """A request message from URL query parameters (scalars only; repeated keys keep the last value)."""
     data: dict[str, Any] = {}
-    fields = {f.name: f for f in cls.DESCRIPTOR.fields}  # type: ignore[attr-defined]
+    fields = _fields(cls)
     for key, value in query.items():
         f = fields.get(key)
         if f is None:
             continue
-        if f.type == FieldDescriptor.TYPE_BOOL:
-            lowered = value.lower()
-            if lowered not in ("true", "false", "1", "0", ""):
-                raise InvalidArgument(f"{key}: must be true or false, got {value!r}")
-            data[key] = lowered in ("true", "1")
-        else:
-            data[key] = value
+        data[key] = _flag(key, value) if f.type == FieldDescriptor.TYPE_BOOL else value
     return from_json(cls, data)
+
+
+def query_flag(query: Any, key: str) -> bool:
+    """A bool parameter of a URL query (a multidict), as from_query reads it: the last value counts."""
+    values = query.getall(key, ())
+    return _flag(key, values[-1]) if values else False
+
+
+def _flag(key: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered not in ("true", "false", "1", "0", ""):
+        raise InvalidArgument(f"{key}: must be true or false, got {value!r}")
+    return lowered in ("true", "1")

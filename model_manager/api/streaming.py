@@ -34,7 +34,10 @@ async def stream_lines(
     except BaseException:
         await events.aclose()
         raise
-    response = web.StreamResponse(headers={"Content-Type": NDJSON, "Cache-Control": "no-cache"})
+    headers = {"Content-Type": NDJSON, "Cache-Control": "no-cache"}
+    if request_id:
+        headers["X-Request-Id"] = request_id  # sent now: the stream's headers go out before its handler ends
+    response = web.StreamResponse(headers=headers)
     response.enable_chunked_encoding()
     await response.prepare(request)
     try:

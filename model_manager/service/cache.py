@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
+from model_manager import metrics
 from model_manager.aio import BatchedRead, SharedRead
 from model_manager.store import versions
 from model_manager.store.database import Database
@@ -88,9 +89,11 @@ class ResponseCache:
         entry = self._entries.get(key)
         if entry is None or entry[0] != version:
             self.misses += 1
+            metrics.CACHE_MISSES.inc()
             return None
         self._entries.move_to_end(key)
         self.hits += 1
+        metrics.CACHE_HITS.inc()
         return entry[1]
 
     def put(self, key: Hashable, version: Hashable, value: bytes) -> None:
