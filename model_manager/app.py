@@ -58,11 +58,13 @@ def holder_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def open_database(config: Config) -> Database:
+async def open_database(config: Config, apply_migrations: bool = False) -> Database:
+    """The configured database, created if asked and missing, and migrated (always for SQLite, `migrate` and
+    `database.autoMigrate`) or else checked to be at this version's schema."""
     if config.database is not None and config.database.create_database:
         await create_database_if_missing(config.database)
     db = Database.from_config(config)
-    if config.database is None or config.database.auto_migrate:
+    if apply_migrations or config.database is None or config.database.auto_migrate:
         await migrate(db)
     else:
         try:

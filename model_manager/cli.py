@@ -11,8 +11,7 @@ import sys
 from model_manager import app, client_cli, keys_cli, logs
 from model_manager.config import Config, ConfigError, load_config
 from model_manager.errors import InvalidArgument, ServiceError
-from model_manager.store.database import Database, create_database_if_missing
-from model_manager.store.migrate import SchemaOutdated, migrate
+from model_manager.store.migrate import SchemaOutdated
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,13 +36,8 @@ async def _run(config: Config, role: str) -> None:
 
 
 async def _migrate(config: Config) -> None:
-    if config.database is not None and config.database.create_database:
-        await create_database_if_missing(config.database)
-    db = Database.from_config(config)
-    try:
-        await migrate(db)
-    finally:
-        await db.close()
+    db = await app.open_database(config, apply_migrations=True)
+    await db.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command != "keys":
             logs.configure(config.logging.format, config.logging.level)
         if args.command == "run":
-            app.check_role(config, args.role)
             asyncio.run(_run(config, args.role))
         elif args.command == "keys":
             asyncio.run(keys_cli.run(config, args))

@@ -32,6 +32,7 @@ from model_manager.loader.convert.precheck import convertible
 from model_manager.loader.convert.run import Conversion
 from model_manager.loader.errors import LeaseLost, PermanentError, TransientError, classify
 from model_manager.loader.formats import Detected, detect
+from model_manager.loader.leftovers import Owner, leave
 from model_manager.loader.metadata import MetadataReader
 from model_manager.loader.outcomes import Loaded
 from model_manager.loader.progress import Progress
@@ -54,16 +55,23 @@ _ADAPTERS = {"": pb.AdapterType.UNSPECIFIED, "lora": pb.AdapterType.LORA, "qlora
 _QUANTIZATIONS = {"": pb.QuantizationType.UNSPECIFIED, "gguf": pb.QuantizationType.GGUF, "awq": pb.QuantizationType.AWQ}
 
 
-async def _still_ours(beat: Beat, progress: Progress) -> bool:
-    """Whether this loader still holds its claim (or the model was deleted, so its files are its own to remove):
-    one more report answers it."""
+def _owner(lost: LeaseLost) -> Owner:
+    return Owner.NOBODY if lost.deleted else Owner.ANOTHER
+
+
+async def _owner_now(beat: Beat | None, progress: Progress) -> Owner:
+    """Whose a failed load's keys are: one more report says whether this loader still holds its claim (then
+    they are nobody else's), lost it, or the model was deleted. A load without a claim (the static lists) owns its
+    keys."""
+    if beat is None:
+        return Owner.NOBODY
     try:
         await beat(progress)
     except LeaseLost as lost:
-        return lost.deleted
+        return _owner(lost)
     except Exception:
-        return True  # the server cannot say: clean up as before
-    return True
+        return Owner.UNKNOWN
+    return Owner.NOBODY
 
 
 def _resumable(error: Exception) -> bool:
@@ -157,6 +165,7 @@ class Jobs:
         their directory is then recorded on the loading row before the first byte is stored."""
         progress = Progress(sum(f.size or 0 for f in files), len(files))
         transfer = Transfer(self.store, progress, self.retry, self.files_at_once, metadata=metadata)
+        cleanup = functools.partial(transfer.cleanup, prefix)
         if beat is not None:
             if content_key is not None:
                 # Deleting this model removes what its load wrote; deleting another of this content now keeps it.
@@ -167,25 +176,19 @@ class Jobs:
             work = transfer.copy_all(source, files, prefix)
             return await (self._with_heartbeat(work, progress, beat) if beat else work)
         except LeaseLost as lost:
-            if lost.deleted and not await self._shared(content_key):
-                await asyncio.shield(transfer.cleanup(prefix))
-            elif not lost.deleted and await self._shared(content_key):
-                # Another loader completed the model while this one was away (frozen past its lease): its files
-                # stay, and whatever this one began writing there since is nobody's.
-                await asyncio.shield(self.store.clear_unfinished(prefix.rstrip("/") + "/"))
-            # Else another loader owns the model and these keys now: what it wrote must stay.
+            # Deleted, or another loader holds it (one frozen past its lease may come back after that loader
+            # completed the model).
+            await leave(self.store, prefix, _owner(lost), await self._loaded_owns(content_key), cleanup)
             raise
         except Exception as e:
             if _resumable(e):
                 # A source or store outage: what is stored (whole files, parts of open uploads) stays, and the next
                 # attempt continues from it. Deleting the model removes it.
                 raise
-            # A failure may come from having lost the claim without a report saying so yet: a loader frozen past
-            # its lease finds its temporary files removed by the loader that took over. Its keys are that
-            # loader's now, so ask before removing them. Nor are they ours once another load of the same content
-            # has completed: the same keys are that model's files.
-            if (beat is None or await _still_ours(beat, progress)) and not await self._shared(content_key):
-                await asyncio.shield(transfer.cleanup(prefix))
+            # A refusal (a bad file). It may also come from having lost the claim without a report saying so yet
+            # (a loader frozen past its lease finds its temporary files gone), so ask whose the keys are.
+            owner = await _owner_now(beat, progress)
+            await leave(self.store, prefix, owner, await self._loaded_owns(content_key), cleanup)
             raise
         # Cancelled (the loader is stopping): what is stored stays for the next loader to continue from.
 
@@ -196,12 +199,12 @@ class Jobs:
         found = await self.worker.find_stored_content(pb.FindStoredContentRequest(content_key=key))
         return list(found.models)
 
-    async def _shared(self, key: str | None) -> bool:
-        """Whether a loaded model now owns the files of content `key` (so a failed load must leave them)."""
+    async def _loaded_owns(self, key: str | None) -> bool | None:
+        """Whether a loaded model now owns the files of content `key` (None: the server cannot say)."""
         try:
             return bool(await self._stored(key))
         except Exception:
-            return False  # the server cannot say: this load's keys are still this load's
+            return None
 
     async def _with_heartbeat(self, work: Awaitable[T], progress: Progress, beat: Beat) -> T:
         """Run `work` while reporting progress (which renews the lease); a refused report stops the work."""
@@ -291,8 +294,13 @@ class Jobs:
             await self._fenced(reg, self._register_base(reg, prefix, detected, stored, metadata))
             await self._fenced(reg, gguf())
         except LeaseLost as lost:
-            if lost.deleted and not await self._shared(key):
-                await self.discard(prefix, stored)  # what this load stored is nobody's
+            await leave(
+                self.store,
+                prefix,
+                _owner(lost),
+                await self._loaded_owns(key),
+                functools.partial(self.discard, prefix, stored),
+            )
             raise
         log.info("loaded base model %s from %s at %s", model_id, source.name, source.revision or "-")
 

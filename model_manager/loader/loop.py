@@ -7,6 +7,7 @@ progress reports (which renew the lease) as a side task of the job.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -20,6 +21,7 @@ from model_manager.config import LoaderConfig
 from model_manager.ids import parse_hugging_face
 from model_manager.loader.errors import LeaseLost, LoadError, PermanentError, TransientError, classify
 from model_manager.loader.jobs import LOST_CLAIM, Beat, Jobs
+from model_manager.loader.leftovers import Owner, leave
 from model_manager.loader.outcomes import ClaimedModel, Failed, Loaded, Lost, Outcome, Report, Stopped
 from model_manager.loader.progress import Progress
 from model_manager.loader.worker_api import WorkerApi
@@ -44,7 +46,7 @@ class LoaderLoop:
         self.stop_grace = stop_grace
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.ensure_storage_config()
+        """Static lists, then claims until stopped; the runner has ensured the storage config (loader/runner.py)."""
         await self.load_static(stop)
         if self.cfg.run_once:
             log.info("runOnce: static models loaded; exiting the loader")
@@ -201,16 +203,20 @@ class LoaderLoop:
         claim = ClaimedModel(resp.model_id, resp.attempt, is_base=False)
         job = self.jobs.load_fine_tuned(resp, self._beat(claim))
         outcome = await self._until_stop(job, stop)
-        if not await self._finish(claim, outcome) and isinstance(outcome, Loaded):
-            # Deleted while it loaded: the files are nobody's.
-            await self.jobs.discard(resp.dest_path.rstrip("/"), outcome.files)
+        refused = await self._finish(claim, outcome)
+        if refused is not None and isinstance(outcome, Loaded):
+            # Deleted while it loaded (the files are nobody's), or taken over (they are the other loader's).
+            prefix = resp.dest_path.rstrip("/")
+            await leave(
+                self.jobs.store, prefix, refused, False, functools.partial(self.jobs.discard, prefix, outcome.files)
+            )
 
-    async def _finish(self, claim: ClaimedModel, outcome: Outcome) -> bool:
+    async def _finish(self, claim: ClaimedModel, outcome: Outcome) -> Owner | None:
         """Persist the outcome, shielded: a loader being cancelled must still give the model back or fail it.
-        False when the server refused it because the claim no longer holds the model."""
+        None when the server took it; whose the model is now when it refused it (the claim no longer holds it)."""
         if isinstance(outcome, Lost):
             log.warning("stopped loading %s: %s", claim.model_id, outcome.reason)
-            return False
+            return Owner.UNKNOWN
         if isinstance(outcome, Stopped):
             log.info("giving %s back: the loader is stopping", claim.model_id)
         if isinstance(outcome, Failed):
@@ -219,5 +225,7 @@ class LoaderLoop:
             await asyncio.shield(claim.send(self.worker, Report.of(outcome, self.holder)))
         except GRPCError as e:
             log.warning("could not report the outcome for %s: %s", claim.model_id, e.message or e.status)
-            return e.status not in LOST_CLAIM
-        return True
+            if e.status not in LOST_CLAIM:
+                return None
+            return Owner.NOBODY if e.status == Status.NOT_FOUND else Owner.ANOTHER
+        return None
