@@ -79,6 +79,10 @@ class ServiceContext:
     def max_attempts(self) -> int:
         return self.loading.max_attempts
 
+    def now(self) -> int:
+        """The service's clock in whole seconds, as rows record times."""
+        return int(self.clock())
+
     async def path_prefix(self, conn: Conn, tenant_id: str) -> str:
         """The tenant's storage prefix: the one its worker recorded, else the server's own placed in its area."""
         recorded = await get_storage_prefix(conn, tenant_id)

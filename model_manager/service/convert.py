@@ -23,7 +23,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
 )
 from model_manager.service import model_config
 from model_manager.store.listing import Page
-from model_manager.store.records import Kind, ModelRecord
+from model_manager.store.records import Kind, ModelColumns, ModelRecord
 
 
 def to_model(rec: ModelRecord) -> Model:
@@ -57,7 +57,7 @@ def metadata_fields(stored: str) -> dict[str, Any]:
     return dict(json.loads(stored))
 
 
-def stored_metadata(reported: ModelMetadata | None) -> dict[str, str]:
+def stored_metadata(reported: ModelMetadata | None) -> ModelColumns:
     """The column value for metadata a loader reported; nothing to store when it sent none."""
     if reported is None:
         return {}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from model_manager import metrics
 from model_manager.errors import InvalidArgument
 from model_manager.identity import Identity
@@ -19,7 +17,7 @@ from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_files, stored_metadata
 from model_manager.store import catalog, loading
 from model_manager.store.database import Conn
-from model_manager.store.records import Kind, LoadingStatus, ModelRecord
+from model_manager.store.records import Kind, LoadingStatus, ModelColumns, ModelRecord
 
 MAX_RETRY_DELAY = 600.0  # seconds; delays double from loading.retryDelay up to this
 
@@ -42,10 +40,10 @@ class LoadingStatusService:
         await self._update(who, Kind.FINE_TUNED, req, None)
         return UpdateModelLoadingStatusResponse()
 
-    def _outcome(self, kind: Kind, req: _Request) -> dict[str, Any] | None:
+    def _outcome(self, kind: Kind, req: _Request) -> ModelColumns | None:
         """Column values for this update; None for a base-model success (the requested row goes away)."""
         now = self.ctx.clock()
-        ended = {"lease_holder": None, "lease_expires_at": None, "updated_at": int(now)}
+        ended: ModelColumns = {"lease_holder": None, "lease_expires_at": None, "updated_at": int(now)}
         if req.failure is not None:
             if not req.failure.reason:
                 raise InvalidArgument("failure.reason is required")
@@ -60,7 +58,7 @@ class LoadingStatusService:
         if req.success is not None:
             if kind is Kind.BASE:
                 return None
-            reported = (
+            reported: ModelColumns = (
                 {"files": stored_files(req.files), **stored_metadata(req.metadata)}
                 if isinstance(req, UpdateModelLoadingStatusRequest)
                 else {"files": "[]"}
@@ -83,14 +81,14 @@ class LoadingStatusService:
             "loading_status_message": req.status_message,
             "lease_expires_at": now + self.ctx.lease_seconds,
             "updated_at": int(now),
-            **(_progress(req.progress) if req.progress is not None else {}),
+            **(_progress(req.progress) if req.progress is not None else ModelColumns()),
         }
 
-    def _retry_later(self, rec: ModelRecord, reason: str) -> dict[str, Any]:
+    def _retry_later(self, rec: ModelRecord, reason: str) -> ModelColumns:
         """A failure a later attempt may fix: back to REQUESTED after a growing delay, or FAILED when out of
         attempts (counted from the claims, which leases count too, since the request or the last retry)."""
         now = self.ctx.clock()
-        ended = {
+        ended: ModelColumns = {
             "lease_holder": None,
             "lease_expires_at": None,
             "updated_at": int(now),
@@ -158,7 +156,7 @@ class LoadingStatusService:
             counted = rec.progress_bytes_total if not rec.files else 0
             await quota.check(self.ctx, conn, who.tenant_id, req.progress.bytes_total, counted)
 
-    async def _content(self, conn: Conn, who: Identity, req: UpdateBaseModelLoadingStatusRequest) -> dict[str, str]:
+    async def _content(self, conn: Conn, who: Identity, req: UpdateBaseModelLoadingStatusRequest) -> ModelColumns:
         """Where the load writes, recorded on the loading row: deleting another model of the same content keeps
         these files, and deleting this one removes what its load left there (unless another model uses them)."""
         await tenancy.check_path(self.ctx, conn, who, req.content_path, "content_path")
@@ -167,7 +165,7 @@ class LoadingStatusService:
 
 
 # A model given back starts its next attempt from nothing.
-_NO_PROGRESS = {
+_NO_PROGRESS: ModelColumns = {
     "progress_bytes_done": 0,
     "progress_bytes_total": 0,
     "progress_files_done": 0,
@@ -175,7 +173,7 @@ _NO_PROGRESS = {
 }
 
 
-def _progress(p: LoadingProgress) -> dict[str, int]:
+def _progress(p: LoadingProgress) -> ModelColumns:
     for name in ("bytes_done", "bytes_total", "files_done", "files_total"):
         if getattr(p, name) < 0:
             raise InvalidArgument(f"progress.{name} must not be negative, got {getattr(p, name)}")

@@ -6,7 +6,6 @@ import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from model_manager import ids
 from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -40,7 +39,7 @@ from model_manager.service.source_check import SourceCheck
 from model_manager.store import catalog, listing, loading
 from model_manager.store.database import Conn
 from model_manager.store.listing import Page
-from model_manager.store.records import Activation, Kind, LoadingStatus, ModelRecord
+from model_manager.store.records import Activation, Kind, LoadingStatus, ModelColumns, ModelRecord
 from model_manager.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -170,7 +169,7 @@ class ModelsService:
                 "convert.gguf: an Ollama model is stored as GGUF already; there is nothing to convert"
             )
         project_id = who.project_id if req.is_project_scoped else ""
-        found: dict[str, Any] = {}
+        found: ModelColumns = {}
         facts = None
         if self.source_check is not None and not req.skip_source_check:
             # Before the transaction: no connection is held while the source answers.
@@ -214,6 +213,7 @@ class ModelsService:
                     "config": model_config.encode(config),
                     **found,
                 },
+                self.ctx.now(),
             )
         return to_model(rec)
 
@@ -255,6 +255,7 @@ class ModelsService:
                     "is_published": True,
                     "config": model_config.encode(config),
                 },
+                self.ctx.now(),
             )
         return to_model(rec)
 
@@ -329,7 +330,7 @@ class ModelsService:
             rec = await find_visible(conn, who, req.model.id, True, who.project_id)
             access.require_owner(who, rec, "updating")
             config = model_config.apply_mask(model_config.decode(rec.config), req.model.config, paths)
-            rec = await catalog.update_model(conn, rec, {"config": model_config.encode(config)})
+            rec = await catalog.update_model(conn, rec, {"config": model_config.encode(config)}, self.ctx.now())
         return to_model(rec)
 
     async def retry_model(self, who: Identity, req: RetryModelRequest) -> Model:
@@ -361,4 +362,4 @@ class ModelsService:
         async with self.ctx.db.transaction() as conn:
             rec = await find_visible(conn, who, model_id, False, who.project_id)
             if rec.activation_status != status:
-                await catalog.update_model(conn, rec, {"activation_status": status})
+                await catalog.update_model(conn, rec, {"activation_status": status}, self.ctx.now())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 from model_manager import ids, metrics
 from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -52,7 +51,7 @@ from model_manager.service.lookup import find_visible
 from model_manager.store import catalog, listing, loading, registry
 from model_manager.store.database import Conn
 from model_manager.store.listing import Page
-from model_manager.store.records import Kind, LoadingStatus, ModelRecord, encode_formats
+from model_manager.store.records import Kind, LoadingStatus, ModelColumns, ModelRecord, encode_formats
 
 _REGISTER_TRIES = 8
 
@@ -133,6 +132,7 @@ class WorkerService(LoadingStatusService):
                     "is_published": False,
                     "config": model_config.encode(model_config.default_config()),
                 },
+                self.ctx.now(),
             )
         return RegisterModelResponse(id=model_id, path=path)
 
@@ -163,6 +163,7 @@ class WorkerService(LoadingStatusService):
                     "lease_expires_at": None,
                     "files": stored_files(req.files),
                 },
+                self.ctx.now(),
             )
         return PublishModelResponse()
 
@@ -193,7 +194,7 @@ class WorkerService(LoadingStatusService):
         if ModelFormat.GGUF in formats and not req.gguf_model_path:
             raise InvalidArgument("gguf_model_path is required when formats include MODEL_FORMAT_GGUF")
         tenancy.check_files(req.files)
-        values = {
+        values: ModelColumns = {
             "path": req.path,
             "formats": encode_formats(formats),
             "gguf_model_path": req.gguf_model_path,
@@ -232,18 +233,22 @@ class WorkerService(LoadingStatusService):
                         "(loading_model_id and attempt of that claim)"
                     )
                 # The loader finishing a model requested under this very id.
-                rec = await catalog.update_model(conn, existing, values)
+                rec = await catalog.update_model(conn, existing, values, self.ctx.now())
             elif claim is not None:
-                rec = await catalog.insert_model(conn, Kind.BASE, self._new_base(who, req, values, claim.id))
+                rec = await catalog.insert_model(
+                    conn, Kind.BASE, self._new_base(who, req, values, claim.id), self.ctx.now()
+                )
             else:
                 # A project-scoped model may share its id with a global one: inside its project it wins.
-                rec = await catalog.insert_model(conn, Kind.BASE, self._new_base(who, req, values, None))
+                rec = await catalog.insert_model(
+                    conn, Kind.BASE, self._new_base(who, req, values, None), self.ctx.now()
+                )
         return BaseModel(id=rec.model_id, created=rec.created_at, object="basemodel")
 
     @staticmethod
     def _new_base(
-        who: Identity, req: CreateBaseModelRequest, values: dict[str, Any], loaded_by: int | None
-    ) -> dict[str, Any]:
+        who: Identity, req: CreateBaseModelRequest, values: ModelColumns, loaded_by: int | None
+    ) -> ModelColumns:
         return {
             "tenant_id": who.tenant_id,
             "project_id": req.project_id,

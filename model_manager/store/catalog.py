@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -28,7 +28,15 @@ from model_manager import files, ids
 from model_manager.errors import AlreadyExists, FailedPrecondition, NotFound
 from model_manager.store import driver
 from model_manager.store.database import Conn
-from model_manager.store.records import LOADED_STATUSES, Activation, Kind, LoadingStatus, ModelRecord, to_record
+from model_manager.store.records import (
+    LOADED_STATUSES,
+    Activation,
+    Kind,
+    LoadingStatus,
+    ModelColumns,
+    ModelRecord,
+    to_record,
+)
 from model_manager.store.tables import base_models, hf_model_repos, models
 
 
@@ -151,8 +159,8 @@ async def storage_clash(conn: Conn, tenant_id: str, model_id: str, directory: st
     return to_record(Kind.BASE, row) if row else None
 
 
-async def insert_model(conn: Conn, kind: Kind, values: dict[str, Any]) -> ModelRecord:
-    now = now_seconds()
+async def insert_model(conn: Conn, kind: Kind, values: ModelColumns, now: int) -> ModelRecord:
+    """Insert a model row at `now` (the service's clock, in seconds)."""
     row = {"created_at": now, "updated_at": now, "activation_status": Activation.INACTIVE, **values}
     try:
         result = await conn.execute(insert(kind.table).values(**row).returning(*kind.table.c))
@@ -166,10 +174,10 @@ def _same_row(rec: ModelRecord) -> ColumnElement[bool]:
     return and_(t.c.tenant_id == rec.tenant_id, t.c.model_id == rec.model_id, t.c.project_id == rec.project_id)
 
 
-async def update_model(conn: Conn, rec: ModelRecord, values: dict[str, Any]) -> ModelRecord:
+async def update_model(conn: Conn, rec: ModelRecord, values: ModelColumns, now: int) -> ModelRecord:
     """Update the row `rec` was read from; NotFound when a concurrent delete removed it in between."""
     t = rec.kind.table
-    q = update(t).where(_same_row(rec)).values(updated_at=now_seconds(), **values).returning(*t.c)
+    q = update(t).where(_same_row(rec)).values(updated_at=now, **values).returning(*t.c)
     row = (await conn.execute(q)).first()
     if row is None:
         raise NotFound(f'model "{rec.model_id}" not found')

@@ -7,14 +7,13 @@ row matches, the reason is looked up and raised as a typed error, never ignored.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from sqlalchemy import ColumnElement, Text, case, cast, func, literal, or_, select, update
 
 from model_manager import metrics
 from model_manager.errors import FailedPrecondition, NotFound
 from model_manager.store.database import Conn
-from model_manager.store.records import Kind, LoadingStatus, ModelRecord, to_record
+from model_manager.store.records import Kind, LoadingStatus, ModelColumns, ModelRecord, to_record
 
 # The lease holder recorded for a claim without a holder name: an llmariner loader from before leases, which never
 # sends the attempt back. Its updates are accepted without one; every other claim's updates must name it.
@@ -172,7 +171,7 @@ async def transition(
     model_id: str,
     project_id: str | None,
     attempt: int,
-    values: dict[str, Any],
+    values: ModelColumns,
 ) -> ModelRecord:
     """Apply `values` to a LOADING model held by `attempt`; raise NotFound/FailedPrecondition otherwise."""
     t = kind.table

@@ -7,9 +7,9 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, Table
 
 from model_manager import files
 from model_manager.files import StoredFile
@@ -118,6 +118,56 @@ class ModelRecord:
     def attempts_used(self) -> int:
         """Claims since the model was requested or last retried (what loading.maxAttempts bounds)."""
         return self.attempt - self.attempt_floor
+
+
+class ModelColumns(TypedDict, total=False):
+    """Column values of a model row by name, as the service writes them through the store (insert_model,
+    update_model, loading transitions): a misspelt column is a type error. A value may be an SQL expression that
+    the database computes in the same statement (the attempt log grows that way)."""
+
+    tenant_id: str
+    project_id: str
+    model_id: str
+    path: str
+    source_repository: int
+    loading_status: int
+    loading_failure_reason: str | ColumnElement[str]
+    loading_status_message: str | ColumnElement[str]
+    lease_holder: str | None
+    lease_expires_at: float | None
+    attempt: int | ColumnElement[int]
+    activation_status: int
+    config: bytes | None
+    files: str
+    created_at: int
+    updated_at: int
+    claimable_at: float | None
+    progress_bytes_done: int
+    progress_bytes_total: int
+    progress_files_done: int
+    progress_files_total: int
+    attempt_floor: int | ColumnElement[int]
+    attempt_log: str | ColumnElement[str]
+    metadata: str
+    metadata_architecture: str
+    metadata_quantization: str
+    # base models only
+    formats: str
+    gguf_model_path: str
+    requested_revision: str
+    revision: str
+    loaded_by: int | None
+    content_key: str
+    content_path: str
+    convert_gguf: str
+    # fine-tuned models only
+    organization_id: str
+    base_model_id: str
+    suffix: str
+    model_file_location: str
+    is_published: bool
+    adapter: int
+    quantization: int
 
 
 def encode_formats(formats: Sequence[int]) -> str:

@@ -26,6 +26,7 @@ async def test_concurrent_acquirers_each_model_claimed_exactly_once(api: Api) ->
                     "loading_status": LoadingStatus.REQUESTED,
                     "source_repository": 2,
                 },
+                api.ctx.now(),
             )
     claimed: list[str] = []
 

@@ -26,6 +26,7 @@ async def _bulk_loaded(api: Api, n: int) -> None:
                     "loading_status": LoadingStatus.SUCCEEDED,
                     "path": "p",
                 },
+                api.ctx.now(),
             )
 
 
@@ -149,6 +150,7 @@ async def test_rows_with_unspecified_status_count_as_loaded(api: Api) -> None:
                 "loading_status": 0,
                 "activation_status": Activation.ACTIVE,
             },
+            api.ctx.now(),
         )
     assert [m.id for m in (await api.list()).data] == ["legacy"]
 

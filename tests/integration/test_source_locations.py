@@ -73,7 +73,7 @@ async def test_a_location_may_not_hold_a_model_of_another_project_or_an_older_te
     await _ft(api, A_P1, "z", f"s3://store/{a_base}/base")  # the tenant's global base model: readable
     # A row of another tenant from before tenant areas, in the default tenant's area.
     async with api.ctx.db.transaction() as conn:
-        await catalog.insert_model(conn, Kind.BASE, _legacy_base("tenant-b", "old", "models/base-models/old"))
+        await catalog.insert_model(conn, Kind.BASE, _legacy_base("tenant-b", "old", "models/base-models/old"), 0)
     with pytest.raises(PermissionDenied, match="files of a model this caller cannot read"):
         await _ft(api, WHO, "w", "s3://store/models/base-models/old/config.json")
 

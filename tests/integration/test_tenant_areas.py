@@ -19,7 +19,7 @@ from model_manager.service.context import ServiceContext
 from model_manager.store import catalog
 from model_manager.store.database import Database, _sqlite_engine
 from model_manager.store.migrate import _alembic_config, migrate
-from model_manager.store.records import Kind, LoadingStatus
+from model_manager.store.records import Kind, LoadingStatus, ModelColumns
 from tests.helpers import HF, WORKER, Api
 
 A_WORKER = Identity("t1", "", "", Role.WORKER)
@@ -83,7 +83,7 @@ async def test_the_same_id_gives_no_access_to_another_tenants_files(api: Api) ->
     # A row of another tenant written before areas existed (in the default tenant's area) is walled the same way:
     # the default tenant may not register its own "x" over it.
     async with api.ctx.db.transaction() as conn:
-        await catalog.insert_model(conn, Kind.BASE, _legacy_base("tenant-b", "x", "models/base-models/x"))
+        await catalog.insert_model(conn, Kind.BASE, _legacy_base("tenant-b", "x", "models/base-models/x"), 0)
     with pytest.raises(InvalidArgument, match="files of a model of another tenant"):
         await api.worker.create_base_model(WORKER, _base("x", "models/base-models/x"))
     with pytest.raises(InvalidArgument, match="files of a model of another tenant"):
@@ -91,7 +91,7 @@ async def test_the_same_id_gives_no_access_to_another_tenants_files(api: Api) ->
     await api.worker.create_base_model(WORKER, _base("x", "models/base-models/x@own"))  # beside it is the default's
 
 
-def _legacy_base(tenant: str, model_id: str, path: str) -> dict[str, object]:
+def _legacy_base(tenant: str, model_id: str, path: str) -> ModelColumns:
     return {
         "tenant_id": tenant,
         "project_id": "",
@@ -109,7 +109,7 @@ async def test_a_fine_tuned_destination_never_lies_in_an_older_row_of_another_te
     await api.loaded_base("base")
     async with api.ctx.db.transaction() as conn:
         squat = _legacy_base("tenant-b", "squat", "models/default-tenant-id/default")
-        await catalog.insert_model(conn, Kind.BASE, squat)
+        await catalog.insert_model(conn, Kind.BASE, squat, 0)
     with pytest.raises(InvalidArgument, match="files of a model of another tenant"):
         await api.fine_tuned("base", "mine")
 
