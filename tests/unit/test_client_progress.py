@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from model_manager.client_progress import LoadView
+from model_manager.client.progress import LoadView
 
 MIB = 1 << 20
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from model_manager import client_cli
-from model_manager.client_cli import ApiError, Client, wait
+from model_manager.client import cli as client_cli
+from model_manager.client.cli import ApiError, Client, wait
 from tests.fakes.threaded import serve_in_thread
 
 
@@ -58,7 +58,7 @@ def _status(code: int, message: str) -> Answer:
 
 @pytest.fixture(autouse=True)
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("model_manager.client_cli.time.sleep", lambda s: None)
+    monkeypatch.setattr("model_manager.client.cli.time.sleep", lambda s: None)
 
 
 def test_a_lost_stream_is_watched_again_until_the_load_ends() -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from model_manager import ids
-from model_manager.client_progress import FAILED, LOADED, LoadView, short, status_text
+from model_manager.client.progress import FAILED, LOADED, LoadView, short, status_text
 from model_manager.units import human_bytes, human_seconds
 
 DEFAULT_URL = "http://localhost:8080"
