@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench import pgdb
 from bench.common import Report, alternate, median, yes
-from model_manager.identity import DEFAULT_WORKER_IDENTITY
+from model_manager.core.identity import DEFAULT_WORKER_IDENTITY
 from model_manager.objectstore.local import LocalStore
 from model_manager.proto.llmariner.models.server.v1 import AcquireUnloadedBaseModelRequest
 from model_manager.service.context import ServiceContext

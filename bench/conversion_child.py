@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from model_manager.files import StoredFile
+from model_manager.core.files import StoredFile
 from model_manager.loader.convert import tensors
 from model_manager.loader.convert.run import Conversion
 from model_manager.objectstore.local import LocalStore

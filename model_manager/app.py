@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from grpclib.client import Channel
 
-from model_manager import ids
 from model_manager.api.grpc import InFlight, ModelsServicer, WorkerServicer, build_server
 from model_manager.api.rest import RestApi
 from model_manager.config import Config, ConfigError
-from model_manager.errors import ServiceError
-from model_manager.identity import DEFAULT_WORKER_IDENTITY, Identity
+from model_manager.core import ids
+from model_manager.core.errors import ServiceError
+from model_manager.core.identity import DEFAULT_WORKER_IDENTITY, Identity
 from model_manager.loader.probe import SourceProbe
 from model_manager.loader.runner import run_loader
 from model_manager.loader.worker_api import WorkerApi

@@ -8,10 +8,11 @@ import logging
 import signal
 import sys
 
-from model_manager import app, keys_cli, logs
+from model_manager import app, keys_cli
 from model_manager.client import cli as client_cli
 from model_manager.config import Config, ConfigError, load_config
-from model_manager.errors import InvalidArgument, ServiceError
+from model_manager.core import logs
+from model_manager.core.errors import InvalidArgument, ServiceError
 from model_manager.store.migrate import SchemaOutdated
 
 

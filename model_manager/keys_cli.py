@@ -13,7 +13,7 @@ from typing import Any
 
 from model_manager import app
 from model_manager.config import Config
-from model_manager.identity import DEFAULT_ORGANIZATION_ID, DEFAULT_PROJECT_ID, DEFAULT_TENANT_ID, Role
+from model_manager.core.identity import DEFAULT_ORGANIZATION_ID, DEFAULT_PROJECT_ID, DEFAULT_TENANT_ID, Role
 from model_manager.service.keys import KeyScope, KeyService
 from model_manager.store.keys import KeyRecord
 

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from model_manager.api.grpc import InFlight, ModelsServicer, build_server
 from model_manager.api.rest import RestApi
-from model_manager.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity, Role
-from model_manager.ids import content_directory, content_key
+from model_manager.core.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity, Role
+from model_manager.core.ids import content_directory, content_key
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.auth import Authenticator
 from model_manager.service.context import ServiceContext

@@ -16,12 +16,12 @@ from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
 from grpclib.server import Server, Stream
 
-from model_manager import metrics
 from model_manager.api.grpc_wire import MAX_REQUEST_BYTES, CheckedCodec, Encoded, SizeLimitedService
 from model_manager.api.status import status_of
 from model_manager.api.wire import PROTO
-from model_manager.errors import ServiceError
-from model_manager.identity import DEFAULT_WORKER_IDENTITY, Identity
+from model_manager.core import metrics
+from model_manager.core.errors import ServiceError
+from model_manager.core.identity import DEFAULT_WORKER_IDENTITY, Identity
 from model_manager.proto.google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.auth import Api, Authenticator, Credentials

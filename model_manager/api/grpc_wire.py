@@ -15,7 +15,7 @@ from grpclib import GRPCError
 from grpclib.const import Handler, Status
 from grpclib.encoding.proto import ProtoCodec
 
-from model_manager import ids
+from model_manager.core import ids
 
 MAX_REQUEST_BYTES = 4 * 1024 * 1024  # as grpc-go and grpcio servers default to
 

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 import betterproto2
 from google.protobuf.descriptor import FieldDescriptor
 
-from model_manager import ids
-from model_manager.errors import InvalidArgument
+from model_manager.core import ids
+from model_manager.core.errors import InvalidArgument
 
 M = TypeVar("M", bound=betterproto2.Message)
 

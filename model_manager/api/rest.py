@@ -19,7 +19,6 @@ from aiohttp.web_protocol import RequestPayloadError
 from grpclib.const import Status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from model_manager import metrics
 from model_manager.api import openapi
 from model_manager.api.json_codec import from_json, from_query, query_flag, to_json
 from model_manager.api.routes import ROUTES
@@ -27,8 +26,9 @@ from model_manager.api.status import error_body, status_of
 from model_manager.api.streaming import stream_lines
 from model_manager.api.wire import JSON
 from model_manager.config import HttpConfig, LimitsConfig
-from model_manager.errors import InvalidArgument, NotFound, ServiceError
-from model_manager.identity import Identity
+from model_manager.core import metrics
+from model_manager.core.errors import InvalidArgument, NotFound, ServiceError
+from model_manager.core.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivateModelRequest,
     CreateModelRequest,

@@ -6,7 +6,7 @@ from typing import Any
 
 from grpclib.const import Status
 
-from model_manager import errors
+from model_manager.core import errors
 
 _STATUS_BY_ERROR: dict[type[errors.ServiceError], Status] = {
     errors.InvalidArgument: Status.INVALID_ARGUMENT,

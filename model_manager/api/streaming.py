@@ -12,7 +12,7 @@ from aiohttp import web
 from grpclib.const import Status
 
 from model_manager.api.status import error_body, status_of
-from model_manager.errors import ServiceError
+from model_manager.core.errors import ServiceError
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from model_manager import ids
 from model_manager.client.progress import FAILED, LOADED, LoadView, short, status_text
-from model_manager.units import human_bytes, human_seconds
+from model_manager.core import ids
+from model_manager.core.units import human_bytes, human_seconds
 
 DEFAULT_URL = "http://localhost:8080"
 SOURCES = {

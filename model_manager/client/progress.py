@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from model_manager.units import human_bytes, human_seconds
+from model_manager.core.units import human_bytes, human_seconds
 
 WINDOW_SECONDS = 20.0  # the rate is measured over the events of the last this many seconds
 LOADING = "MODEL_LOADING_STATUS_LOADING"

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from model_manager import ids, logs
 from model_manager.config.schema import (
     PORT,
     Bool,
@@ -24,6 +23,7 @@ from model_manager.config.schema import (
     StrList,
     setting,
 )
+from model_manager.core import ids, logs
 
 MIB = 1024 * 1024
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")

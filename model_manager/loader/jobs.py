@@ -18,8 +18,8 @@ from grpclib import GRPCError
 from grpclib.const import Status
 
 from model_manager.config import FineTunedModelSpec, LimitsConfig
-from model_manager.files import StoredFile, from_messages, to_messages
-from model_manager.ids import (
+from model_manager.core.files import StoredFile, from_messages, to_messages
+from model_manager.core.ids import (
     content_directory,
     content_key,
     converted,

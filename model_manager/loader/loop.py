@@ -16,9 +16,9 @@ import aiohttp
 from grpclib import GRPCError
 from grpclib.const import Status
 
-from model_manager.aio import wait_for_stop
 from model_manager.config import LoaderConfig
-from model_manager.ids import parse_hugging_face
+from model_manager.core.aio import wait_for_stop
+from model_manager.core.ids import parse_hugging_face
 from model_manager.loader.errors import LeaseLost, LoadError, PermanentError, TransientError, classify
 from model_manager.loader.jobs import LOST_CLAIM, Beat, Jobs
 from model_manager.loader.leftovers import Owner, leave

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from model_manager.files import StoredFile, to_messages
+from model_manager.core.files import StoredFile, to_messages
 from model_manager.loader.worker_api import WorkerApi
 from model_manager.proto.llmariner.models.server import v1 as pb
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from model_manager.config import Config
-from model_manager.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from model_manager.loader.convert.checkpoint import UnsupportedModel
 from model_manager.loader.convert.precheck import convertible
 from model_manager.loader.errors import PermanentError, SourceDenied, SourceNotFound, TransientError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from model_manager.units import human_bytes, human_seconds
+from model_manager.core.units import human_bytes, human_seconds
 
 
 class Progress:

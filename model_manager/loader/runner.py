@@ -9,8 +9,8 @@ import aiohttp
 from grpclib import GRPCError
 from grpclib.const import Status
 
-from model_manager.aio import wait_for_stop
 from model_manager.config import Config, ConfigError
+from model_manager.core.aio import wait_for_stop
 from model_manager.loader.jobs import Jobs
 from model_manager.loader.loop import LoaderLoop
 from model_manager.loader.sources.factory import SourceFactory

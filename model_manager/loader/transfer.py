@@ -9,16 +9,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from model_manager import metrics
-from model_manager.aio import first_error
-from model_manager.files import StoredFile
+from model_manager.core import metrics
+from model_manager.core.aio import first_error
+from model_manager.core.files import StoredFile
+from model_manager.core.units import human_bytes
 from model_manager.loader.errors import PermanentError, TransientError
 from model_manager.loader.metadata import FileWatcher, MetadataReader
 from model_manager.loader.progress import Progress
 from model_manager.loader.retry import RetryPolicy, run_with_retries
 from model_manager.loader.sources.base import RemoteFile, Source
 from model_manager.objectstore.base import ObjectStore, Partial
-from model_manager.units import human_bytes
 
 log = logging.getLogger(__name__)
 

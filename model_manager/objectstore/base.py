@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from model_manager import ids
-from model_manager.errors import FailedPrecondition
+from model_manager.core import ids
+from model_manager.core.errors import FailedPrecondition
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from botocore import UNSIGNED
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from model_manager.aio import first_error
 from model_manager.config import S3Config
+from model_manager.core.aio import first_error
 from model_manager.objectstore.base import ObjectInfo, ObjectStore, Partial, StoreError, check_key
 from model_manager.objectstore.budget import PartBudget, Slot
 from model_manager.objectstore.streams import PartReader

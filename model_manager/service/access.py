@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from model_manager.errors import PermissionDenied
-from model_manager.identity import Identity, Role
+from model_manager.core.errors import PermissionDenied
+from model_manager.core.identity import Identity, Role
 from model_manager.store.records import Kind, ModelRecord
 
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from model_manager.errors import PermissionDenied, ServiceError, Unauthenticated
-from model_manager.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity, Role
+from model_manager.core.errors import PermissionDenied, ServiceError, Unauthenticated
+from model_manager.core.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity, Role
 from model_manager.service import keys as key_format
 from model_manager.store import keys
 from model_manager.store.database import Database

@@ -16,8 +16,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
-from model_manager import metrics
-from model_manager.aio import BatchedRead, SharedRead
+from model_manager.core import metrics
+from model_manager.core.aio import BatchedRead, SharedRead
 from model_manager.store import versions
 from model_manager.store.database import Database
 from model_manager.store.listing import Page

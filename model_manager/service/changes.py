@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from model_manager.errors import Unavailable
+from model_manager.core.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import functools
 import json
 from typing import Any
 
-from model_manager import files
+from model_manager.core import files
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivationStatus,
     ListModelsResponse,

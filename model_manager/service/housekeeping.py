@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from model_manager.aio import wait_for_stop
+from model_manager.core.aio import wait_for_stop
 
 log = logging.getLogger(__name__)
 

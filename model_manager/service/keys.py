@@ -12,9 +12,9 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from model_manager import ids
-from model_manager.errors import InvalidArgument, NotFound
-from model_manager.identity import Role
+from model_manager.core import ids
+from model_manager.core.errors import InvalidArgument, NotFound
+from model_manager.core.identity import Role
 from model_manager.store import keys
 from model_manager.store.database import Database
 from model_manager.store.keys import KeyRecord

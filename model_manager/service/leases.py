@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from model_manager import metrics
+from model_manager.core import metrics
 from model_manager.service.context import ServiceContext
 from model_manager.store import loading
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from model_manager import metrics
-from model_manager.errors import InvalidArgument
-from model_manager.identity import Identity
+from model_manager.core import metrics
+from model_manager.core.errors import InvalidArgument
+from model_manager.core.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
     LoadingProgress,
     UpdateBaseModelLoadingStatusRequest,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from model_manager.errors import NotFound
-from model_manager.identity import Identity
+from model_manager.core.errors import NotFound
+from model_manager.core.identity import Identity
 from model_manager.store import catalog
 from model_manager.store.database import Conn
 from model_manager.store.records import ModelRecord

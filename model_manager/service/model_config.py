@@ -7,7 +7,7 @@ from typing import Any
 
 import betterproto2
 
-from model_manager.errors import InvalidArgument
+from model_manager.core.errors import InvalidArgument
 from model_manager.proto.llmariner.models.server.v1 import (
     ModelConfig,
     ModelConfigClusterAllocationPolicy,

@@ -7,9 +7,10 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 
-from model_manager import ids
-from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from model_manager.identity import Identity, Role
+from model_manager.core import ids
+from model_manager.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from model_manager.core.identity import Identity, Role
+from model_manager.core.units import human_bytes
 from model_manager.proto.llmariner.models.server.v1 import (
     ActivateModelRequest,
     ActivateModelResponse,
@@ -40,7 +41,6 @@ from model_manager.store import catalog, listing, loading
 from model_manager.store.database import Conn
 from model_manager.store.listing import Page
 from model_manager.store.records import Activation, Kind, LoadingStatus, ModelColumns, ModelRecord
-from model_manager.units import human_bytes
 
 log = logging.getLogger(__name__)
 

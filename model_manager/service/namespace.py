@@ -11,9 +11,9 @@ anywhere; `tenancy.check_path` compares every new path with them as well.
 
 from __future__ import annotations
 
-from model_manager import ids
-from model_manager.errors import InvalidArgument
-from model_manager.identity import DEFAULT_TENANT_ID
+from model_manager.core import ids
+from model_manager.core.errors import InvalidArgument
+from model_manager.core.identity import DEFAULT_TENANT_ID
 from model_manager.service import validate
 
 TENANTS_ROOT = ids.TENANTS_ROOT

@@ -3,11 +3,11 @@ way a model comes (a checked request, an unchecked one, a load from a bucket).""
 
 from __future__ import annotations
 
-from model_manager.errors import ResourceExhausted
+from model_manager.core.errors import ResourceExhausted
+from model_manager.core.units import human_bytes
 from model_manager.service.context import ServiceContext
 from model_manager.store import catalog
 from model_manager.store.database import Conn
-from model_manager.units import human_bytes
 
 
 async def check(ctx: ServiceContext, conn: Conn, tenant_id: str, needed: int, counted: int = 0) -> None:

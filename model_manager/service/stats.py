@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model_manager import metrics
+from model_manager.core import metrics
 from model_manager.service.context import ServiceContext
 from model_manager.store import catalog
 from model_manager.store.records import Kind, LoadingStatus

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from model_manager import ids
-from model_manager.errors import InvalidArgument, PermissionDenied
-from model_manager.identity import Identity
+from model_manager.core import ids
+from model_manager.core.errors import InvalidArgument, PermissionDenied
+from model_manager.core.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import ModelFile
 from model_manager.service import access, namespace, validate
 from model_manager.service.context import ServiceContext

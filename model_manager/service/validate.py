@@ -1,4 +1,4 @@
-"""The id rules of `model_manager.ids`, raising the service's InvalidArgument instead of InvalidId."""
+"""The id rules of `model_manager.core.ids`, raising the service's InvalidArgument instead of InvalidId."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from model_manager import ids
-from model_manager.errors import InvalidArgument
+from model_manager.core import ids
+from model_manager.core.errors import InvalidArgument
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -11,9 +11,9 @@ import asyncio
 import math
 from collections.abc import AsyncGenerator
 
-from model_manager import ids
-from model_manager.errors import InvalidArgument, NotFound
-from model_manager.identity import Identity, Role
+from model_manager.core import ids
+from model_manager.core.errors import InvalidArgument, NotFound
+from model_manager.core.identity import Identity, Role
 from model_manager.proto.llmariner.models.server.v1 import WatchModelRequest
 from model_manager.service import access, validate
 from model_manager.service.cache import Encoding, ModelScope

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from model_manager import ids, metrics
-from model_manager.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from model_manager.identity import Identity
+from model_manager.core import ids, metrics
+from model_manager.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from model_manager.core.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
     AcquireUnloadedBaseModelRequest,
     AcquireUnloadedBaseModelResponse,

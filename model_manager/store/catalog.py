@@ -24,8 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from model_manager import files, ids
-from model_manager.errors import AlreadyExists, FailedPrecondition, NotFound
+from model_manager.core import files, ids
+from model_manager.core.errors import AlreadyExists, FailedPrecondition, NotFound
 from model_manager.store import driver
 from model_manager.store.database import Conn
 from model_manager.store.records import (

@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from model_manager.config import Config, DatabaseConfig
-from model_manager.errors import ServiceError, Unavailable
+from model_manager.core.errors import ServiceError, Unavailable
 
 log = logging.getLogger(__name__)
 

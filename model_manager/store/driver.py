@@ -20,7 +20,7 @@ import asyncpg
 from sqlalchemy import Select
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
-from model_manager.errors import Unavailable
+from model_manager.core.errors import Unavailable
 from model_manager.store.database import Conn
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]

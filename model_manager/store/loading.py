@@ -10,8 +10,8 @@ import json
 
 from sqlalchemy import ColumnElement, Text, case, cast, func, literal, or_, select, update
 
-from model_manager import metrics
-from model_manager.errors import FailedPrecondition, NotFound
+from model_manager.core import metrics
+from model_manager.core.errors import FailedPrecondition, NotFound
 from model_manager.store.database import Conn
 from model_manager.store.records import Kind, LoadingStatus, ModelColumns, ModelRecord, to_record
 

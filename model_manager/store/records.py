@@ -11,8 +11,8 @@ from typing import Any, NamedTuple, TypedDict
 
 from sqlalchemy import ColumnElement, Table
 
-from model_manager import files
-from model_manager.files import StoredFile
+from model_manager.core import files
+from model_manager.core.files import StoredFile
 from model_manager.store.tables import base_models, models
 
 

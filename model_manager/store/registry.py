@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from model_manager.errors import AlreadyExists
+from model_manager.core.errors import AlreadyExists
 from model_manager.store.catalog import now_seconds
 from model_manager.store.database import Conn
 from model_manager.store.tables import hf_model_repos, storage_configs

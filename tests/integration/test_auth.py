@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from model_manager.config import ConfigError, parse_config
-from model_manager.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
-from model_manager.identity import DEFAULT_IDENTITY, Identity, Role
+from model_manager.core.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from model_manager.core.identity import DEFAULT_IDENTITY, Identity, Role
 from model_manager.proto.google.protobuf import FieldMask
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.auth import KEY_INVALID, KEY_REQUIRED, Api, Authenticator, Credentials

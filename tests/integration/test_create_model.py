@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
+from model_manager.core.errors import AlreadyExists, InvalidArgument, NotFound
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import model_config
 from tests.helpers import HF, OBJECT_STORE, OLLAMA, OTHER_PROJECT, WHO, WORKER, Api

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from model_manager.errors import Unavailable
+from model_manager.core.errors import Unavailable
 from model_manager.objectstore.local import LocalStore
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext

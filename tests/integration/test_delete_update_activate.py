@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from model_manager.errors import FailedPrecondition, InvalidArgument, NotFound
+from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from model_manager.objectstore.base import StoreError
 from model_manager.objectstore.local import LocalStore
 from model_manager.proto.google.protobuf import FieldMask

@@ -21,7 +21,7 @@ from grpclib.reflection.v1.reflection_pb2 import ServerReflectionRequest
 
 from model_manager.api.grpc import InFlight, ModelsServicer, WorkerServicer, build_server
 from model_manager.api.rest import RestApi
-from model_manager.identity import Identity, Role
+from model_manager.core.identity import Identity, Role
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.auth import Authenticator
 from model_manager.service.context import ServiceContext

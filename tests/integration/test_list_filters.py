@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from model_manager.api.wire import JSON
-from model_manager.errors import InvalidArgument
+from model_manager.core.errors import InvalidArgument
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.cache import ResponseCache
 from model_manager.service.context import ServiceContext

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from model_manager.errors import InvalidArgument, NotFound
+from model_manager.core.errors import InvalidArgument, NotFound
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.store import catalog
 from model_manager.store.records import Activation, Kind, LoadingStatus

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from model_manager.api.wire import JSON
-from model_manager.errors import FailedPrecondition, InvalidArgument, NotFound
+from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.cache import ResponseCache
 from model_manager.service.context import ServiceContext

@@ -14,8 +14,8 @@ import gguf
 import pytest
 
 from model_manager.config import ObjectStoreConfig, S3Config
-from model_manager.errors import FailedPrecondition
-from model_manager.files import StoredFile
+from model_manager.core.errors import FailedPrecondition
+from model_manager.core.files import StoredFile
 from model_manager.loader.convert.run import Conversion
 from model_manager.loader.errors import TransientError
 from model_manager.objectstore import streams

@@ -10,7 +10,7 @@ import json
 from dataclasses import replace
 
 from model_manager.api.wire import JSON, PROTO
-from model_manager.identity import Identity, Role
+from model_manager.core.identity import Identity, Role
 from model_manager.proto.google.protobuf import FieldMask
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.cache import ListScope, ModelScope, ResponseCache

@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 import pytest
 
-from model_manager.errors import FailedPrecondition, NotFound, PermissionDenied
-from model_manager.identity import Identity, Role
+from model_manager.core.errors import FailedPrecondition, NotFound, PermissionDenied
+from model_manager.core.identity import Identity, Role
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext
 from tests.conftest import FakeClock

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from model_manager.errors import PermissionDenied
-from model_manager.identity import Identity, Role
+from model_manager.core.errors import PermissionDenied
+from model_manager.core.identity import Identity, Role
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext
 from model_manager.store import catalog

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from model_manager.errors import InvalidArgument
-from model_manager.identity import Identity, Role
+from model_manager.core.errors import InvalidArgument
+from model_manager.core.identity import Identity, Role
 from model_manager.objectstore.local import LocalStore
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import model_config

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from model_manager import ids
-from model_manager.errors import ServiceError
-from model_manager.identity import DEFAULT_TENANT_ID, Identity, Role
+from model_manager.core import ids
+from model_manager.core.errors import ServiceError
+from model_manager.core.identity import DEFAULT_TENANT_ID, Identity, Role
 from model_manager.objectstore.local import LocalStore
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from model_manager.api.grpc import InFlight, WorkerServicer
-from model_manager.errors import AlreadyExists, InvalidArgument, NotFound
+from model_manager.core.errors import AlreadyExists, InvalidArgument, NotFound
 from model_manager.proto.llmariner.models.server import v1 as pb
 from tests.helpers import HF, OTHER_PROJECT, WHO, WORKER, Api, no_auth
 

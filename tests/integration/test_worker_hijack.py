@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from model_manager.errors import FailedPrecondition, InvalidArgument, NotFound
+from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from model_manager.proto.llmariner.models.server import v1 as pb
 from tests.helpers import HF, WORKER, Api
 

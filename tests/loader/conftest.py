@@ -17,7 +17,7 @@ from aiohttp import web
 
 from model_manager.api.grpc import InFlight, WorkerServicer
 from model_manager.config import Config, parse_config
-from model_manager.identity import Identity
+from model_manager.core.identity import Identity
 from model_manager.loader.jobs import Jobs
 from model_manager.loader.loop import LoaderLoop
 from model_manager.loader.retry import RetryPolicy

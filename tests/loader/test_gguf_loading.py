@@ -10,8 +10,8 @@ import gguf
 import pytest
 
 from model_manager.config import parse_config
-from model_manager.errors import AlreadyExists, InvalidArgument
-from model_manager.identity import Identity
+from model_manager.core.errors import AlreadyExists, InvalidArgument
+from model_manager.core.identity import Identity
 from model_manager.loader.probe import SourceProbe
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.models import ModelsService

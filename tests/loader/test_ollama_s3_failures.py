@@ -13,7 +13,7 @@ from grpclib import GRPCError
 from grpclib.const import Status
 
 from model_manager.config import S3Config
-from model_manager.errors import NotFound, PermissionDenied
+from model_manager.core.errors import NotFound, PermissionDenied
 from model_manager.loader.retry import RetryPolicy
 from model_manager.objectstore.s3 import S3Store
 from model_manager.proto.llmariner.models.server import v1 as pb

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from model_manager.identity import Identity
+from model_manager.core.identity import Identity
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.store.database import Database, _sqlite_engine
 from model_manager.store.migrate import _alembic_config, migrate

@@ -13,7 +13,7 @@ from grpclib.const import Status
 
 from model_manager.api.status import status_of
 from model_manager.config import parse_config
-from model_manager.errors import NotFound, PermissionDenied, ResourceExhausted
+from model_manager.core.errors import NotFound, PermissionDenied, ResourceExhausted
 from model_manager.loader.probe import SourceProbe
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from model_manager.errors import InvalidArgument
+from model_manager.core.errors import InvalidArgument
 from model_manager.loader.errors import PermanentError
 from model_manager.loader.sources.base import stream_http
 from model_manager.loader.sources.ollama import OllamaSource

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from model_manager.ids import content_key, converted
+from model_manager.core.ids import content_key, converted
 from model_manager.objectstore.base import Partial
 from model_manager.objectstore.local import LocalStore
 from model_manager.proto.llmariner.models.server import v1 as pb

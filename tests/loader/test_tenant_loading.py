@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from model_manager.identity import Identity, Role
+from model_manager.core.identity import Identity, Role
 from model_manager.proto.llmariner.models.server import v1 as pb
 from tests.helpers import WHO, Api, hf_prefix
 from tests.loader.conftest import Harness, base_path

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from model_manager.errors import Unavailable
+from model_manager.core.errors import Unavailable
 from model_manager.service.changes import CatalogChanges
 
 

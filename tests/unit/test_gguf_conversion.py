@@ -12,7 +12,7 @@ import gguf
 import numpy as np
 import pytest
 
-from model_manager.files import StoredFile
+from model_manager.core.files import StoredFile
 from model_manager.loader.convert.checkpoint import UnsupportedModel
 from model_manager.loader.convert.run import Conversion, Converted
 from model_manager.objectstore.local import LocalStore

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model_manager import ids
-from model_manager.errors import InvalidArgument
+from model_manager.core import ids
+from model_manager.core.errors import InvalidArgument
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import model_config, validate
 

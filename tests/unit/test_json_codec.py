@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from model_manager.api.json_codec import from_json, from_query, to_json
-from model_manager.errors import InvalidArgument
+from model_manager.core.errors import InvalidArgument
 from model_manager.proto.google.protobuf import FieldMask
 from model_manager.proto.llmariner.models.server import v1 as pb
 

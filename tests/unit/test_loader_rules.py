@@ -7,7 +7,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from model_manager.files import StoredFile
+from model_manager.core.files import StoredFile
+from model_manager.core.units import human_bytes
 from model_manager.loader.errors import PermanentError, TransientError, classify, http_error
 from model_manager.loader.formats import detect, is_client_artifact
 from model_manager.loader.outcomes import ClaimedModel, Failed, Loaded, Report, Stopped
@@ -17,7 +18,6 @@ from model_manager.objectstore.base import StoreError
 from model_manager.objectstore.streams import PartReader
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.proto.llmariner.models.server.v1 import ModelFormat
-from model_manager.units import human_bytes
 
 
 def test_detect_formats() -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from model_manager.aio import SharedRead
+from model_manager.core.aio import SharedRead
 
 
 class Source:

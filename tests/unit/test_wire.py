@@ -7,7 +7,7 @@ import pytest
 
 from model_manager.api.json_codec import to_json
 from model_manager.api.wire import JSON, PROTO
-from model_manager.files import StoredFile
+from model_manager.core.files import StoredFile
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import model_config
 from model_manager.service.convert import to_model, to_response

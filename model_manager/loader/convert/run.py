@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_manager.files import StoredFile
+from model_manager.core.files import StoredFile
 from model_manager.loader import jsondoc
 from model_manager.loader.convert import checkpoint, plan, safetensors
 from model_manager.loader.convert.checkpoint import UnsupportedModel

@@ -9,11 +9,11 @@ import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from model_manager.core.units import human_bytes
 from model_manager.loader.convert import tensors
 from model_manager.loader.convert.plan import Output
 from model_manager.loader.convert.safetensors import ReadRange
 from model_manager.loader.progress import Progress
-from model_manager.units import human_bytes
 
 SLICE_BYTES = 8 << 20  # source bytes converted at a time (numpy's temporaries are a few times that)
 

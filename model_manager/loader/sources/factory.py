@@ -7,7 +7,7 @@ from dataclasses import replace
 import aiohttp
 
 from model_manager.config import DownloaderConfig, S3Config
-from model_manager.ids import InvalidId, parse_hugging_face
+from model_manager.core.ids import InvalidId, parse_hugging_face
 from model_manager.loader.errors import PermanentError
 from model_manager.loader.sources.base import Source
 from model_manager.loader.sources.huggingface import HuggingFaceSource

@@ -20,7 +20,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
-from model_manager.ids import HuggingFaceRef
+from model_manager.core.ids import HuggingFaceRef
 from model_manager.loader.errors import PermanentError, SourceDenied, SourceNotFound, TransientError
 from model_manager.loader.formats import is_client_artifact
 from model_manager.loader.sources.base import CHUNK, RemoteFile, Source, stream_http

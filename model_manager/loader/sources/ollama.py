@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from yarl import URL
 
-from model_manager.ids import InvalidId, check_ollama
+from model_manager.core.ids import InvalidId, check_ollama
 from model_manager.loader import jsondoc
 from model_manager.loader.errors import PermanentError, SourceNotFound, TransientError, http_error
 from model_manager.loader.sources.base import RemoteFile, Source, http_get, stream_http

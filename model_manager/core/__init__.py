@@ -1,0 +1,1 @@
+"""Shared basics every layer may use: ids, errors, identity, files, aio, logs, metrics, units."""
