@@ -19,8 +19,9 @@ from grpclib.const import Status
 from model_manager.config import LoaderConfig
 from model_manager.core.aio import wait_for_stop
 from model_manager.core.ids import parse_hugging_face
+from model_manager.loader.claims import LOST_CLAIM, Beat
 from model_manager.loader.errors import LeaseLost, LoadError, PermanentError, TransientError, classify
-from model_manager.loader.jobs import LOST_CLAIM, Beat, Jobs
+from model_manager.loader.jobs import Jobs
 from model_manager.loader.leftovers import Owner, leave
 from model_manager.loader.outcomes import ClaimedModel, Failed, Loaded, Lost, Outcome, Report, Stopped
 from model_manager.loader.progress import Progress
@@ -177,7 +178,7 @@ class LoaderLoop:
                 await claim.send(self.worker, report)
             except GRPCError as e:
                 if e.status in LOST_CLAIM and claim.is_base:
-                    raise await self.jobs.lost_claim(e, claim.model_id, claim.project_id) from e
+                    raise await self.jobs.claims.lost_claim(e, claim.model_id, claim.project_id) from e
                 if e.status in LOST_CLAIM:  # a fine-tuned row stays after success: NOT_FOUND means deleted
                     raise LeaseLost(e.message or str(e.status), deleted=e.status == Status.NOT_FOUND) from e
                 if e.status == Status.RESOURCE_EXHAUSTED:  # over the tenant's quota: the load ends here
