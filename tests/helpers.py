@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from model_manager.api.grpc import InFlight, ModelsServicer, build_server
 from model_manager.api.rest import RestApi
+from model_manager.api.wire import PROTO
 from model_manager.core.identity import DEFAULT_IDENTITY, DEFAULT_WORKER_IDENTITY, Identity, Role
 from model_manager.core.ids import content_directory, content_key
 from model_manager.proto.llmariner.models.server import v1 as pb
@@ -92,10 +93,13 @@ class Api:
         return model.id
 
     async def get(self, model_id: str, who: Identity = WHO, loading: bool = True) -> pb.Model:
-        return await self.models.get_model(who, pb.GetModelRequest(id=model_id, include_loading_model=loading))
+        req = pb.GetModelRequest(id=model_id, include_loading_model=loading)
+        return pb.Model.parse(await self.models.get_model_encoded(who, req, PROTO))
 
     async def list(self, who: Identity = WHO, **kw: Any) -> pb.ListModelsResponse:
-        return await self.models.list_models(who, pb.ListModelsRequest(**kw))
+        return pb.ListModelsResponse.parse(
+            await self.models.list_models_encoded(who, pb.ListModelsRequest(**kw), PROTO)
+        )
 
     async def activate(self, model_id: str, who: Identity = WHO) -> None:
         await self.models.activate_model(who, pb.ActivateModelRequest(id=model_id))

@@ -44,7 +44,7 @@ _MAX_INT_DIGITS = 21  # a sign and the 20 digits of the largest 64-bit value: an
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 
-def _enum_names(enum_cls: Any) -> dict[int, str]:
+def enum_names(enum_cls: Any) -> dict[int, str]:
     return enum_cls.betterproto_value_to_renamed_proto_names()  # type: ignore[no-any-return]
 
 
@@ -67,7 +67,7 @@ def _mask(value: Any) -> str:
 
 
 def _enum(enum_cls: Any) -> Encoder:
-    names = _enum_names(enum_cls)
+    names = enum_names(enum_cls)
     return lambda value: names.get(int(value), int(value))
 
 
@@ -175,7 +175,7 @@ def _decode_int(value: Any, where: str, low: int, high: int) -> int:
 
 
 def _decode_enum(enum_cls: Any, value: Any, where: str) -> Any:
-    names = _enum_names(enum_cls)
+    names = enum_names(enum_cls)
     if isinstance(value, str):
         for number, name in names.items():
             if name == value:

@@ -2,9 +2,10 @@
 
 The read paths (get a model, list a page, the worker's listing) skip the betterproto message: building one cost
 about 3 µs a model, writing it as JSON through the descriptor walk 4 µs more, and betterproto's protobuf encoder
-about 75 µs. Here a record becomes the JSON document orjson writes, or a message of Google's protobuf runtime
-(upb, in C), which encodes it in about 2 µs. `service.convert.to_model` stays the one definition of what a model
-says; the tests hold both forms to it, field for field.
+about 75 µs. Protobuf is `service.convert.proto_model` (upb); JSON is `service.convert.model_fields` with the
+values whose JSON differs from their protobuf Python form converted: enums by name, the config as JSON. The
+converting function is generated from the Model descriptor once, at import
+(`_JSON_SOURCE` shows it): a loop over converters cost as much again as the rest of the encoding.
 """
 
 from __future__ import annotations
@@ -13,33 +14,22 @@ import functools
 from typing import Any
 
 import orjson
-from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from model_manager.api.json_codec import to_json
-from model_manager.proto.llmariner.models.server.v1 import (
-    ActivationStatus,
-    ListModelsResponse,
-    Model,
-    ModelFormat,
-    ModelLoadingStatus,
-    Project,
-    SourceRepository,
-)
+from model_manager.api.json_codec import enum_names, to_json
+from model_manager.proto.llmariner.models.server.v1 import Model, ModelConfig
 from model_manager.service import model_config
 from model_manager.service.cache import Encoding
-from model_manager.service.convert import metadata_fields
+from model_manager.service.convert import model_fields, proto_model, proto_page
 from model_manager.store.listing import Page
-from model_manager.store.records import Kind, ModelRecord
+from model_manager.store.records import ModelRecord
 
 
-def _names(enum_cls: Any) -> dict[int, str]:
-    return enum_cls.betterproto_value_to_renamed_proto_names()  # type: ignore[no-any-return]
+class _Names(dict[int, str]):
+    """An enum's names by number; a number without a name is written as the number (as the message path does)."""
 
-
-_LOADING = _names(ModelLoadingStatus)
-_SOURCE = _names(SourceRepository)
-_FORMAT = _names(ModelFormat)
-_ACTIVATION = _names(ActivationStatus)
+    def __missing__(self, number: int) -> int:
+        return number
 
 
 @functools.lru_cache(maxsize=1024)
@@ -48,44 +38,47 @@ def _config_json(blob: bytes | None) -> dict[str, Any]:
     return to_json(model_config.decode_shared(blob))
 
 
-@functools.lru_cache(maxsize=1024)
-def _project_json(project_id: str) -> dict[str, Any]:
-    return to_json(Project(id=project_id))
+def _check_plain(message: Descriptor, where: str) -> None:
+    """A message model_fields gives as a dict must be JSON as it is: no enum or bytes inside, at any depth."""
+    for f in message.fields:
+        if f.type in (FieldDescriptor.TYPE_ENUM, FieldDescriptor.TYPE_BYTES):
+            raise TypeError(f"{where}.{f.name} needs converting for JSON, which wire.py does not do")
+        if f.type == FieldDescriptor.TYPE_MESSAGE:
+            _check_plain(f.message_type, f"{where}.{f.name}")
+
+
+def _json_converter() -> tuple[str, dict[str, Any]]:
+    """The source of `convert(fields)`, which turns model_fields' dict into the Model's JSON in place, and the
+    names it uses: one statement per field whose JSON differs from its value there."""
+    names: dict[str, Any] = {"_config_json": _config_json}
+    lines = ["def convert(f):"]
+    for field in Model.DESCRIPTOR.fields:
+        key, kind = repr(field.name), field.type
+        if kind == FieldDescriptor.TYPE_ENUM:
+            table = f"_{field.name}_names"
+            enum_cls = Model._betterproto.cls_by_field[field.name]  # type: ignore[arg-type]
+            names[table] = _Names(enum_names(enum_cls))
+            value = f"list(map({table}.__getitem__, f[{key}]))" if field.is_repeated else f"{table}[f[{key}]]"
+            lines.append(f"    f[{key}] = {value}")
+        elif kind == FieldDescriptor.TYPE_MESSAGE and field.message_type is ModelConfig.DESCRIPTOR:
+            lines.append(f"    f[{key}] = _config_json(f[{key}])")  # given in its stored encoding
+        elif kind == FieldDescriptor.TYPE_MESSAGE:
+            _check_plain(field.message_type, f"Model.{field.name}")  # model_fields' dicts are their JSON
+        elif kind == FieldDescriptor.TYPE_BYTES:
+            raise TypeError(f"Model.{field.name} is bytes, which JSON writes in base64")
+    return "\n".join(lines) + "\n", names
+
+
+_JSON_SOURCE, _JSON_NAMES = _json_converter()
+exec(compile(_JSON_SOURCE, "<model JSON converter>", "exec"), _JSON_NAMES)
+_convert = _JSON_NAMES["convert"]
 
 
 def json_model(rec: ModelRecord) -> dict[str, Any]:
-    """The REST JSON of a model: what `to_json(to_model(rec))` writes, key for key."""
-    is_base = rec.kind is Kind.BASE
-    out: dict[str, Any] = {
-        "id": rec.model_id,
-        "created": rec.created_at,
-        "object": "model",
-        "owned_by": "system" if is_base else "user",
-        "loading_status": _LOADING.get(rec.loading_status, rec.loading_status),
-        "source_repository": _SOURCE.get(rec.source_repository, rec.source_repository),
-        "loading_failure_reason": rec.loading_failure_reason,
-        "loading_status_message": rec.loading_status_message,
-        "formats": [_FORMAT.get(f, f) for f in rec.formats],
-        "is_base_model": is_base,
-        "base_model_id": rec.base_model_id,
-        "activation_status": _ACTIVATION.get(rec.activation_status, rec.activation_status),
-        "config": _config_json(rec.config),
-    }
-    if rec.project_id:
-        out["project"] = _project_json(rec.project_id)
-    out["revision"] = rec.revision
-    out["files"] = [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in rec.files]
-    if rec.progress_bytes_total or rec.progress_files_total:
-        out["loading_progress"] = {
-            "bytes_done": rec.progress_bytes_done,
-            "bytes_total": rec.progress_bytes_total,
-            "files_done": rec.progress_files_done,
-            "files_total": rec.progress_files_total,
-        }
-    out["loading_attempts"] = [{"attempt": a.attempt, "reason": a.reason, "failed_at": a.at} for a in rec.attempt_log]
-    if rec.metadata:
-        out["metadata"] = metadata_fields(rec.metadata)
-    return out
+    """The REST JSON of a model."""
+    fields = model_fields(rec)
+    _convert(fields)
+    return fields
 
 
 def _json_page(page: Page) -> bytes:
@@ -100,54 +93,4 @@ def _json_page(page: Page) -> bytes:
 
 
 JSON = Encoding("json", lambda rec: orjson.dumps(json_model(rec)), _json_page)
-
-_DEFAULT_CONFIG = model_config.encode(model_config.default_config())
-_Model = message_factory.GetMessageClass(Model.DESCRIPTOR)
-_List = message_factory.GetMessageClass(ListModelsResponse.DESCRIPTOR)
-
-
-def proto_model(rec: ModelRecord) -> Any:
-    """The protobuf message of a model (upb): what `to_model(rec)` holds, field for field."""
-    is_base = rec.kind is Kind.BASE
-    msg = _Model(
-        id=rec.model_id,
-        created=rec.created_at,
-        object="model",
-        owned_by="system" if is_base else "user",
-        loading_status=rec.loading_status,
-        source_repository=rec.source_repository,
-        loading_failure_reason=rec.loading_failure_reason,
-        loading_status_message=rec.loading_status_message,
-        formats=rec.formats,
-        is_base_model=is_base,
-        base_model_id=rec.base_model_id,
-        activation_status=rec.activation_status,
-        revision=rec.revision,
-    )
-    # The stored config is the ModelConfig's own encoding; a row without one gets the default config.
-    msg.config.SetInParent()
-    msg.config.MergeFromString(rec.config or _DEFAULT_CONFIG)
-    if rec.project_id:
-        msg.project.id = rec.project_id
-    for f in rec.files:
-        msg.files.add(path=f.path, size=f.size, sha256=f.sha256)
-    if rec.progress_bytes_total or rec.progress_files_total:
-        p = msg.loading_progress
-        p.bytes_done, p.bytes_total = rec.progress_bytes_done, rec.progress_bytes_total
-        p.files_done, p.files_total = rec.progress_files_done, rec.progress_files_total
-    for a in rec.attempt_log:
-        msg.loading_attempts.add(attempt=a.attempt, reason=a.reason, failed_at=a.at)
-    if rec.metadata:
-        msg.metadata.SetInParent()
-        for name, value in metadata_fields(rec.metadata).items():
-            setattr(msg.metadata, name, value)
-    return msg
-
-
-def _proto_page(page: Page) -> bytes:
-    msg = _List(object="list", has_more=page.has_more, total_items=page.total)
-    msg.data.extend(proto_model(r) for r in page.records)
-    return msg.SerializeToString()  # type: ignore[no-any-return]
-
-
-PROTO = Encoding("proto", lambda rec: proto_model(rec).SerializeToString(), _proto_page)
+PROTO = Encoding("proto", lambda rec: proto_model(rec).SerializeToString(), proto_page)

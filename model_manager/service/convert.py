@@ -1,4 +1,11 @@
-"""Store records to API messages."""
+"""What a Model says, defined once (`model_fields`), and the messages the service answers with.
+
+`model_fields` gives every field of the Model message a record holds, in protobuf's Python form. The encodings
+derive from it and say nothing of their own: `proto_model` hands it to Google's protobuf runtime (upb, in C), which
+builds and encodes a model in about 4 µs; `to_model` parses those bytes into the betterproto message the write
+paths return; the REST JSON (`api/wire.py`) writes the same dict with enums named, through converters read off the
+Model descriptor at import. A field added to the proto is added here, and nowhere else.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,15 @@ import functools
 import json
 from typing import Any
 
+from google.protobuf import message_factory
+
 from model_manager.core import files
 from model_manager.proto.llmariner.models.server.v1 import (
-    ActivationStatus,
     ListModelsResponse,
-    LoadingAttempt,
-    LoadingProgress,
     Model,
     ModelFile,
     ModelFormat,
-    ModelLoadingStatus,
     ModelMetadata,
-    Project,
-    SourceRepository,
     StoredContent,
 )
 from model_manager.service import model_config
@@ -26,73 +29,92 @@ from model_manager.store.listing import Page
 from model_manager.store.records import Kind, ModelColumns, ModelRecord
 
 
-def to_model(rec: ModelRecord) -> Model:
+def model_fields(rec: ModelRecord) -> dict[str, Any]:
+    """The Model a record is, field by field in the message's order: enums as numbers, messages as dicts of all
+    their fields (absent when unset; JSON writes every field of a message it writes), repeated fields as lists.
+    One exception: `config` is the ModelConfig's stored encoding (None: the default config), which each encoding
+    writes its own way without decoding it per model."""
     is_base = rec.kind is Kind.BASE
-    return Model(
-        id=rec.model_id,
-        created=rec.created_at,
-        object="model",
-        owned_by="system" if is_base else "user",
-        loading_status=ModelLoadingStatus(rec.loading_status),
-        source_repository=SourceRepository(rec.source_repository),
-        loading_failure_reason=rec.loading_failure_reason,
-        loading_status_message=rec.loading_status_message,
-        formats=[ModelFormat(f) for f in rec.formats],
-        is_base_model=is_base,
-        base_model_id=rec.base_model_id,
-        activation_status=ActivationStatus(rec.activation_status),
-        config=model_config.decode_shared(rec.config),
-        project=Project(id=rec.project_id) if rec.project_id else None,
-        revision=rec.revision,
-        files=files.to_messages(rec.files),
-        loading_progress=progress_of(rec),
-        loading_attempts=[LoadingAttempt(attempt=a.attempt, reason=a.reason, failed_at=a.at) for a in rec.attempt_log],
-        metadata=ModelMetadata(**metadata_fields(rec.metadata)) if rec.metadata else None,
-    )
+    fields: dict[str, Any] = {
+        "id": rec.model_id,
+        "created": rec.created_at,
+        "object": "model",
+        "owned_by": "system" if is_base else "user",
+        "loading_status": rec.loading_status,
+        "source_repository": rec.source_repository,
+        "loading_failure_reason": rec.loading_failure_reason,
+        "loading_status_message": rec.loading_status_message,
+        "formats": list(rec.formats),
+        "is_base_model": is_base,
+        "base_model_id": rec.base_model_id,
+        "activation_status": rec.activation_status,
+        "config": rec.config,
+    }
+    if rec.project_id:
+        fields["project"] = {"id": rec.project_id, "assignments": [], "kubernetes_namespace": ""}
+    fields["revision"] = rec.revision
+    fields["files"] = [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in rec.files]
+    if rec.progress_bytes_total or rec.progress_files_total:  # unset until a loader has reported any
+        fields["loading_progress"] = {
+            "bytes_done": rec.progress_bytes_done,
+            "bytes_total": rec.progress_bytes_total,
+            "files_done": rec.progress_files_done,
+            "files_total": rec.progress_files_total,
+        }
+    fields["loading_attempts"] = [
+        {"attempt": a.attempt, "reason": a.reason, "failed_at": a.at} for a in rec.attempt_log
+    ]
+    if rec.metadata:
+        fields["metadata"] = metadata_fields(rec.metadata)
+    return fields
+
+
+_DEFAULT_CONFIG = model_config.encode(model_config.default_config())
+_Model = message_factory.GetMessageClass(Model.DESCRIPTOR)
+_List = message_factory.GetMessageClass(ListModelsResponse.DESCRIPTOR)
+
+
+def proto_model(rec: ModelRecord) -> Any:
+    """The model as a message of Google's protobuf runtime (upb)."""
+    fields = model_fields(rec)
+    config = fields.pop("config")
+    msg = _Model(**fields)
+    msg.config.MergeFromString(config or _DEFAULT_CONFIG)
+    return msg
+
+
+def proto_page(page: Page) -> bytes:
+    msg = _List(object="list", has_more=page.has_more, total_items=page.total)
+    msg.data.extend(proto_model(r) for r in page.records)
+    return msg.SerializeToString()  # type: ignore[no-any-return]
+
+
+def to_model(rec: ModelRecord) -> Model:
+    """The betterproto message of a model, for the answers that are not on a read path (writes, the worker's
+    GetModel): parsed from the one encoding, so it cannot say anything else."""
+    return Model.parse(proto_model(rec).SerializeToString())
+
+
+_METADATA_DEFAULTS = {f.name: f.default_value for f in ModelMetadata.DESCRIPTOR.fields}
 
 
 @functools.lru_cache(maxsize=1024)
 def metadata_fields(stored: str) -> dict[str, Any]:
-    """The stored metadata's fields (few distinct values: decoded once each). Shared, so never changed."""
-    return dict(json.loads(stored))
+    """The stored metadata's fields, those it lacks (stored before they existed) at their defaults: few distinct
+    values, decoded once each. Shared, so never changed."""
+    return {**_METADATA_DEFAULTS, **json.loads(stored)}
 
 
 def stored_metadata(reported: ModelMetadata | None) -> ModelColumns:
     """The column value for metadata a loader reported; nothing to store when it sent none."""
     if reported is None:
         return {}
-    fields = {
-        "architecture": reported.architecture,
-        "parameter_count": reported.parameter_count,
-        "quantization": reported.quantization,
-        "dtype": reported.dtype,
-        "context_length": reported.context_length,
-        "total_bytes": reported.total_bytes,
-        "license": reported.license,
-    }
+    fields = {f.name: getattr(reported, f.name) for f in ModelMetadata.DESCRIPTOR.fields}
     return {
         "metadata": json.dumps(fields, separators=(",", ":")),
         "metadata_architecture": reported.architecture.lower()[:256],
         "metadata_quantization": reported.quantization.lower()[:64],
     }
-
-
-def progress_of(rec: ModelRecord) -> LoadingProgress | None:
-    """The load's progress numbers; None (unset) until a loader has reported any."""
-    if not (rec.progress_bytes_total or rec.progress_files_total):
-        return None
-    return LoadingProgress(
-        bytes_done=rec.progress_bytes_done,
-        bytes_total=rec.progress_bytes_total,
-        files_done=rec.progress_files_done,
-        files_total=rec.progress_files_total,
-    )
-
-
-def to_response(page: Page) -> ListModelsResponse:
-    return ListModelsResponse(
-        object="list", data=[to_model(r) for r in page.records], has_more=page.has_more, total_items=page.total
-    )
 
 
 def stored_files(reported: list[ModelFile]) -> str:

@@ -21,7 +21,6 @@ from model_manager.proto.llmariner.models.server.v1 import (
     DeleteModelResponse,
     GetModelRequest,
     ListModelsRequest,
-    ListModelsResponse,
     Model,
     ModelConfig,
     ModelFormat,
@@ -33,7 +32,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
 from model_manager.service import access, model_config, quota, tenancy, validate, watch
 from model_manager.service.cache import Encoding, ListScope, ModelScope
 from model_manager.service.context import ServiceContext
-from model_manager.service.convert import to_model, to_response
+from model_manager.service.convert import to_model
 from model_manager.service.file_removal import FileRemoval
 from model_manager.service.lookup import find_visible
 from model_manager.service.source_check import SourceCheck
@@ -70,11 +69,6 @@ class ModelsService:
         self.removals = FileRemoval(ctx)
         self.source_check = source_check  # None: base models are accepted without asking their source
 
-    async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
-        self._check_get(who, req)
-        async with self.ctx.db.reading() as conn:
-            return to_model(await self._get(conn, who, req))
-
     async def get_model_encoded(self, who: Identity, req: GetModelRequest, encoding: Encoding) -> bytes:
         """GetModel's answer written by the front, reused from the cache while the catalogue stands."""
         self._check_get(who, req)
@@ -90,11 +84,6 @@ class ModelsService:
     @staticmethod
     async def _get(conn: Conn, who: Identity, req: GetModelRequest) -> ModelRecord:
         return await find_visible(conn, who, req.id, req.include_loading_model, who.project_id)
-
-    async def list_models(self, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
-        self._check_list(who, req)
-        async with self.ctx.db.reading() as conn:
-            return to_response(await self._list(conn, who, req))
 
     async def list_models_encoded(self, who: Identity, req: ListModelsRequest, encoding: Encoding) -> bytes:
         self._check_list(who, req)

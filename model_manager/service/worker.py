@@ -29,7 +29,6 @@ from model_manager.proto.llmariner.models.server.v1 import (
     GetStorageConfigRequest,
     HfModelRepo,
     ListModelsRequest,
-    ListModelsResponse,
     Model,
     ModelAttributes,
     ModelFormat,
@@ -44,7 +43,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
 from model_manager.service import model_config, namespace, tenancy, validate
 from model_manager.service.cache import Encoding, ListScope
 from model_manager.service.context import ServiceContext
-from model_manager.service.convert import stored_content, stored_files, stored_metadata, to_model, to_response
+from model_manager.service.convert import stored_content, stored_files, stored_metadata, to_model
 from model_manager.service.leases import Leases
 from model_manager.service.loading_status import LoadingStatusService
 from model_manager.service.lookup import find_visible
@@ -80,10 +79,6 @@ class WorkerService(LoadingStatusService):
         validate.check_id(req.id)
         async with self.ctx.db.reading() as conn:
             return to_model(await find_visible(conn, who, req.id, True, None))
-
-    async def list_models(self, who: Identity, req: ListModelsRequest) -> ListModelsResponse:
-        async with self.ctx.db.reading() as conn:
-            return to_response(await self._list(conn, who))
 
     async def list_models_encoded(self, who: Identity, req: ListModelsRequest, encoding: Encoding) -> bytes:
         """Every loaded model of the tenant, written by the front; reused from the cache while the catalogue stands."""

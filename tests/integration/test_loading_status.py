@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from model_manager.api.wire import JSON
+from model_manager.api.wire import JSON, PROTO
 from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.cache import ResponseCache
@@ -56,7 +56,9 @@ async def test_progress_numbers_are_kept_for_every_replica_and_cleared_when_give
     await api.base_status("org/name", status_message="downloaded", progress=numbers, attempt=claim.attempt)
     # Another server replica (its own service and cache, the same database) answers the same numbers.
     other = ModelsService(replace(ctx, cache=ResponseCache()))
-    got = await other.get_model(WHO, pb.GetModelRequest(id="org/name", include_loading_model=True))
+    got = pb.Model.parse(
+        await other.get_model_encoded(WHO, pb.GetModelRequest(id="org/name", include_loading_model=True), PROTO)
+    )
     assert got.loading_progress == numbers
     body = json.loads(
         await other.get_model_encoded(WHO, pb.GetModelRequest(id="org/name", include_loading_model=True), JSON)

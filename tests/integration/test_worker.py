@@ -8,6 +8,7 @@ import re
 import pytest
 
 from model_manager.api.grpc import InFlight, WorkerServicer
+from model_manager.api.wire import PROTO
 from model_manager.core.errors import AlreadyExists, InvalidArgument, NotFound
 from model_manager.proto.llmariner.models.server import v1 as pb
 from tests.helpers import HF, OTHER_PROJECT, WHO, WORKER, Api, no_auth
@@ -37,7 +38,9 @@ async def test_worker_list_is_loaded_base_then_published_fine_tuned_unpaginated(
     await api.loaded_fine_tuned("b1", "x")
     await api.loaded_fine_tuned("b1", "y", who=OTHER_PROJECT)
     await api.request_base("org/loading")
-    resp = await api.worker.list_models(WORKER, pb.ListModelsRequest(limit=1))
+    resp = pb.ListModelsResponse.parse(
+        await api.worker.list_models_encoded(WORKER, pb.ListModelsRequest(limit=1), PROTO)
+    )
     assert [m.id for m in resp.data] == ["b1", "b2", "scoped", "ft:b1:x", "ft:b1:y"]
     assert not resp.has_more
 

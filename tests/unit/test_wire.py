@@ -1,4 +1,5 @@
-"""The read paths' wire forms, written straight from records, say exactly what the message path says."""
+"""What a Model says is defined once (service.convert.model_fields); every encoding of it says the same, and
+says all of it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from model_manager.api.wire import JSON, PROTO
 from model_manager.core.files import StoredFile
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service import model_config
-from model_manager.service.convert import to_model, to_response
+from model_manager.service.convert import model_fields, to_model
 from model_manager.store.listing import Page
 from model_manager.store.records import Activation, FailedAttempt, Kind, LoadingStatus, ModelRecord
 
@@ -90,28 +91,96 @@ RECORDS = {
 }
 
 
+def _response(page: Page) -> pb.ListModelsResponse:
+    return pb.ListModelsResponse(
+        object="list", data=[to_model(r) for r in page.records], has_more=page.has_more, total_items=page.total
+    )
+
+
 @pytest.mark.parametrize("rec", RECORDS.values(), ids=RECORDS.keys())
-def test_json_is_byte_for_byte_what_the_message_path_writes(rec: ModelRecord) -> None:
+def test_json_is_byte_for_byte_what_the_message_writes(rec: ModelRecord) -> None:
+    """The JSON converters read off the descriptor write what the descriptor walk writes of the message."""
     assert JSON.model(rec) == orjson.dumps(to_json(to_model(rec)))
 
 
-@pytest.mark.parametrize("rec", RECORDS.values(), ids=RECORDS.keys())
-def test_protobuf_holds_what_the_message_path_holds(rec: ModelRecord) -> None:
-    assert pb.Model.parse(PROTO.model(rec)) == to_model(rec)
-
-
 @pytest.mark.parametrize("has_more", [False, True])
-def test_pages_match_the_message_path(has_more: bool) -> None:
+def test_pages_say_what_their_models_say(has_more: bool) -> None:
     page = Page(list(RECORDS.values()), has_more, 123)
-    assert JSON.page(page) == orjson.dumps(to_json(to_response(page)))
-    assert pb.ListModelsResponse.parse(PROTO.page(page)) == to_response(page)
+    assert JSON.page(page) == orjson.dumps(to_json(_response(page)))
+    assert pb.ListModelsResponse.parse(PROTO.page(page)) == _response(page)
     empty = Page([], False, 0)
-    assert JSON.page(empty) == orjson.dumps(to_json(to_response(empty)))
-    assert pb.ListModelsResponse.parse(PROTO.page(empty)) == to_response(empty)
+    assert JSON.page(empty) == orjson.dumps(to_json(_response(empty)))
+    assert pb.ListModelsResponse.parse(PROTO.page(empty)) == _response(empty)
 
 
-def test_protobuf_is_byte_for_byte_when_fields_are_in_number_order() -> None:
-    """betterproto writes fields in declaration order, upb in number order; they agree whenever
-    loading_status_message (13, declared after 7) is empty, as on every loaded model."""
-    rec = RECORDS["project-scoped, active, custom config"]
-    assert PROTO.model(rec) == bytes(to_model(rec))
+FULL = _record(
+    Kind.FINE_TUNED,
+    model_id="ft:google-gemma-2b:fun",
+    project_id="p1",
+    base_model_id="google-gemma-2b",
+    source_repository=pb.SourceRepository.OBJECT_STORE.value,
+    loading_status=LoadingStatus.LOADING,
+    loading_failure_reason="earlier: 503",
+    loading_status_message="downloaded 1.0 GiB of 4.0 GiB",
+    formats=(pb.ModelFormat.HUGGING_FACE.value,),
+    activation_status=Activation.ACTIVE,
+    config=bytes(custom),
+    revision="0123abcd",
+    files=(StoredFile("adapter.safetensors", 12345, "ab" * 32),),
+    progress_bytes_done=1 << 30,
+    progress_bytes_total=4 << 30,
+    progress_files_done=1,
+    progress_files_total=3,
+    attempt_log=(FailedAttempt(1, "hub: 503", 1_700_000_100),),
+    metadata='{"architecture":"LlamaForCausalLM","parameter_count":8030261248,"quantization":"q4",'
+    '"dtype":"BF16","context_length":131072,"total_bytes":16060556376,"license":"llama3.1"}',
+)
+
+
+def test_every_field_of_the_message_is_given() -> None:
+    """A field added to the proto but not to model_fields fails here: a record that sets everything sets every
+    field of the message."""
+    unset = {f.name for f in pb.Model.DESCRIPTOR.fields} - set(model_fields(FULL))
+    assert not unset
+
+
+def test_a_model_says_what_its_record_holds() -> None:
+    assert to_model(FULL) == pb.Model(
+        id="ft:google-gemma-2b:fun",
+        created=1_700_000_000,
+        object="model",
+        owned_by="user",
+        loading_status=pb.ModelLoadingStatus.LOADING,
+        source_repository=pb.SourceRepository.OBJECT_STORE,
+        loading_failure_reason="earlier: 503",
+        loading_status_message="downloaded 1.0 GiB of 4.0 GiB",
+        formats=[pb.ModelFormat.HUGGING_FACE],
+        is_base_model=False,
+        base_model_id="google-gemma-2b",
+        activation_status=pb.ActivationStatus.ACTIVE,
+        config=custom,
+        project=pb.Project(id="p1"),
+        revision="0123abcd",
+        files=[pb.ModelFile(path="adapter.safetensors", size=12345, sha256="ab" * 32)],
+        loading_progress=pb.LoadingProgress(bytes_done=1 << 30, bytes_total=4 << 30, files_done=1, files_total=3),
+        loading_attempts=[pb.LoadingAttempt(attempt=1, reason="hub: 503", failed_at=1_700_000_100)],
+        metadata=pb.ModelMetadata(
+            architecture="LlamaForCausalLM",
+            parameter_count=8030261248,
+            quantization="q4",
+            dtype="BF16",
+            context_length=131072,
+            total_bytes=16060556376,
+            license="llama3.1",
+        ),
+    )
+    # A base model with nothing optional: no project, no progress, no metadata, the default config.
+    plain = to_model(_record())
+    assert (plain.owned_by, plain.is_base_model, plain.project, plain.loading_progress, plain.metadata) == (
+        "system",
+        True,
+        None,
+        None,
+        None,
+    )
+    assert plain.config == model_config.default_config()
