@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -103,6 +104,10 @@ def _sqlite_engine(path: str) -> AsyncEngine:
     return engine
 
 
+async def _asyncpg_of(conn: Conn) -> asyncpg.Connection:
+    return (await conn.get_raw_connection()).driver_connection
+
+
 class Database:
     """Owns the engine. `transaction()` is the session factory every caller uses."""
 
@@ -128,14 +133,35 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
-        async with self._translated(), self.engine.begin() as conn:
-            yield conn
+        if self.engine.dialect.name != "postgresql":
+            async with self._translated(), self.engine.begin() as conn:
+                yield conn
+            return
+        # On PostgreSQL the transaction is asyncpg's own, begun here, and SQLAlchemy runs its statements in it
+        # without a transaction of its own (autocommit). SQLAlchemy would begin lazily, at its first statement,
+        # so a statement run straight on asyncpg before that one would fall outside the transaction; this way
+        # every statement, whichever way it runs (store/driver.py), is inside it from the start.
+        async with self._translated(), self._autocommit() as conn:
+            raw = await _asyncpg_of(conn)
+            try:
+                async with raw.transaction():
+                    yield conn
+            finally:
+                if raw.is_in_transaction():
+                    # The rollback itself failed (a lost connection, a cancellation while it ran): a connection
+                    # still in a transaction must never go back to the pool.
+                    await conn.invalidate()
+
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[Conn]:
+        async with self.engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Conn]:
         """For requests that only read: autocommit, so no BEGIN and COMMIT round trips around the queries."""
-        async with self._translated(), self.engine.connect() as conn:
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with self._translated(), self._autocommit() as conn:
+            yield conn
 
     @asynccontextmanager
     async def _translated(self) -> AsyncIterator[None]:
@@ -143,7 +169,14 @@ class Database:
             yield
         except ServiceError:
             raise
-        except (OperationalError, OSError, ConnectionError, PoolTimeout) as e:  # OSError includes TimeoutError
+        except (OperationalError, OSError, ConnectionError, PoolTimeout, asyncpg.InterfaceError) as e:
+            # OSError includes TimeoutError; asyncpg's own errors come from the transactions it runs (BEGIN,
+            # COMMIT, ROLLBACK), which no SQLAlchemy wrapper sees.
+            log.warning("database unavailable: %s", e)
+            raise Unavailable("database unavailable, try again") from e
+        except asyncpg.PostgresError as e:
+            if not is_unavailable(e):
+                raise
             log.warning("database unavailable: %s", e)
             raise Unavailable("database unavailable, try again") from e
         except DBAPIError as e:

@@ -5,8 +5,8 @@ queries themselves on the hot reads. Here each statement is compiled once for Po
 parameter order, and then run as asyncpg runs a hand-written query (prepared once per connection by asyncpg's own
 statement cache). The statements stay SQLAlchemy expressions, so SQLite runs the same ones through SQLAlchemy.
 
-Only outside a SQLAlchemy transaction: a statement run under SQLAlchemy's feet would escape the transaction the
-caller opened, so inside one the SQLAlchemy path is taken.
+Inside a transaction too: on PostgreSQL the transaction is asyncpg's own, begun when it opens
+(`Database.transaction`), so a statement run here is in it like every other.
 """
 
 from __future__ import annotations
@@ -47,8 +47,6 @@ def _compiled(stmt: Select[Any]) -> _Compiled:
 
 
 async def _asyncpg(conn: Conn) -> asyncpg.Connection | None:
-    if conn.in_transaction():
-        return None
     driver = (await conn.get_raw_connection()).driver_connection
     return driver if isinstance(driver, asyncpg.Connection) else None
 
