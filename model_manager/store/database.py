@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 Conn = AsyncConnection
 PING_SECONDS = 2.0
+MAX_STATEMENT_BYTES = 64 * 1024
 
 # SQLSTATE classes that say the database cannot serve right now, not that the request is wrong: 08 connection
 # exceptions, 53 insufficient resources (too many connections, out of memory), 57 operator intervention (shutting
@@ -69,6 +70,10 @@ def connect_args(db: DatabaseConfig) -> dict[str, Any]:
         # A database that accepts TCP but never answers (frozen, partitioned) must fail calls fast, not hang them.
         "timeout": db.connect_timeout,
         "command_timeout": db.statement_timeout,
+        # asyncpg prepares a statement once per connection only when its text is at most this long (15 KiB by
+        # default); a listing page's statement (both tables' columns, one query per group) is longer, and was
+        # prepared again on every request, a round trip and a plan each time.
+        "max_cacheable_statement_size": MAX_STATEMENT_BYTES,
     }
     if db.ssl_root_cert:
         # A private CA: verify against it, checking the host name only in verify-full (as libpq does).
