@@ -116,8 +116,11 @@ async def _asyncpg_of(conn: Conn) -> asyncpg.Connection:
 class Database:
     """Owns the engine. `transaction()` is the session factory every caller uses."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, autocommit: bool = False) -> None:
+        """`autocommit`: the engine's connections are autocommit already (from_config on PostgreSQL); others
+        (SQLite, the engines tests make) are switched at each checkout, which costs a little every time."""
         self.engine = engine
+        self._switch = not autocommit
 
     @classmethod
     def from_config(cls, config: Config) -> Database:
@@ -133,8 +136,10 @@ class Database:
             max_overflow=db.max_overflow,
             pool_recycle=1800,
             pool_timeout=db.pool_timeout,
+            # Transactions are asyncpg's (transaction() below); SQLAlchemy never begins one of its own here.
+            isolation_level="AUTOCOMMIT",
         )
-        return cls(engine)
+        return cls(engine, autocommit=True)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Conn]:
@@ -160,7 +165,7 @@ class Database:
     @asynccontextmanager
     async def _autocommit(self) -> AsyncIterator[Conn]:
         async with self.engine.connect() as conn:
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT") if self._switch else conn
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[Conn]:

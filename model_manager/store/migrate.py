@@ -31,7 +31,8 @@ def _upgrade(connection: Connection) -> None:
 
 
 async def migrate(db: Database) -> None:
-    async with db.engine.begin() as conn:
+    # In one transaction (DDL is transactional on PostgreSQL and SQLite): a failed migration changes nothing.
+    async with db.transaction() as conn:
         await conn.run_sync(_upgrade)
 
 
