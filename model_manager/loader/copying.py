@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from model_manager.config import LimitsConfig
@@ -29,14 +29,16 @@ def _resumable(error: Exception) -> bool:
     return isinstance(classify(error), TransientError)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Copier:
+    """Built by Jobs from its own settings, whose defaults are the loader's."""
+
     store: ObjectStore
     claims: Claims
-    progress_interval: float = 5.0
-    files_at_once: int = 4
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    progress_interval: float
+    files_at_once: int
+    retry: RetryPolicy
+    limits: LimitsConfig
 
     async def list_files(self, source: Source) -> list[RemoteFile]:
         """The source's file list, retried like file transfers when the failure is transient, and checked against
