@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from grpclib.client import Channel
 
+from model_manager.api.draining import DrainingServer
 from model_manager.api.grpc import InFlight, ModelsServicer, WorkerServicer, build_server
 from model_manager.api.rest import RestApi
 from model_manager.config import Config, ConfigError
@@ -86,7 +87,7 @@ class Server:
     worker: WorkerServicer
     inflight: InFlight = field(default_factory=InFlight)
     _runner: web.AppRunner | None = None
-    _grpc: list[object] = field(default_factory=list)
+    _grpc: list[DrainingServer] = field(default_factory=list)
 
     auth: Authenticator | None = None
     probe: SourceProbe | None = None
@@ -155,14 +156,18 @@ class Server:
         )
 
     async def stop(self) -> None:
-        # Watch streams end first (with UNAVAILABLE: watch again elsewhere), then in-flight calls finish (up to
-        # DRAIN_SECONDS) before connections close.
+        # No new connections; watch streams end (with UNAVAILABLE: watch again elsewhere); in-flight calls finish
+        # (up to DRAIN_SECONDS); then every connection closes, so no client waits on a call that was cut off.
+        for server in self._grpc:
+            server.stop_accepting()
+        if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()
         self.ctx.changes.close()
         if not await self.inflight.wait_idle(DRAIN_SECONDS):
             log.warning("%d gRPC call(s) still running at shutdown; cancelling", self.inflight.count)
         for server in self._grpc:
-            server.close()  # type: ignore[attr-defined]
-            await server.wait_closed()  # type: ignore[attr-defined]
+            await server.close_connections()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.ctx.objects.close()

@@ -14,8 +14,9 @@ import grpclib.const
 from grpclib import GRPCError
 from grpclib.health.service import Health
 from grpclib.reflection.service import ServerReflection
-from grpclib.server import Server, Stream
+from grpclib.server import Stream
 
+from model_manager.api.draining import DrainingServer
 from model_manager.api.grpc_wire import MAX_REQUEST_BYTES, CheckedCodec, Encoded, SizeLimitedService
 from model_manager.api.status import status_of
 from model_manager.api.wire import PROTO
@@ -304,10 +305,10 @@ class WorkerServicer(_Servicer, pb.ModelsWorkerServiceBase):
 
 def build_server(
     servicer: ModelsServicer | WorkerServicer, with_health: bool, max_request_bytes: int = MAX_REQUEST_BYTES
-) -> Server:
+) -> DrainingServer:
     """A grpclib server for `servicer`, plus health (public port, open to all) and server reflection (both ports,
     behind the servicer's authentication)."""
     served: list[Any] = [servicer, Health()] if with_health else [servicer]
     reflection = ServerReflection.extend(served, pool=default_google_proto_descriptor_pool)[len(served) :]
     served += [authenticated_service(r, servicer.auth, servicer.api) for r in reflection]
-    return Server([SizeLimitedService(s, max_request_bytes) for s in served], codec=CheckedCodec())
+    return DrainingServer([SizeLimitedService(s, max_request_bytes) for s in served], codec=CheckedCodec())

@@ -198,7 +198,9 @@ def test_sigterm_under_load_lets_in_flight_calls_finish(tmp_path: Path, grpcio_p
     assert results["rest 200"] > 0 and results["grpc OK"] > 0, results
     # Only answered calls, and refusals of calls made after the listeners closed: no 5xx, nothing cut off.
     assert set(results) <= {"rest 200", "rest refused", "rest reset before accept", "grpc OK", "grpc UNAVAILABLE"}, (
-        results
+        results,
+        took,
+        proc.output()[-6000:],
     )
 
 
