@@ -75,6 +75,19 @@ def add_parser(sub: Any) -> None:
         choices=ids.GGUF_TYPES,
         help="also convert it to a GGUF file of this type, registered as the model <id>-<type>",
     )
+    for flag, what in (("--include", "store only files matching"), ("--exclude", "do not store files matching")):
+        base.add_argument(
+            flag,
+            action="append",
+            default=[],
+            metavar="GLOB",
+            help=f"{what} this glob over repo-relative paths (repeatable; replaces the default selection)",
+        )
+    base.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="store pickle-based weights (.bin, .pt, .pth, .ckpt, .pkl) after an allowlist scan of every pickle",
+    )
     fine = create.add_parser("fine-tuned", help="a fine-tuned model of a loaded base model")
     fine.add_argument("--base-model-id", required=True)
     fine.add_argument("--suffix", required=True)
@@ -229,8 +242,18 @@ def _print(model: dict[str, Any], as_json: bool, out: TextIO) -> None:
         ("context length", meta.get("context_length")),
         ("license", meta.get("license")),
     ]
+    if meta.get("requires_remote_code"):
+        said.append(("remote code", "yes: engines must trust the repo's own Python code (trust_remote_code)"))
     if any(value for _, value in said):
         out.write("\n" + "".join(f"{name.upper():<15} {value}\n" for name, value in said if value))
+    skipped = meta.get("skipped_files") or []
+    if skipped:
+        total = sum(int(f.get("size", 0)) for f in skipped)
+        out.write(f"\nNOT STORED ({len(skipped)} files, {human_bytes(total)})\n")
+        rows = [(str(f.get("path")), human_bytes(int(f.get("size", 0))), str(f.get("reason", ""))) for f in skipped]
+        path_w, size_w = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+        for path, size, reason in rows:
+            out.write(f"  {path:<{path_w}}  {size:>{size_w}}  {reason}\n")
     attempts = model.get("loading_attempts", [])
     if attempts:
         out.write("\nFAILED ATTEMPTS\n")
@@ -327,6 +350,8 @@ def _run(args: Any, out: TextIO) -> int:
             }
             if args.gguf:
                 body["convert"] = {"gguf": args.gguf}
+            if args.include or args.exclude or args.allow_pickle:
+                body.update(include=args.include, exclude=args.exclude, allow_pickle=args.allow_pickle)
         else:
             body = {
                 "is_fine_tuned_model": True,

@@ -10,7 +10,7 @@ import hashlib
 import re
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 MAX_ID_LEN = 256
@@ -190,12 +190,19 @@ def fine_tuned_id(base_model_id: str, suffix: str) -> str:
 _CONTENT_KEY = re.compile(r"[a-z][a-z-]*:[A-Za-z0-9._:/-]{1,300}@[A-Za-z0-9._:-]{1,160}")
 
 
-def content_key(source_kind: str, model_id: str, revision: str) -> str:
+def content_key(source_kind: str, model_id: str, revision: str, selected: Sequence[str] = ()) -> str:
     """What a base model's files are: its source's kind, what was asked of it (the converted id: the repo, and the
     file for a single-file request; the layout of an Ollama model's files names its tag) and the revision resolved
     there (a Hugging Face commit, an Ollama manifest digest, a digest of a bucket prefix's etags). Models of one
-    tenant with the same key, whatever their project, share one copy. "" when the revision is unknown."""
-    return f"{source_kind}:{converted(model_id)}@{revision}" if revision else ""
+    tenant with the same key, whatever their project, share one copy. "" when the revision is unknown.
+    `selected` names the files stored when they are not all of the revision's: a digest of them ends the key, so
+    that only the same selection shares a copy."""
+    if not revision:
+        return ""
+    key = f"{source_kind}:{converted(model_id)}@{revision}"
+    if selected:
+        key += ":files-" + hashlib.sha256("\n".join(selected).encode()).hexdigest()[:32]
+    return key
 
 
 def check_content_key(value: str, field: str = "content_key") -> str:

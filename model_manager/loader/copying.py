@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from model_manager.config import LimitsConfig
+from model_manager.core.file_rule import FileRule
 from model_manager.core.files import StoredFile
 from model_manager.loader.claims import Beat, Claims, owner_after, owner_now
 from model_manager.loader.errors import LeaseLost, PermanentError, TransientError, classify
@@ -17,11 +18,13 @@ from model_manager.loader.leftovers import leave
 from model_manager.loader.metadata import MetadataReader
 from model_manager.loader.progress import Progress
 from model_manager.loader.retry import RetryPolicy, run_with_retries
+from model_manager.loader.selection import Selection, SelectionError, choose
 from model_manager.loader.sources.base import RemoteFile, Source
 from model_manager.loader.transfer import Transfer
 from model_manager.objectstore.base import ObjectStore
 
 T = TypeVar("T")
+Verify = Callable[[str, list[StoredFile]], Awaitable[None]]
 
 
 def _resumable(error: Exception) -> bool:
@@ -40,10 +43,16 @@ class Copier:
     retry: RetryPolicy
     limits: LimitsConfig
 
-    async def list_files(self, source: Source) -> list[RemoteFile]:
-        """The source's file list, retried like file transfers when the failure is transient, and checked against
-        the limits before anything is written."""
-        files = await run_with_retries(self.retry, source.name, source.list_files)
+    async def list_files(self, source: Source, rule: FileRule | None = None) -> Selection:
+        """The source's file list, retried like file transfers when the failure is transient; with `rule`, the
+        files a base model's load stores of it (selection.py). What is stored is checked against the limits before
+        anything is written."""
+        listed = await run_with_retries(self.retry, source.name, source.list_files)
+        try:
+            chosen = Selection(listed) if rule is None else await choose(source, listed, rule)
+        except SelectionError as e:
+            raise PermanentError(str(e)) from e
+        files = chosen.files
         if len(files) > self.limits.files_per_model:
             raise PermanentError(
                 f"{source.name} has {len(files)} files, more than limits.filesPerModel ({self.limits.files_per_model})"
@@ -53,7 +62,7 @@ class Copier:
             raise PermanentError(
                 f"{source.name} is {size} bytes, more than limits.bytesPerModel ({self.limits.bytes_per_model})"
             )
-        return files
+        return chosen
 
     async def copy(
         self,
@@ -63,9 +72,11 @@ class Copier:
         beat: Beat | None,
         metadata: MetadataReader | None = None,
         content_key: str | None = None,
+        verify: Verify | None = None,
     ) -> list[StoredFile]:
         """Copy `files` under `prefix`. `content_key` is given for base models ("" when their revision is unknown):
-        their directory is then recorded on the loading row before the first byte is stored."""
+        their directory is then recorded on the loading row before the first byte is stored. `verify` checks what
+        was stored; a PermanentError from it refuses the copy like a bad file, whose files are removed."""
         progress = Progress(sum(f.size or 0 for f in files), len(files))
         transfer = Transfer(self.store, progress, self.retry, self.files_at_once, metadata=metadata)
         cleanup = functools.partial(transfer.cleanup, prefix)
@@ -76,7 +87,7 @@ class Copier:
             # Before the first byte: the size, which the server holds against the tenant's quota.
             await beat(progress)
         try:
-            work = transfer.copy_all(source, files, prefix)
+            work = self._copy_all(transfer, source, files, prefix, verify)
             return await (self.with_heartbeat(work, progress, beat) if beat else work)
         except LeaseLost as lost:
             # Deleted, or another loader holds it (one frozen past its lease may come back after that loader
@@ -94,6 +105,15 @@ class Copier:
             await leave(self.store, prefix, owner, await self.claims.loaded_owns(content_key), cleanup)
             raise
         # Cancelled (the loader is stopping): what is stored stays for the next loader to continue from.
+
+    @staticmethod
+    async def _copy_all(
+        transfer: Transfer, source: Source, files: list[RemoteFile], prefix: str, verify: Verify | None
+    ) -> list[StoredFile]:
+        stored = await transfer.copy_all(source, files, prefix)
+        if verify is not None:
+            await verify(prefix, stored)
+        return stored
 
     async def with_heartbeat(self, work: Awaitable[T], progress: Progress, beat: Beat) -> T:
         """Run `work` while reporting progress (which renews the lease); a refused report stops the work."""

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from model_manager.config import FineTunedModelSpec, LimitsConfig
+from model_manager.core.file_rule import DEFAULT_RULE, FileRule
 from model_manager.core.files import StoredFile, from_messages, to_messages
 from model_manager.core.ids import (
     content_directory,
@@ -35,6 +36,7 @@ from model_manager.loader.formats import detect
 from model_manager.loader.leftovers import leave
 from model_manager.loader.metadata import MetadataReader
 from model_manager.loader.outcomes import Loaded
+from model_manager.loader.pickles import scan_stored
 from model_manager.loader.registration import Registrar, Registration
 from model_manager.loader.retry import RetryPolicy
 from model_manager.loader.sources.factory import SourceFactory
@@ -105,18 +107,22 @@ class Jobs:
         beat: Beat | None = None,
         attempt: int = 0,
         gguf_type: str = "",
+        rule: FileRule = DEFAULT_RULE,
     ) -> None:
-        """Load a base model, and with `gguf_type` convert it to a GGUF of that type too; `attempt` is the claim's
-        (0 for the static list, which has no claim)."""
+        """Load a base model (the files `rule` selects), and with `gguf_type` convert it to a GGUF of that type
+        too; `attempt` is the claim's (0 for the static list, which has no claim)."""
         if await self.already_loaded(model_id, repo, project_id, gguf_type):
             log.info("base model %s is already loaded; skipping", model_id)
             return
         source = self.sources.base(model_id, repo, revision)
-        files = await self.copier.list_files(source)
+        chosen = await self.copier.list_files(source, rule)
+        files = chosen.files
         if gguf_type:
             await convertible(source, files)  # before a byte is stored: the request may have skipped the check
         detected = detect([f.path for f in files])
-        key = content_key(source.kind, model_id, source.pinned_revision)
+        # Two selections of one revision are two contents; a selection of every file is the whole revision.
+        selected = sorted(f.path for f in files) if chosen.skipped else []
+        key = content_key(source.kind, model_id, source.pinned_revision, selected)
         reg = Registration(model_id, repo, project_id, source.revision, key, attempt)
         shared = await self.claims.stored(key)
         if shared:
@@ -128,8 +134,16 @@ class Jobs:
             return
         prefix = self.base_prefix(model_id, key)
         log.info("loading %s (%d files) into %s", source.name, len(files), prefix)
-        metadata = MetadataReader()
-        stored = await self.copier.copy(source, files, prefix, beat, metadata, content_key=key)
+        skipped = [pb.SkippedFile(path=s.path, size=s.size, reason=s.reason) for s in chosen.skipped]
+        metadata = MetadataReader(skipped, code_files=chosen.requires_remote_code)
+        # Pickles (allowed by the request) are scanned once stored, before the load may succeed.
+        pickles = [f.path for f in chosen.pickles]
+
+        async def scan(prefix: str, stored: list[StoredFile]) -> None:
+            await scan_stored(self.store, prefix, pickles)
+
+        verify = scan if pickles else None
+        stored = await self.copier.copy(source, files, prefix, beat, metadata, content_key=key, verify=verify)
         gguf = await self._gguf(reg, prefix, stored, gguf_type, beat)
         try:
             await self.claims.fenced(
@@ -201,7 +215,7 @@ class Jobs:
 
     async def load_fine_tuned(self, claim: pb.AcquireUnloadedModelResponse, beat: Beat | None) -> Loaded:
         source = self.sources.fine_tuned(claim.source_repository, claim.model_file_location)
-        files = await self.copier.list_files(source)
+        files = (await self.copier.list_files(source)).files
         if not files:
             raise PermanentError("no files downloaded")
         metadata = MetadataReader()
@@ -226,7 +240,7 @@ class Jobs:
         )
         try:
             source = self.sources.hugging_face(spec.model)
-            files = await self.copier.list_files(source)
+            files = (await self.copier.list_files(source)).files
             stored = await self.copier.copy(source, files, registered.path.rstrip("/"), None)
         except Exception as e:
             # Registered models carry no lease: mark the row failed rather than leave it LOADING for ever.

@@ -18,6 +18,7 @@ from grpclib.const import Status
 
 from model_manager.config import LoaderConfig
 from model_manager.core.aio import wait_for_stop
+from model_manager.core.file_rule import FileRule
 from model_manager.core.ids import parse_hugging_face
 from model_manager.loader.claims import LOST_CLAIM, Beat
 from model_manager.loader.errors import LeaseLost, LoadError, PermanentError, TransientError, classify
@@ -197,6 +198,7 @@ class LoaderLoop:
             self._beat(claim),
             resp.attempt,
             resp.convert_gguf,
+            FileRule(tuple(resp.include), tuple(resp.exclude), resp.allow_pickle),
         )
         await self._finish(claim, await self._until_stop(job, stop))
 

@@ -51,12 +51,15 @@ class Found:
     dtype: str = ""
     context_length: int = 0
     license: str = ""
+    remote_code: bool = False  # config.json maps classes to the repo's own code (auto_map)
     dtypes: Counter[str] = field(default_factory=Counter)  # elements per safetensors dtype, over every shard
 
-    def message(self, total_bytes: int) -> pb.ModelMetadata:
+    def message(self, total_bytes: int, skipped: list[pb.SkippedFile] | None = None) -> pb.ModelMetadata:
         # What the weights are stored as (safetensors) says more than what config.json declares.
         dtype = self.dtypes.most_common(1)[0][0] if self.dtypes else self.dtype
         return pb.ModelMetadata(
+            requires_remote_code=self.remote_code,
+            skipped_files=skipped or [],
             architecture=self.architecture,
             parameter_count=self.parameters,
             quantization=self.quantization,
@@ -144,9 +147,11 @@ class MetadataReader:
     so nothing is counted twice), merged when asked. A GGUF file is a whole model of its own: a repo of several is
     several models, each described by its own header."""
 
-    def __init__(self) -> None:
+    def __init__(self, skipped: list[pb.SkippedFile] | None = None, code_files: bool = False) -> None:
         self.files: dict[str, Found] = {}
         self.gguf: dict[str, Found] = {}
+        self.skipped = skipped or []  # what the load's file selection left at the source
+        self.code_files = code_files  # Python files among the stored ones
 
     def watch(self, path: str) -> FileWatcher:
         found = Found()
@@ -156,8 +161,9 @@ class MetadataReader:
 
     def message(self, total_bytes: int, gguf_file: str = "") -> pb.ModelMetadata:
         """The model's metadata; with `gguf_file`, for the model that file is (one of a repo of GGUF files)."""
-        found = Found()
+        found = Found(remote_code=self.code_files)
         for said in self.files.values():  # config.json, safetensors shards, the model card
+            found.remote_code = found.remote_code or said.remote_code
             found.architecture = found.architecture or said.architecture
             found.dtype = found.dtype or said.dtype
             found.context_length = found.context_length or said.context_length
@@ -176,7 +182,7 @@ class MetadataReader:
             found.architecture = found.architecture or header.architecture
             found.quantization = found.quantization or header.quantization
             found.license = found.license or header.license
-        return found.message(total_bytes)
+        return found.message(total_bytes, self.skipped)
 
 
 def _config(cfg: Any, found: Found) -> None:
@@ -191,6 +197,7 @@ def _config(cfg: Any, found: Found) -> None:
     for key in _CONTEXT_KEYS:
         if isinstance(cfg.get(key), int) and not found.context_length:
             found.context_length = cfg[key]
+    found.remote_code = found.remote_code or isinstance(cfg.get("auto_map"), dict)
     quant = cfg.get("quantization_config")
     if isinstance(quant, dict) and isinstance(quant.get("quant_method"), str):
         found.quantization = found.quantization or quant["quant_method"]

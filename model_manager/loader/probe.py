@@ -12,9 +12,11 @@ import aiohttp
 
 from model_manager.config import Config
 from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from model_manager.core.file_rule import DEFAULT_RULE, FileRule
 from model_manager.loader.convert.checkpoint import UnsupportedModel
 from model_manager.loader.convert.precheck import convertible
 from model_manager.loader.errors import PermanentError, SourceDenied, SourceNotFound, TransientError
+from model_manager.loader.selection import SelectionError, choose
 from model_manager.loader.sources.factory import SourceFactory
 from model_manager.proto.llmariner.models.server.v1 import SourceRepository
 
@@ -43,16 +45,20 @@ class SourceProbe:
             self._sources = SourceFactory(self._http, downloader, store_s3, self.hf_endpoint)
         return self._sources
 
-    async def check(self, model_id: str, source: int, revision: str, convert: str = "") -> SourceFacts | None:
+    async def check(
+        self, model_id: str, source: int, revision: str, convert: str = "", rule: FileRule = DEFAULT_RULE
+    ) -> SourceFacts | None:
         bucket = self.config.loader.downloader.s3
         if source == SourceRepository.OBJECT_STORE and (bucket is None or not bucket.bucket):
             return None  # this server was not told the source bucket (its loaders were): nothing to ask
         try:
             async with asyncio.timeout(self.timeout):
                 found = self._factory().base(model_id, SourceRepository(source), revision)
-                files = await found.list_files()
+                files = (await choose(found, await found.list_files(), rule)).files
                 if convert:
                     await convertible(found, files)
+        except SelectionError as e:
+            raise InvalidArgument(str(e)) from e
         except UnsupportedModel as e:
             raise InvalidArgument(f"convert.gguf: {e}") from e
         except SourceNotFound as e:

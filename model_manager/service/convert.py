@@ -72,6 +72,7 @@ def model_fields(rec: ModelRecord) -> dict[str, Any]:
 _DEFAULT_CONFIG = model_config.encode(model_config.default_config())
 _Model = message_factory.GetMessageClass(Model.DESCRIPTOR)
 _List = message_factory.GetMessageClass(ListModelsResponse.DESCRIPTOR)
+_Metadata = message_factory.GetMessageClass(ModelMetadata.DESCRIPTOR)
 
 
 def proto_model(rec: ModelRecord) -> Any:
@@ -109,12 +110,22 @@ def stored_metadata(reported: ModelMetadata | None) -> ModelColumns:
     """The column value for metadata a loader reported; nothing to store when it sent none."""
     if reported is None:
         return {}
-    fields = {f.name: getattr(reported, f.name) for f in ModelMetadata.DESCRIPTOR.fields}
+    fields = {f.name: _plain(getattr(reported, f.name)) for f in ModelMetadata.DESCRIPTOR.fields}
     return {
         "metadata": json.dumps(fields, separators=(",", ":")),
         "metadata_architecture": reported.architecture.lower()[:256],
         "metadata_quantization": reported.quantization.lower()[:64],
     }
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON keeps it: messages as dicts of all their fields, lists item by item."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    descriptor = getattr(value, "DESCRIPTOR", None)
+    if descriptor is not None:
+        return {f.name: _plain(getattr(value, f.name)) for f in descriptor.fields}
+    return value
 
 
 def stored_files(reported: list[ModelFile]) -> str:
@@ -130,5 +141,7 @@ def stored_content(rec: ModelRecord) -> StoredContent:
         gguf_model_path=rec.gguf_model_path,
         formats=[ModelFormat(f) for f in rec.formats],
         files=files.to_messages(rec.files),
-        metadata=ModelMetadata(**metadata_fields(rec.metadata)) if rec.metadata else None,
+        metadata=ModelMetadata.parse(_Metadata(**metadata_fields(rec.metadata)).SerializeToString())
+        if rec.metadata
+        else None,
     )

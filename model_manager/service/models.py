@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from model_manager.core import ids
 from model_manager.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from model_manager.core.file_rule import FileRule
 from model_manager.core.identity import Identity, Role
 from model_manager.core.units import human_bytes
 from model_manager.proto.llmariner.models.server.v1 import (
@@ -132,6 +133,11 @@ class ModelsService:
         if req.is_fine_tuned_model:
             if req.convert is not None:
                 raise InvalidArgument("convert applies to base models only, not to fine-tuned ones")
+            if req.include or req.exclude or req.allow_pickle:
+                raise InvalidArgument(
+                    "include, exclude and allow_pickle apply to base models only; a fine-tuned model's location "
+                    "is stored as it is"
+                )
             return await self._create_fine_tuned(who, req, config)
         return await self._create_base(who, req, config)
 
@@ -153,6 +159,9 @@ class ModelsService:
         else:
             raise InvalidArgument(f"source_repository must be one of {_BASE_SOURCES} for a base model")
         gguf = validate.check_gguf_type(req.convert.gguf) if req.convert is not None else ""
+        rule = FileRule.checked(req.include, req.exclude, req.allow_pickle)
+        if not rule.default_selection and source == SourceRepository.OLLAMA:
+            raise InvalidArgument("include/exclude: an Ollama model is stored whole (its manifest names its files)")
         if gguf and source == SourceRepository.OLLAMA:
             raise InvalidArgument(
                 "convert.gguf: an Ollama model is stored as GGUF already; there is nothing to convert"
@@ -162,7 +171,7 @@ class ModelsService:
         facts = None
         if self.source_check is not None and not req.skip_source_check:
             # Before the transaction: no connection is held while the source answers.
-            facts = await self.source_check.check(model_id, int(source), revision, gguf)
+            facts = await self.source_check.check(model_id, int(source), revision, gguf, rule)
             if facts is not None:
                 found = {
                     # Loads (and retries) read the commit the check saw, not whatever the branch points to later.
@@ -199,6 +208,7 @@ class ModelsService:
                     "loading_status": LoadingStatus.REQUESTED,
                     "requested_revision": revision,
                     "convert_gguf": gguf,
+                    "file_rule": rule.encode(),
                     "config": model_config.encode(config),
                     **found,
                 },

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from model_manager.core.file_rule import DEFAULT_RULE, FileRule
+
 
 class SourceFacts(Protocol):
     @property
@@ -18,9 +20,12 @@ class SourceFacts(Protocol):
 
 
 class SourceCheck(Protocol):
-    async def check(self, model_id: str, source: int, revision: str, convert: str = "") -> SourceFacts | None:
-        """The source's facts about the model; None when the source could not be asked in time (the request is
-        accepted unchecked and the loader finds out). Raises NotFound when the source has no such model and
-        PermissionDenied when it will not serve it, each with a message that says how to fix it; with `convert`
-        (a GGUF type), InvalidArgument naming the architecture when the model cannot be converted."""
+    async def check(
+        self, model_id: str, source: int, revision: str, convert: str = "", rule: FileRule = DEFAULT_RULE
+    ) -> SourceFacts | None:
+        """The source's facts about the files `rule` selects of the model; None when the source could not be asked
+        in time (the request is accepted unchecked and the loader finds out). Raises NotFound when the source has
+        no such model and PermissionDenied when it will not serve it, each with a message that says how to fix it;
+        with `convert` (a GGUF type), InvalidArgument naming the architecture when the model cannot be converted;
+        InvalidArgument when the rule selects no file, or pickles it does not allow."""
         ...

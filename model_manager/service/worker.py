@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from model_manager.core import ids, metrics
 from model_manager.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from model_manager.core.file_rule import FileRule
 from model_manager.core.identity import Identity
 from model_manager.proto.llmariner.models.server.v1 import (
     AcquireUnloadedBaseModelRequest,
@@ -302,6 +304,7 @@ class WorkerService(LoadingStatusService):
             attempt=rec.attempt,
             revision=rec.requested_revision,
             convert_gguf=rec.convert_gguf,
+            **_file_rule(rec.file_rule),
         )
 
     async def acquire_unloaded_model(
@@ -327,3 +330,8 @@ class WorkerService(LoadingStatusService):
         if rec is not None:
             metrics.LOADS.labels("started").inc()
         return rec
+
+
+def _file_rule(stored: str) -> dict[str, Any]:
+    rule = FileRule.decode(stored)
+    return {"include": list(rule.include), "exclude": list(rule.exclude), "allow_pickle": rule.allow_pickle}

@@ -101,6 +101,7 @@ class ModelRecord:
     content_key: str = ""  # what the files are: models of a tenant with the same key share them
     content_path: str = ""  # where a load of this model writes, while it loads or after it failed
     convert_gguf: str = ""  # the GGUF tensor type a requested model is converted to once loaded ("" for none)
+    file_rule: str = ""  # which of its source's files a requested model's load stores (FileRule.encode)
     # fine-tuned models only
     organization_id: str = ""
     base_model_id: str = ""
@@ -160,6 +161,7 @@ class ModelColumns(TypedDict, total=False):
     content_key: str
     content_path: str
     convert_gguf: str
+    file_rule: str
     # fine-tuned models only
     organization_id: str
     base_model_id: str

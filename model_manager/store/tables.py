@@ -88,6 +88,8 @@ base_models = Table(
     Column("content_path", Text, nullable=False, server_default=""),
     # On a requested model: the GGUF tensor type its load converts it to once the files are stored ("" for none).
     Column("convert_gguf", String(16), nullable=False, server_default=""),
+    # On a requested model: which of its source's files to store (core/file_rule.py; "" for the default).
+    Column("file_rule", Text, nullable=False, server_default=""),
     *_loading_columns(),
     UniqueConstraint("tenant_id", "model_id", "project_id", name="uq_base_models_tenant_model_project"),
     Index("ix_base_models_listing", "tenant_id", "activation_status", "model_id"),

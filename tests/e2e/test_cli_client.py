@@ -19,6 +19,7 @@ from tests.checkpoints import Checkpoint
 from tests.e2e.conftest import Proc, embedded_config, start
 from tests.fakes.hub import Hub
 from tests.fakes.threaded import serve_in_thread
+from tests.loader.test_file_selection import CONFIG, EVIL_BIN, duplicated_repo
 
 
 def _cli(proc: Proc, *args: str, key: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -186,5 +187,51 @@ def test_one_request_converts_to_gguf_from_the_terminal(tmp_path: Path) -> None:
             assert reader.fields["general.architecture"].contents() == "llama"
             assert (stored.parent / "model.safetensors").is_file()  # next to the source files
             assert json.loads(_cli(proc, "get", "org-tiny", "--json").stdout)["loading_status"].endswith("SUCCEEDED")
+        finally:
+            proc.stop()
+
+
+def test_the_files_stored_are_chosen_from_the_terminal(tmp_path: Path) -> None:
+    """The default selection shown by `models get`, --include/--exclude, and pickles: refused at create time
+    without --allow-pickle, scanned with it."""
+    hub = Hub()
+    hub.add("org/dup", duplicated_repo())
+    hub.add("org/dup2", duplicated_repo())
+    hub.add("org/evil", {"config.json": CONFIG, "pytorch_model.bin": EVIL_BIN})
+    with serve_in_thread(hub.app()) as hub_url:
+        config = {**embedded_config(tmp_path, loader=True), "loading": {"checkSource": True}}
+        proc = start(config, tmp_path, env={"HF_ENDPOINT": hub_url})
+        try:
+            made = _cli(proc, "create", "base", "org/dup", "--source-repository", "hugging-face", "--wait")
+            assert made.returncode == 0, made.stderr
+            shown = _cli(proc, "get", "org-dup").stdout
+            assert "NOT STORED (7 files, " in shown, shown
+            assert re.search(r"tf_model\.h5\s+39\.1 KiB\s+TensorFlow copy of the weights; safetensors stored", shown)
+            [weights] = list((tmp_path / "objects").rglob("model.safetensors"))
+            assert sorted(p.name for p in weights.parent.iterdir()) == [
+                "README.md",
+                "config.json",
+                "model.safetensors",
+                "tokenizer.json",
+            ]
+
+            chosen = _cli(
+                proc,
+                *("create", "base", "org/dup2", "--source-repository", "hugging-face", "--wait"),
+                *("--include", "*.json", "--include", "tf_model.h5", "--exclude", "tokenizer*"),
+            )
+            assert chosen.returncode == 0, chosen.stderr
+            model = json.loads(_cli(proc, "get", "org-dup2", "--json").stdout)
+            assert sorted(f["path"] for f in model["files"]) == ["config.json", "tf_model.h5"]
+
+            refused = _cli(proc, "create", "base", "org/evil", "--source-repository", "hugging-face")
+            assert refused.returncode == 1 and "(HTTP 400)" in refused.stderr
+            assert "pickles (pytorch_model.bin)" in refused.stderr and "--allow-pickle" in refused.stderr
+            scanned = _cli(
+                proc, "create", "base", "org/evil", "--source-repository", "hugging-face", "--allow-pickle", "--wait"
+            )
+            assert scanned.returncode == 1
+            assert "imports posix.system" in scanned.stderr, scanned.stderr
+            assert [p for p in (tmp_path / "objects").rglob("*") if "evil" in p.as_posix() and p.is_file()] == []
         finally:
             proc.stop()

@@ -266,3 +266,29 @@ async def test_every_field_sent_with_a_wrong_wire_type_is_invalid_argument_namin
                     assert f"field {name} " in details, (method.name, name, details)
                     checked += 1
     assert checked > 300
+
+
+async def test_the_file_selection_goes_from_the_request_to_the_claim(stubs: tuple[Any, Any], grpcio_pb: Any) -> None:
+    pb2 = grpcio_pb.pb2
+    models, worker = stubs
+    await models.CreateModel(
+        pb2.CreateModelRequest(
+            id="org/name",
+            source_repository=pb2.SOURCE_REPOSITORY_HUGGING_FACE,
+            include=["*.json", "model-*.safetensors"],
+            exclude=["consolidated*"],
+            allow_pickle=True,
+        )
+    )
+    claim = await worker.AcquireUnloadedBaseModel(pb2.AcquireUnloadedBaseModelRequest())
+    assert (list(claim.include), list(claim.exclude), claim.allow_pickle) == (
+        ["*.json", "model-*.safetensors"],
+        ["consolidated*"],
+        True,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await models.CreateModel(
+            pb2.CreateModelRequest(id="gemma:2b", source_repository=pb2.SOURCE_REPOSITORY_OLLAMA, exclude=["*"])
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "an Ollama model is stored whole" in (info.value.details() or "")

@@ -13,12 +13,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from model_manager.api import openapi
 from model_manager.api.rest import RestApi
 from model_manager.config import LimitsConfig
+from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext
 from model_manager.service.health import Health
 from model_manager.service.models import ModelsService
 from model_manager.store.database import Database
 from tests.conftest import free_port
-from tests.helpers import Api, no_auth
+from tests.helpers import WORKER, Api, no_auth
 
 
 @pytest.fixture
@@ -217,3 +218,31 @@ async def test_limits_are_configurable(ctx: ServiceContext) -> None:
         assert len(page["data"]) == 2 and page["has_more"] and page["total_items"] == 3
     finally:
         await client.close()
+
+
+async def test_the_file_selection_is_taken_from_the_body_and_handed_to_the_loader(
+    http: TestClient,  # type: ignore[type-arg]
+    api: Api,
+) -> None:
+    body = {
+        "id": "org/name",
+        "source_repository": "SOURCE_REPOSITORY_HUGGING_FACE",
+        "include": ["*.json", "*.safetensors"],
+        "exclude": ["original/"],
+        "allow_pickle": True,
+    }
+    r = await http.post("/v1/models", json=body)
+    assert r.status == 200, await r.text()
+    claim = await api.worker.acquire_unloaded_base_model(WORKER, pb.AcquireUnloadedBaseModelRequest())
+    assert (claim.base_model_id, claim.include, claim.exclude, claim.allow_pickle) == (
+        "org/name",
+        ["*.json", "*.safetensors"],
+        ["original/"],
+        True,
+    )
+    bad = await http.post("/v1/models", json={**body, "id": "org/other", "include": ["/etc/passwd"]})
+    assert bad.status == 400
+    assert "include: '/etc/passwd' is not a pattern" in _error(await bad.json(), 3, "invalid_argument")
+    bad = await http.post("/v1/models", json={**body, "id": "org/other", "allow_pickle": "yes"})
+    assert bad.status == 400 and "allow_pickle" in _error(await bad.json(), 3, "invalid_argument")
+    assert [m.id for m in (await api.list(include_loading_models=True)).data] == ["org/name"]

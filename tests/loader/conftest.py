@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from model_manager.api.grpc import InFlight, WorkerServicer
-from model_manager.config import Config, parse_config
+from model_manager.config import Config, S3Config, parse_config
 from model_manager.core.identity import Identity
 from model_manager.loader.jobs import Jobs
 from model_manager.loader.loop import LoaderLoop
@@ -24,6 +24,7 @@ from model_manager.loader.retry import RetryPolicy
 from model_manager.loader.sources.factory import SourceFactory
 from model_manager.objectstore.base import ObjectStore
 from model_manager.objectstore.local import LocalStore
+from model_manager.objectstore.s3 import S3Store
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.context import ServiceContext
 from model_manager.service.worker import WorkerService
@@ -148,3 +149,31 @@ async def harness(lctx: ServiceContext, hub: Hub, registry: tuple[Registry, str]
     raw = harness_config(registry[1])
     async with aiohttp.ClientSession() as http:
         yield Harness(lctx, lctx.objects, hub, raw, http, RetryPolicy(base_delay=0.01, max_delay=0.05))
+
+
+@pytest.fixture
+async def s3_harness(harness: Harness, s3_endpoint: str, s3_bucket: str) -> AsyncIterator[Harness]:
+    store = S3Store(
+        S3Config(endpoint_url=s3_endpoint, region="us-east-1", bucket=s3_bucket, part_size_mib=5, parts_in_flight=3)
+    )
+    harness.store = store
+    harness.raw = {
+        **harness.raw,
+        "objectStore": {
+            "s3": {
+                "endpointUrl": s3_endpoint,
+                "region": "us-east-1",
+                "bucket": s3_bucket,
+                "partSizeMiB": 5,
+                "partsInFlight": 3,
+            }
+        },
+    }
+    yield harness
+    await store.close()
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_harness(request: pytest.FixtureRequest) -> Harness:
+    """The harness storing into a local directory, then into S3 (moto)."""
+    return request.getfixturevalue("harness" if request.param == "local" else "s3_harness")  # type: ignore[no-any-return]

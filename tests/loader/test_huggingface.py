@@ -168,7 +168,7 @@ async def test_models_over_the_limits_fail_before_anything_is_written(
     assert await harness.store.list_objects("models/") == []
 
 
-@pytest.mark.parametrize("name", ["../escape.bin", "sub/../../escape.bin", "a\\b.bin", "bad\x01name.bin"])
+@pytest.mark.parametrize("name", ["../escape.dat", "sub/../../escape.dat", "a\\b.dat", "bad\x01name.dat"])
 async def test_hostile_file_names_from_a_source_fail_the_model_and_write_nothing(
     harness: Harness, api: Api, tmp_path: Path, name: str
 ) -> None:
@@ -179,4 +179,4 @@ async def test_hostile_file_names_from_a_source_fail_the_model_and_write_nothing
     assert model.loading_status == pb.ModelLoadingStatus.FAILED
     assert "invalid object key" in model.loading_failure_reason
     assert await harness.store.list_objects("") == []
-    assert not list(tmp_path.parent.rglob("escape.bin"))
+    assert not list(tmp_path.parent.rglob("escape.dat"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import boto3
@@ -12,7 +11,6 @@ import pytest
 from grpclib import GRPCError
 from grpclib.const import Status
 
-from model_manager.config import S3Config
 from model_manager.core.errors import NotFound, PermissionDenied
 from model_manager.loader.retry import RetryPolicy
 from model_manager.objectstore.s3 import S3Store
@@ -236,28 +234,6 @@ async def test_fine_tuned_from_hugging_face_into_its_dest_path(harness: Harness,
 
 
 # ---- S3: as the store, and as a source --------------------------------------------------------------------
-
-
-@pytest.fixture
-async def s3_harness(harness: Harness, s3_endpoint: str, s3_bucket: str) -> AsyncIterator[Harness]:
-    store = S3Store(
-        S3Config(endpoint_url=s3_endpoint, region="us-east-1", bucket=s3_bucket, part_size_mib=5, parts_in_flight=3)
-    )
-    harness.store = store
-    harness.raw = {
-        **harness.raw,
-        "objectStore": {
-            "s3": {
-                "endpointUrl": s3_endpoint,
-                "region": "us-east-1",
-                "bucket": s3_bucket,
-                "partSizeMiB": 5,
-                "partsInFlight": 3,
-            }
-        },
-    }
-    yield harness
-    await store.close()
 
 
 async def test_real_model_into_s3_with_multipart_uploads(s3_harness: Harness, api: Api) -> None:

@@ -36,6 +36,11 @@ class Source(ABC):
         """The revision, if it names these exact files for good (a commit, a digest); "" if it may move."""
         return self.revision
 
+    @property
+    def single_file(self) -> bool:
+        """Whether the request named one file of the source (stored as asked, whatever it is)."""
+        return False
+
     @abstractmethod
     async def list_files(self) -> list[RemoteFile]: ...
 

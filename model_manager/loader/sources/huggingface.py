@@ -54,6 +54,10 @@ class HuggingFaceSource(Source):
         # A branch or tag moves; only a commit names the files for good.
         return self.revision if _COMMIT.fullmatch(self.revision) else ""
 
+    @property
+    def single_file(self) -> bool:
+        return bool(self.ref.file)
+
     async def _hub(self, call: Callable[[], T]) -> T:
         try:
             return await asyncio.to_thread(call)
