@@ -10,7 +10,17 @@ import logging
 import tempfile
 from pathlib import Path
 
-from bench import auth_overhead, claims, conversion, hot_paths, loader_ceiling, models_in_use, transfer, watchers
+from bench import (
+    auth_overhead,
+    claims,
+    conversion,
+    hf_serving,
+    hot_paths,
+    loader_ceiling,
+    models_in_use,
+    transfer,
+    watchers,
+)
 from bench.common import ROOT, Report, machine
 from tests.checkpoints import Checkpoint
 
@@ -18,7 +28,7 @@ from tests.checkpoints import Checkpoint
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round; for the test suite")
-    benches = ["hot", "inuse", "transfer", "ceiling", "claims", "auth", "watch", "convert"]
+    benches = ["hot", "inuse", "transfer", "ceiling", "claims", "auth", "watch", "convert", "hf"]
     p.add_argument("--only", choices=benches, action="append")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -66,6 +76,11 @@ def main() -> None:
                 watchers.run(report, tmp, clients=5, seconds=1, rounds=1)
             else:
                 watchers.run(report, tmp)
+        if "hf" in only:
+            if args.smoke:
+                hf_serving.run(report, tmp, size_mib=8, rounds=1, clients=2)
+            else:
+                hf_serving.run(report, tmp)
     print(f"{machine()}\n\n{report.table()}")
     for note in report.notes:
         print(f"- {note}")

@@ -20,6 +20,7 @@ from grpclib.const import Status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from model_manager.api import openapi
+from model_manager.api.hf import HfFront
 from model_manager.api.json_codec import from_json, from_query, query_flag, to_json
 from model_manager.api.routes import ROUTES
 from model_manager.api.status import error_body, status_of
@@ -43,6 +44,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
 )
 from model_manager.service.auth import Api, Authenticator, Credentials
 from model_manager.service.models import ModelsService
+from model_manager.service.serving import Serving
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +256,9 @@ class RestApi:
                 app.router.add_route(route.method, aiohttp_path(route.path), handler)
         for method, verbs in actions.items():
             app.router.add_route(method, aiohttp_path(MODEL_PATH), functools.partial(self.model_action, verbs, None))
+        ctx = self.service.ctx
+        expiry = self.http.hf_redirect_expiry if self.http.hf_redirect else None
+        HfFront(Serving(ctx), ctx.objects, self.who, expiry).add_routes(app)
         return app
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -85,6 +85,16 @@ class HttpConfig(Settings):
     body_timeout: float = setting(
         "bodyTimeout", Duration(positive=True), 60.0, "answer 408 when a request body takes longer than this to arrive"
     )
+    hf_redirect: bool = setting(
+        "hfRedirect",
+        Bool(),
+        False,
+        "on an S3 store, answer file downloads of the /hf endpoint with a redirect to a presigned URL of the "
+        "object (bytes go from the bucket to the engine) instead of streaming them through the server",
+    )
+    hf_redirect_expiry: float = setting(
+        "hfRedirectExpiry", Duration(positive=True), 300.0, "how long a presigned URL of hfRedirect stays valid"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

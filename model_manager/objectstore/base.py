@@ -81,6 +81,10 @@ class ObjectStore(ABC):
     def read(self, key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         """Stream the object's bytes, from byte `offset` on (at most `length` of them)."""
 
+    async def presigned_get(self, key: str, expires: float) -> str | None:
+        """A URL that reads the object without credentials for `expires` seconds; None for a store without them."""
+        return None
+
     @abstractmethod
     async def list_objects(self, prefix: str) -> list[ObjectInfo]:
         """Objects whose key starts with `prefix`, sorted by key."""

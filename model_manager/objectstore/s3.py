@@ -243,6 +243,14 @@ class S3Store(ObjectStore):
             await asyncio.shield(self._abort(s3, key, upload_id))
             raise
 
+    async def presigned_get(self, key: str, expires: float) -> str | None:
+        s3 = await self.client()
+        with _translated(f"signing a URL for {key}"):
+            url = await s3.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": check_key(key)}, ExpiresIn=max(1, int(expires))
+            )
+        return str(url)
+
     async def stat(self, key: str) -> ObjectInfo | None:
         s3 = await self.client()
         try:

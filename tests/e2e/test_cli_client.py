@@ -235,3 +235,35 @@ def test_the_files_stored_are_chosen_from_the_terminal(tmp_path: Path) -> None:
             assert [p for p in (tmp_path / "objects").rglob("*") if "evil" in p.as_posix() and p.is_file()] == []
         finally:
             proc.stop()
+
+
+def test_an_engine_downloads_a_stored_model_with_hf_endpoint_and_hf_token(tmp_path: Path) -> None:
+    """What an engine's pod does: `hf download` (huggingface_hub's own command) with HF_ENDPOINT=<server>/hf and
+    HF_TOKEN=<a reader key>, against `model-manager run` with auth on."""
+    hub = Hub()
+    files = {"config.json": b'{"model_type": "bert"}', "model.safetensors": bytes(range(256)) * 8192}
+    hub.add("org/model", files)
+    with serve_in_thread(hub.app()) as hub_url:
+        config = {**embedded_config(tmp_path, loader=True), "auth": {"enable": True}}
+        proc = start(config, tmp_path, env={"HF_ENDPOINT": hub_url})
+        try:
+            config_file = next(tmp_path.glob("config-all-*.yaml"))
+            admin, reader = _key(config_file, "admin"), _key(config_file, "reader")
+            made = _cli(proc, "create", "base", "org/model", "--source-repository", "hugging-face", "--wait", key=admin)
+            assert made.returncode == 0, made.stderr
+            hf = Path(sys.executable).with_name("hf")
+            env = {
+                **os.environ,
+                "HF_ENDPOINT": f"http://127.0.0.1:{proc.http}/hf",
+                "HF_HOME": str(tmp_path / "hf-home"),
+                "HF_HUB_DISABLE_TELEMETRY": "1",
+            }
+            out = tmp_path / "engine"
+            command = [str(hf), "download", "org/model", "--local-dir", str(out)]
+            refused = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+            assert refused.returncode != 0 and not out.joinpath("model.safetensors").exists()
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**env, "HF_TOKEN": reader})
+            assert done.returncode == 0, done.stderr
+            assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
+        finally:
+            proc.stop()

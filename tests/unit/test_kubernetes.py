@@ -99,3 +99,13 @@ def test_servers_are_probed_locked_down_and_reached_by_their_services() -> None:
         assert svc["spec"]["ports"][0]["targetPort"] in ports
     job = _by_kind("Job")["model-manager-migrate"]["spec"]["template"]["spec"]
     assert job["containers"][0]["args"][0] == "migrate"
+
+
+def test_the_engine_example_points_at_the_hf_endpoint_of_the_http_service() -> None:
+    [engine] = [d for d in yaml.safe_load_all((ROOT / "deploy" / "examples" / "engine-vllm.yaml").read_text()) if d]
+    kubernetes_validate.validate(engine, KUBERNETES_VERSION, strict=True)
+    env = {e["name"]: e for e in engine["spec"]["template"]["spec"]["containers"][0]["env"]}
+    service = _by_kind("Service")["model-manager-http"]
+    port = service["spec"]["ports"][0]["port"]
+    assert env["HF_ENDPOINT"]["value"] == f"http://model-manager-http:{port}/hf"
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "engine-hf-token"
