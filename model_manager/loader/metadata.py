@@ -6,6 +6,7 @@
   shapes), the dominant tensor type as the quantization, context length.
 - an Ollama config blob: family and file type, when no GGUF header said better.
 - the model card's front matter (`README.md`): the license.
+- `auto_map` in `config.json` or `tokenizer_config.json`: the model needs code of its own (requires_remote_code).
 
 Each file is watched by a `FileWatcher` that keeps only the bytes its kind needs (a safetensors header's length
 is known after 8 bytes; a GGUF header is parsed as blocks arrive and dropped once complete), up to a cap.
@@ -82,6 +83,8 @@ class FileWatcher:
         self.kind = (
             "config"
             if name == "config.json"
+            else "tokenizer-config"
+            if name == "tokenizer_config.json"
             else "card"
             if name.lower() == "readme.md"
             else "safetensors"
@@ -113,6 +116,8 @@ class FileWatcher:
             data = bytes(self.buffer)
             if self.kind == "config":
                 _config(jsondoc.parse(data), self.found)
+            elif self.kind == "tokenizer-config":
+                self.found.remote_code = _auto_map(jsondoc.parse(data))
             elif self.kind == "card":
                 _card(data.decode("utf-8", "replace"), self.found)
             elif self.kind == "ollama-config":
@@ -197,10 +202,15 @@ def _config(cfg: Any, found: Found) -> None:
     for key in _CONTEXT_KEYS:
         if isinstance(cfg.get(key), int) and not found.context_length:
             found.context_length = cfg[key]
-    found.remote_code = found.remote_code or isinstance(cfg.get("auto_map"), dict)
+    found.remote_code = found.remote_code or _auto_map(cfg)
     quant = cfg.get("quantization_config")
     if isinstance(quant, dict) and isinstance(quant.get("quant_method"), str):
         found.quantization = found.quantization or quant["quant_method"]
+
+
+def _auto_map(cfg: Any) -> bool:
+    """Whether a config maps classes to the repo's own code (transformers runs it with trust_remote_code)."""
+    return isinstance(cfg, dict) and isinstance(cfg.get("auto_map"), (dict, list)) and bool(cfg["auto_map"])
 
 
 def _card(text: str, found: Found) -> None:

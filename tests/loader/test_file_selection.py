@@ -139,15 +139,19 @@ async def test_remote_code_is_flagged(any_harness: Harness, api: Api) -> None:
     any_harness.hub.add("org/auto", {"config.json": auto_map, "model.safetensors": b"w" * 10})
     any_harness.hub.add("org/code", {"config.json": CONFIG, "model.safetensors": b"w" * 10, "modeling_x.py": b"pass\n"})
     any_harness.hub.add("org/plain", {"config.json": CONFIG, "model.safetensors": b"w" * 10})
-    for repo in ("org/auto", "org/code", "org/plain"):
+    tokenizer = json.dumps({"auto_map": {"AutoTokenizer": ["tokenization_x.XTokenizer", None]}}).encode()
+    any_harness.hub.add(
+        "org/tok", {"config.json": CONFIG, "model.safetensors": b"w" * 10, "tokenizer_config.json": tokenizer}
+    )
+    for repo in ("org/auto", "org/code", "org/plain", "org/tok"):
         await api.request_base(repo)
     await any_harness.drain()
     flags = {}
-    for model_id in ("org-auto", "org-code", "org-plain"):
+    for model_id in ("org-auto", "org-code", "org-plain", "org-tok"):
         model = await _model(api, model_id)
         assert model.metadata is not None, model.loading_failure_reason
         flags[model_id] = model.metadata.requires_remote_code
-    assert flags == {"org-auto": True, "org-code": True, "org-plain": False}
+    assert flags == {"org-auto": True, "org-code": True, "org-plain": False, "org-tok": True}
 
 
 async def test_a_sharded_index_is_honoured(any_harness: Harness, api: Api) -> None:
