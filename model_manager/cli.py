@@ -1,4 +1,4 @@
-"""`model-manager run|migrate|keys|models`: parse arguments, load the config (not for `models`), run."""
+"""`model-manager run|migrate|keys|models|aliases`: parse arguments, load the config (not for `models`), run."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import sys
 
 from model_manager import app, keys_cli
+from model_manager.client import aliases as aliases_cli
 from model_manager.client import cli as client_cli
 from model_manager.config import Config, ConfigError, load_config
 from model_manager.core import logs
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     mig.add_argument("--config", required=True, help="YAML configuration file")
     keys_cli.add_parser(sub)
     client_cli.add_parser(sub)
+    aliases_cli.add_parser(sub)
     return p
 
 
@@ -44,9 +46,9 @@ async def _migrate(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "models":  # a client of a running server: no config file, no database
+    if args.command in ("models", "aliases"):  # a client of a running server: no config file, no database
         try:
-            return client_cli.run(args)
+            return client_cli.run(args) if args.command == "models" else aliases_cli.run(args)
         except client_cli.UsageError as e:
             print(f"model-manager: {e}", file=sys.stderr)
             return 2

@@ -25,6 +25,7 @@ from model_manager.core.errors import ServiceError
 from model_manager.core.identity import DEFAULT_WORKER_IDENTITY, Identity
 from model_manager.proto.google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from model_manager.proto.llmariner.models.server import v1 as pb
+from model_manager.service.aliases import AliasService
 from model_manager.service.auth import Api, Authenticator, Credentials
 from model_manager.service.models import ModelsService
 from model_manager.service.worker import WorkerService
@@ -186,6 +187,7 @@ class ModelsServicer(_Servicer, pb.ModelsServiceBase):
 
     def __init__(self, service: ModelsService, inflight: InFlight, auth: Authenticator) -> None:
         self.service = service
+        self.aliases = AliasService(service.ctx)
         self.inflight = inflight
         self.auth = auth
 
@@ -215,6 +217,18 @@ class ModelsServicer(_Servicer, pb.ModelsServiceBase):
 
     async def retry_model(self, message: pb.RetryModelRequest) -> pb.Model:
         return await self._call(self.service.retry_model, message)
+
+    async def set_alias(self, message: pb.SetAliasRequest) -> pb.Alias:
+        return await self._call(self.aliases.set_alias, message)
+
+    async def get_alias(self, message: pb.GetAliasRequest) -> pb.Alias:
+        return await self._call(self.aliases.get_alias, message)
+
+    async def list_aliases(self, message: pb.ListAliasesRequest) -> pb.ListAliasesResponse:
+        return await self._call(self.aliases.list_aliases, message)
+
+    async def delete_alias(self, message: pb.DeleteAliasRequest) -> pb.DeleteAliasResponse:
+        return await self._call(self.aliases.delete_alias, message)
 
     async def watch_model(self, message: pb.WatchModelRequest) -> AsyncIterator[pb.Model]:
         events = self.service.watch_model_encoded(_caller.get() or self.local_caller, message, PROTO)

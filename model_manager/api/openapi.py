@@ -72,8 +72,10 @@ def _ref(message: type[betterproto2.Message], schemas: dict[str, Any]) -> dict[s
 
 def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     params: list[dict[str, Any]] = []
-    if "{id}" in route.path:
-        params.append({"name": "id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}})
+    for name in ("id", "name"):
+        if f"{{{name}}}" in route.path:
+            schema = {"type": "string", "minLength": 1}
+            params.append({"name": name, "in": "path", "required": True, "schema": schema})
     if route.query is not None:
         for f in route.query.DESCRIPTOR.fields:  # type: ignore[attr-defined]
             if f.name != "id" and f.type != FieldDescriptor.TYPE_MESSAGE and not f.is_repeated:

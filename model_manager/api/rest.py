@@ -34,14 +34,19 @@ from model_manager.proto.llmariner.models.server.v1 import (
     ActivateModelRequest,
     CreateModelRequest,
     DeactivateModelRequest,
+    DeleteAliasRequest,
     DeleteModelRequest,
+    GetAliasRequest,
     GetModelRequest,
+    ListAliasesRequest,
     ListModelsRequest,
     Model,
     RetryModelRequest,
+    SetAliasRequest,
     UpdateModelRequest,
     WatchModelRequest,
 )
+from model_manager.service.aliases import AliasService
 from model_manager.service.auth import Api, Authenticator, Credentials
 from model_manager.service.models import ModelsService
 from model_manager.service.serving import Serving
@@ -219,6 +224,7 @@ class RestApi:
         access_log: bool = True,
     ) -> None:
         self.service = service
+        self.aliases = AliasService(service.ctx)
         self.auth = auth
         self.ready = ready
         self.refresh_metrics = refresh_metrics
@@ -318,6 +324,21 @@ class RestApi:
         req.id = request.match_info["id"]
         events = self.service.watch_model_encoded(self.who(request), req, JSON)
         return await stream_lines(request, events, request.get(REQUEST_ID))
+
+    async def list_aliases(self, request: web.Request) -> web.Response:
+        return _ok(await self.aliases.list_aliases(self.who(request), ListAliasesRequest()))
+
+    async def set_alias(self, request: web.Request) -> web.Response:
+        req = from_json(SetAliasRequest, await _body(request))
+        req.name = request.match_info["name"]
+        return _ok(await self.aliases.set_alias(self.who(request), req))
+
+    async def get_alias(self, request: web.Request) -> web.Response:
+        return _ok(await self.aliases.get_alias(self.who(request), GetAliasRequest(name=request.match_info["name"])))
+
+    async def delete_alias(self, request: web.Request) -> web.Response:
+        req = DeleteAliasRequest(name=request.match_info["name"])
+        return _ok(await self.aliases.delete_alias(self.who(request), req))
 
     async def model_action(
         self, actions: dict[str, Handler], plain: Handler | None, request: web.Request

@@ -69,6 +69,17 @@ ROUTES: tuple[Route, ...] = (
         media="application/x-ndjson",
     ),
     Route("POST", "/v1/models/{id}:activate", "activate_model", "activate a model", response=pb.ActivateModelResponse),
+    Route("GET", "/v1/aliases", "list_aliases", "list the aliases the caller sees", response=pb.ListAliasesResponse),
+    Route(
+        "PUT",
+        "/v1/aliases/{name}",
+        "set_alias",
+        "create an alias, or point it at another model (one atomic change)",
+        body=pb.SetAliasRequest,
+        response=pb.Alias,
+    ),
+    Route("GET", "/v1/aliases/{name}", "get_alias", "an alias, the model it names and its history", response=pb.Alias),
+    Route("DELETE", "/v1/aliases/{name}", "delete_alias", "delete an alias", response=pb.DeleteAliasResponse),
     Route(
         "POST",
         "/v1/models/{id}:deactivate",

@@ -66,6 +66,7 @@ def model_fields(rec: ModelRecord) -> dict[str, Any]:
     ]
     if rec.metadata:
         fields["metadata"] = metadata_fields(rec.metadata)
+    fields["aliases"] = list(rec.aliases)
     return fields
 
 

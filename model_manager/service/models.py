@@ -6,6 +6,7 @@ import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from model_manager.core import ids
 from model_manager.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -35,9 +36,9 @@ from model_manager.service.cache import Encoding, ListScope, ModelScope
 from model_manager.service.context import ServiceContext
 from model_manager.service.convert import to_model
 from model_manager.service.file_removal import FileRemoval
-from model_manager.service.lookup import find_visible
+from model_manager.service.lookup import find_visible, resolve, with_aliases
 from model_manager.service.source_check import SourceCheck
-from model_manager.store import catalog, listing, loading
+from model_manager.store import aliases, catalog, listing, loading
 from model_manager.store.database import Conn
 from model_manager.store.listing import Page
 from model_manager.store.records import Activation, Kind, LoadingStatus, ModelColumns, ModelRecord
@@ -73,6 +74,19 @@ class ModelsService:
     async def get_model_encoded(self, who: Identity, req: GetModelRequest, encoding: Encoding) -> bytes:
         """GetModel's answer written by the front, reused from the cache while the catalogue stands."""
         self._check_get(who, req)
+        try:
+            return await self._answer(who, req, encoding)
+        except NotFound:
+            # Not a model: maybe an alias. Read uncached, so that a re-point shows at once on every replica; the
+            # model it names is answered (and cached) as itself.
+            async with self.ctx.db.reading() as conn:
+                target = await resolve(conn, who, req.id, who.project_id)
+            if target is None:
+                raise
+            aliased = GetModelRequest(id=target, include_loading_model=req.include_loading_model)
+            return await self._answer(who, aliased, encoding)
+
+    async def _answer(self, who: Identity, req: GetModelRequest, encoding: Encoding) -> bytes:
         key = ("get", encoding.name, who.tenant_id, who.project_id, req.id, req.include_loading_model)
         scope = ModelScope(who.tenant_id, req.id)
         return await self.ctx.answer(key, scope, functools.partial(self._get, who=who, req=req), encoding.model)
@@ -84,7 +98,8 @@ class ModelsService:
 
     @staticmethod
     async def _get(conn: Conn, who: Identity, req: GetModelRequest) -> ModelRecord:
-        return await find_visible(conn, who, req.id, req.include_loading_model, who.project_id)
+        rec = await find_visible(conn, who, req.id, req.include_loading_model, who.project_id, follow_aliases=False)
+        return (await with_aliases(conn, who.tenant_id, [rec], who.project_id))[0]
 
     async def list_models_encoded(self, who: Identity, req: ListModelsRequest, encoding: Encoding) -> bytes:
         self._check_list(who, req)
@@ -117,7 +132,8 @@ class ModelsService:
             if group is None:
                 raise InvalidArgument(f'after: model "{req.after}" not found')
             after = (group, req.after)
-        return await listing.page(conn, scope, limit, after)
+        page = await listing.page(conn, scope, limit, after)
+        return replace(page, records=await with_aliases(conn, who.tenant_id, page.records, who.project_id))
 
     def watch_model_encoded(
         self, who: Identity, req: WatchModelRequest, encoding: Encoding
@@ -192,6 +208,9 @@ class ModelsService:
                 raise AlreadyExists(
                     f'model "{model_id}" clashes with model "{taken}", loaded as "{ids.converted(taken)}"'
                 )
+            alias = await aliases.taken(conn, who.tenant_id, candidates)
+            if alias is not None:
+                raise AlreadyExists(f'model "{model_id}" would have the name of the alias "{alias}"')
             await self._check_storage(conn, who, model_id)
             await self._check_source(conn, who, Kind.BASE, int(source), model_id)
             # Unchecked (or its source was slow), its size counts once its loader knows it; a tenant over its
@@ -270,6 +289,13 @@ class ModelsService:
 
     async def delete_model(self, who: Identity, req: DeleteModelRequest) -> DeleteModelResponse:
         async with self._changing(who, req.id, "deleting") as (conn, rec):
+            naming = await aliases.naming(conn, who.tenant_id, [rec.model_id])
+            if naming:
+                listed = ", ".join(f'"{n}"' for n in naming)
+                raise FailedPrecondition(
+                    f'model "{rec.model_id}" is named by the alias {listed}: point the alias at another model or '
+                    "delete it first"
+                )
             await catalog.delete_inactive_model(conn, rec)
             # A model deleted while it loads takes along what its load registered so far.
             discarded = await catalog.delete_registered_by(conn, rec)

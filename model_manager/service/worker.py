@@ -48,7 +48,7 @@ from model_manager.service.context import ServiceContext
 from model_manager.service.convert import stored_content, stored_files, stored_metadata, to_model
 from model_manager.service.leases import Leases
 from model_manager.service.loading_status import LoadingStatusService
-from model_manager.service.lookup import find_visible
+from model_manager.service.lookup import find_visible, with_aliases
 from model_manager.store import catalog, listing, loading, registry
 from model_manager.store.database import Conn
 from model_manager.store.listing import Page
@@ -80,7 +80,8 @@ class WorkerService(LoadingStatusService):
     async def get_model(self, who: Identity, req: GetModelRequest) -> Model:
         validate.check_id(req.id)
         async with self.ctx.db.reading() as conn:
-            return to_model(await find_visible(conn, who, req.id, True, None))
+            rec = await find_visible(conn, who, req.id, True, None)
+            return to_model((await with_aliases(conn, who.tenant_id, [rec], None))[0])
 
     async def list_models_encoded(self, who: Identity, req: ListModelsRequest, encoding: Encoding) -> bytes:
         """Every loaded model of the tenant, written by the front; reused from the cache while the catalogue stands."""
@@ -90,7 +91,7 @@ class WorkerService(LoadingStatusService):
 
     @staticmethod
     async def _list(conn: Conn, who: Identity) -> Page:
-        records = await listing.all_loaded(conn, who.tenant_id)
+        records = await with_aliases(conn, who.tenant_id, await listing.all_loaded(conn, who.tenant_id), None)
         return Page(records, False, len(records))
 
     async def register_model(self, who: Identity, req: RegisterModelRequest) -> RegisterModelResponse:

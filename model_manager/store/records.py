@@ -92,6 +92,8 @@ class ModelRecord:
     metadata: str = ""  # JSON of ModelMetadata's fields; "" when unknown
     metadata_architecture: str = ""  # lower-cased, for listing filters
     metadata_quantization: str = ""
+    aliased: bool = False  # an alias names this model (its names are looked up then)
+    aliases: tuple[str, ...] = ()  # not a column: the names of the aliases the caller sees, filled by the service
     # base models only
     formats: tuple[int, ...] = ()
     gguf_model_path: str = ""
@@ -152,6 +154,7 @@ class ModelColumns(TypedDict, total=False):
     metadata: str
     metadata_architecture: str
     metadata_quantization: str
+    aliased: bool
     # base models only
     formats: str
     gguf_model_path: str

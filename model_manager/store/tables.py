@@ -61,6 +61,8 @@ def _loading_columns() -> list[Column]:  # type: ignore[type-arg]
         # A number no other state of any model row ever had, set by a trigger at every insert and update
         # (migration 0013): the answer for a model id is valid while the versions of its rows stand.
         Column("version", BigInteger, nullable=False, server_default="0"),
+        # Whether an alias names this model (migration 0015): only then does a read look its aliases up.
+        Column("aliased", Boolean, nullable=False, server_default="0"),
     ]
 
 
@@ -195,4 +197,34 @@ tenant_versions = Table(
     Column("tenant_id", String(64), primary_key=True),
     Column("loaded", BigInteger, nullable=False),
     Column("changed", BigInteger, nullable=False),
+)
+
+# Aliases (migration 0015): stable names for models, one namespace per tenant, never equal to a model id. An alias
+# of a project has its project_id; one of the whole tenant has "".
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("project_id", String(ID_LEN), nullable=False, server_default=""),
+    Column("name", String(ID_LEN), nullable=False),
+    Column("model_id", String(ID_LEN), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("tenant_id", "name", name="uq_aliases_tenant_name"),
+    Index("ix_aliases_model", "tenant_id", "model_id"),
+)
+
+# Every change of an alias, for its history (removed with the alias).
+alias_changes = Table(
+    "alias_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("name", String(ID_LEN), nullable=False),
+    Column("from_model_id", String(ID_LEN), nullable=False, server_default=""),
+    Column("to_model_id", String(ID_LEN), nullable=False),
+    Column("changed_at", BigInteger, nullable=False),
+    Column("changed_by", String(32), nullable=False, server_default=""),
+    Index("ix_alias_changes_alias", "tenant_id", "name", "id"),
 )

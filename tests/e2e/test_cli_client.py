@@ -267,3 +267,38 @@ def test_an_engine_downloads_a_stored_model_with_hf_endpoint_and_hf_token(tmp_pa
             assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
         finally:
             proc.stop()
+
+
+def _aliases(proc: Proc, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MODEL_MANAGER_URL": f"http://127.0.0.1:{proc.http}"}
+    command = [sys.executable, "-m", "model_manager", "aliases", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_aliases_from_the_terminal(tmp_path: Path) -> None:
+    hub = Hub()
+    for name in ("org/a", "org/b"):
+        hub.add(name, {"config.json": b'{"model_type": "bert"}', "model.safetensors": b"w" * 4096})
+    with serve_in_thread(hub.app()) as hub_url:
+        proc = start(embedded_config(tmp_path, loader=True), tmp_path, env={"HF_ENDPOINT": hub_url})
+        try:
+            for name in ("org/a", "org/b"):
+                made = _cli(proc, "create", "base", name, "--source-repository", "hugging-face", "--wait")
+                assert made.returncode == 0, made.stderr
+            assert _aliases(proc, "set", "chat", "org-a").stdout == "chat -> org-a (new)\n"
+            assert _aliases(proc, "set", "chat", "org-b").stdout == "chat -> org-b (was org-a)\n"
+            shown = _aliases(proc, "get", "chat").stdout
+            assert shown.startswith("chat -> org-b  (tenant)\n") and "(created) -> org-a" in shown
+            assert "org-a -> org-b" in shown
+            assert _aliases(proc, "list").stdout.splitlines()[1].split() == ["chat", "org-b", "tenant"]
+            model = json.loads(_cli(proc, "get", "chat", "--json").stdout)
+            assert (model["id"], model["aliases"]) == ("org-b", ["chat"])
+            refused = _cli(proc, "delete", "org-b")
+            assert refused.returncode == 1 and 'named by the alias "chat"' in refused.stderr
+            bad = _aliases(proc, "set", "a:b", "org-a")
+            assert bad.returncode == 1 and "is not an alias name" in bad.stderr and "(HTTP 400)" in bad.stderr
+            assert _aliases(proc, "delete", "chat").stdout == "chat: deleted\n"
+            gone = _aliases(proc, "get", "chat")
+            assert gone.returncode == 1 and 'alias "chat" not found' in gone.stderr
+        finally:
+            proc.stop()

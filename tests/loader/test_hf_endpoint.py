@@ -29,6 +29,8 @@ from model_manager.api.rest import RestApi
 from model_manager.config import HttpConfig
 from model_manager.core.identity import Role
 from model_manager.objectstore.base import StoreError
+from model_manager.proto.llmariner.models.server import v1 as pb
+from model_manager.service.aliases import AliasService
 from model_manager.service.auth import Authenticator
 from model_manager.service.health import Health
 from model_manager.service.keys import KeyScope, KeyService
@@ -294,3 +296,11 @@ async def test_a_store_that_fails_before_the_first_byte_is_a_503_and_a_missing_o
     assert status == 503 and "the object store cannot be read right now" in body
     loaded.store.read = read  # type: ignore[method-assign]
     assert (await _in_thread(get, "config.json"))[0] == 200
+
+
+async def test_an_alias_is_a_repo_id_too(served: Served, api: Api) -> None:
+    await AliasService(api.ctx).set_alias(
+        WHO, pb.SetAliasRequest(name="embedder", model_id="sentence-transformers-all-MiniLM-L6-v2")
+    )
+    info = await _in_thread(HfApi(endpoint=served.url, token=served.reader).model_info, "embedder")
+    assert info.sha == DEFAULT_COMMIT

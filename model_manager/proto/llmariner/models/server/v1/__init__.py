@@ -12,6 +12,8 @@ __all__ = (
     "ActivateModelResponse",
     "ActivationStatus",
     "AdapterType",
+    "Alias",
+    "AliasChange",
     "BaseModel",
     "ConvertOptions",
     "CreateBaseModelRequest",
@@ -20,10 +22,13 @@ __all__ = (
     "CreateStorageConfigRequest",
     "DeactivateModelRequest",
     "DeactivateModelResponse",
+    "DeleteAliasRequest",
+    "DeleteAliasResponse",
     "DeleteModelRequest",
     "DeleteModelResponse",
     "FindStoredContentRequest",
     "FindStoredContentResponse",
+    "GetAliasRequest",
     "GetBaseModelPathRequest",
     "GetBaseModelPathResponse",
     "GetHfModelRepoRequest",
@@ -33,6 +38,8 @@ __all__ = (
     "GetModelRequest",
     "GetStorageConfigRequest",
     "HfModelRepo",
+    "ListAliasesRequest",
+    "ListAliasesResponse",
     "ListModelsRequest",
     "ListModelsResponse",
     "LoadingAttempt",
@@ -61,6 +68,7 @@ __all__ = (
     "RegisterModelRequest",
     "RegisterModelResponse",
     "RetryModelRequest",
+    "SetAliasRequest",
     "SkippedFile",
     "SourceRepository",
     "StorageConfig",
@@ -450,6 +458,67 @@ default_message_pool.register_message("llmariner.models.server.v1", "ActivateMod
 
 
 @dataclass(eq=False, repr=False)
+class Alias(betterproto2.Message):
+    """
+    Extension: a stable name for a model, re-pointed in one atomic change.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name["Alias"]
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    model_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The model it names (that model's own id).
+    """
+
+    project_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The project it belongs to; "" for an alias of the whole tenant.
+    """
+
+    created: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+
+    updated: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+
+    history: "list[AliasChange]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Every change, oldest first (GetAlias and SetAlias fill it).
+    """
+
+
+default_message_pool.register_message("llmariner.models.server.v1", "Alias", Alias)
+
+
+@dataclass(eq=False, repr=False)
+class AliasChange(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name["AliasChange"]
+
+    from_model_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    "" when the change created the alias.
+    """
+
+    to_model_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    changed_at: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+
+    changed_by: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The API key that made the change ("" with auth off).
+    """
+
+
+default_message_pool.register_message("llmariner.models.server.v1", "AliasChange", AliasChange)
+
+
+@dataclass(eq=False, repr=False)
 class BaseModel(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -677,6 +746,38 @@ default_message_pool.register_message("llmariner.models.server.v1", "DeactivateM
 
 
 @dataclass(eq=False, repr=False)
+class DeleteAliasRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
+            "DeleteAliasRequest"
+        ]
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("llmariner.models.server.v1", "DeleteAliasRequest", DeleteAliasRequest)
+
+
+@dataclass(eq=False, repr=False)
+class DeleteAliasResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
+            "DeleteAliasResponse"
+        ]
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    deleted: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message("llmariner.models.server.v1", "DeleteAliasResponse", DeleteAliasResponse)
+
+
+@dataclass(eq=False, repr=False)
 class DeleteModelRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -757,6 +858,21 @@ class FindStoredContentResponse(betterproto2.Message):
 default_message_pool.register_message(
     "llmariner.models.server.v1", "FindStoredContentResponse", FindStoredContentResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class GetAliasRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetAliasRequest"
+        ]
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("llmariner.models.server.v1", "GetAliasRequest", GetAliasRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -904,6 +1020,38 @@ class HfModelRepo(betterproto2.Message):
 
 
 default_message_pool.register_message("llmariner.models.server.v1", "HFModelRepo", HfModelRepo)
+
+
+@dataclass(eq=False, repr=False)
+class ListAliasesRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListAliasesRequest"
+        ]
+
+    pass
+
+
+default_message_pool.register_message("llmariner.models.server.v1", "ListAliasesRequest", ListAliasesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAliasesResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListAliasesResponse"
+        ]
+
+    object: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    data: "list[Alias]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("llmariner.models.server.v1", "ListAliasesResponse", ListAliasesResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1074,6 +1222,11 @@ class Model(betterproto2.Message):
     metadata: "ModelMetadata | None" = betterproto2.field(104, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Extension: what the model is (unset until a loader that reads it loaded it).
+    """
+
+    aliases: "list[str]" = betterproto2.field(105, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Extension: the aliases (visible to the caller) that name this model.
     """
 
 
@@ -1440,6 +1593,29 @@ class RetryModelRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("llmariner.models.server.v1", "RetryModelRequest", RetryModelRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SetAliasRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
+            "SetAliasRequest"
+        ]
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    model_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    is_project_scoped: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    As for CreateModel: an alias of the caller's project (writers); without
+    it, of the whole tenant (admins).
+    """
+
+
+default_message_pool.register_message("llmariner.models.server.v1", "SetAliasRequest", SetAliasRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1961,6 +2137,87 @@ class ModelsServiceStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def set_alias(
+        self,
+        message: "SetAliasRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Alias":
+        """
+        Extension: aliases, stable names for models. A model named by an alias
+        (GetModel, ActivateModel, DeactivateModel, the worker's GetModel) is the
+        model the alias points to. REST: PUT, GET and DELETE
+        /v1/aliases/{name}, GET /v1/aliases.
+        """
+
+        return await self._unary_unary(
+            "/llmariner.models.server.v1.ModelsService/SetAlias",
+            message,
+            Alias,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_alias(
+        self,
+        message: "GetAliasRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Alias":
+
+        return await self._unary_unary(
+            "/llmariner.models.server.v1.ModelsService/GetAlias",
+            message,
+            Alias,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list_aliases(
+        self,
+        message: "ListAliasesRequest | None" = None,
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ListAliasesResponse":
+
+        if message is None:
+            message = ListAliasesRequest()
+
+        return await self._unary_unary(
+            "/llmariner.models.server.v1.ModelsService/ListAliases",
+            message,
+            ListAliasesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def delete_alias(
+        self,
+        message: "DeleteAliasRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "DeleteAliasResponse":
+
+        return await self._unary_unary(
+            "/llmariner.models.server.v1.ModelsService/DeleteAlias",
+            message,
+            DeleteAliasResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class ModelsWorkerServiceStub(betterproto2_grpclib.ServiceStub):
     """
@@ -2285,7 +2542,7 @@ class ModelsWorkerServiceStub(betterproto2_grpclib.ServiceStub):
 from .....google import protobuf as ____google__protobuf__
 
 LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n6llmariner/models/server/v1/model_manager_service.proto\x12\x1allmariner.models.server.v1\x1a google/protobuf/field_mask.proto"Q\n\x0cModelFormats\x12A\n\x07formats\x18\x01 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats"\xbe\x04\n\x0bModelConfig\x12\\\n\x0eruntime_config\x18\x01 \x01(\x0b25.llmariner.models.server.v1.ModelConfig.RuntimeConfigR\rruntimeConfig\x12{\n\x19cluster_allocation_policy\x18\x02 \x01(\x0b2?.llmariner.models.server.v1.ModelConfig.ClusterAllocationPolicyR\x17clusterAllocationPolicy\x1a\xc8\x01\n\rRuntimeConfig\x12]\n\tresources\x18\x01 \x01(\x0b2?.llmariner.models.server.v1.ModelConfig.RuntimeConfig.ResourcesR\tresources\x12\x1a\n\x08replicas\x18\x02 \x01(\x05R\x08replicas\x12\x1d\n\nextra_args\x18\x03 \x03(\tR\textraArgs\x1a\x1d\n\tResources\x12\x10\n\x03gpu\x18\x01 \x01(\x05R\x03gpu\x1a\x88\x01\n\x17ClusterAllocationPolicy\x12.\n\x13allowed_cluster_ids\x18\x01 \x03(\tR\x11allowedClusterIds\x12=\n\x1benable_on_demand_allocation\x18\x02 \x01(\x08R\x18enableOnDemandAllocation"\x93\x02\n\x11ProjectAssignment\x12\x1d\n\ncluster_id\x18\x01 \x01(\tR\tclusterId\x12\x1c\n\tnamespace\x18\x02 \x01(\tR\tnamespace\x12(\n\x10kueue_queue_name\x18\x03 \x01(\tR\x0ekueueQueueName\x12_\n\rnode_selector\x18\x04 \x03(\x0b2:.llmariner.models.server.v1.ProjectAssignment.NodeSelectorR\x0cnodeSelector\x1a6\n\x0cNodeSelector\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value"\x9d\x01\n\x07Project\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12O\n\x0bassignments\x18\x02 \x03(\x0b2-.llmariner.models.server.v1.ProjectAssignmentR\x0bassignments\x121\n\x14kubernetes_namespace\x18\x03 \x01(\tR\x13kubernetesNamespace"K\n\tModelFile\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n\x06sha256\x18\x03 \x01(\tR\x06sha256"\x91\x01\n\x0fLoadingProgress\x12\x1d\n\nbytes_done\x18\x01 \x01(\x03R\tbytesDone\x12\x1f\n\x0bbytes_total\x18\x02 \x01(\x03R\nbytesTotal\x12\x1d\n\nfiles_done\x18\x03 \x01(\x05R\tfilesDone\x12\x1f\n\x0bfiles_total\x18\x04 \x01(\x05R\nfilesTotal"_\n\x0eLoadingAttempt\x12\x18\n\x07attempt\x18\x01 \x01(\x05R\x07attempt\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n\tfailed_at\x18\x03 \x01(\x03R\x08failedAt"\xf8\x02\n\rModelMetadata\x12"\n\x0carchitecture\x18\x01 \x01(\tR\x0carchitecture\x12\'\n\x0fparameter_count\x18\x02 \x01(\x03R\x0eparameterCount\x12"\n\x0cquantization\x18\x03 \x01(\tR\x0cquantization\x12\x14\n\x05dtype\x18\x04 \x01(\tR\x05dtype\x12%\n\x0econtext_length\x18\x05 \x01(\x03R\rcontextLength\x12\x1f\n\x0btotal_bytes\x18\x06 \x01(\x03R\ntotalBytes\x12\x18\n\x07license\x18\x07 \x01(\tR\x07license\x120\n\x14requires_remote_code\x18\x08 \x01(\x08R\x12requiresRemoteCode\x12L\n\rskipped_files\x18\t \x03(\x0b2\'.llmariner.models.server.v1.SkippedFileR\x0cskippedFiles"M\n\x0bSkippedFile\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason"\xb7\x08\n\x05Model\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n\x07created\x18\x02 \x01(\x03R\x07created\x12\x16\n\x06object\x18\x03 \x01(\tR\x06object\x12\x19\n\x08owned_by\x18\x04 \x01(\tR\x07ownedBy\x12U\n\x0eloading_status\x18\x05 \x01(\x0e2..llmariner.models.server.v1.ModelLoadingStatusR\rloadingStatus\x12Y\n\x11source_repository\x18\x06 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x124\n\x16loading_failure_reason\x18\x07 \x01(\tR\x14loadingFailureReason\x124\n\x16loading_status_message\x18\r \x01(\tR\x14loadingStatusMessage\x12A\n\x07formats\x18\x08 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12"\n\ris_base_model\x18\t \x01(\x08R\x0bisBaseModel\x12"\n\rbase_model_id\x18\n \x01(\tR\x0bbaseModelId\x12Y\n\x11activation_status\x18\x0b \x01(\x0e2,.llmariner.models.server.v1.ActivationStatusR\x10activationStatus\x12?\n\x06config\x18\x0c \x01(\x0b2\'.llmariner.models.server.v1.ModelConfigR\x06config\x12=\n\x07project\x18\x0e \x01(\x0b2#.llmariner.models.server.v1.ProjectR\x07project\x12\x1a\n\x08revision\x18d \x01(\tR\x08revision\x12;\n\x05files\x18e \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12V\n\x10loading_progress\x18f \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x0floadingProgress\x12U\n\x10loading_attempts\x18g \x03(\x0b2*.llmariner.models.server.v1.LoadingAttemptR\x0floadingAttempts\x12E\n\x08metadata\x18h \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata"\xd0\x04\n\x12CreateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12Y\n\x11source_repository\x18\x02 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12-\n\x13is_fine_tuned_model\x18\x03 \x01(\x08R\x10isFineTunedModel\x12"\n\rbase_model_id\x18\x04 \x01(\tR\x0bbaseModelId\x12\x16\n\x06suffix\x18\x05 \x01(\tR\x06suffix\x12.\n\x13model_file_location\x18\x06 \x01(\tR\x11modelFileLocation\x12?\n\x06config\x18\x07 \x01(\x0b2\'.llmariner.models.server.v1.ModelConfigR\x06config\x12*\n\x11is_project_scoped\x18\x08 \x01(\x08R\x0fisProjectScoped\x12*\n\x11skip_source_check\x18d \x01(\x08R\x0fskipSourceCheck\x12D\n\x07convert\x18e \x01(\x0b2*.llmariner.models.server.v1.ConvertOptionsR\x07convert\x12\x18\n\x07include\x18f \x03(\tR\x07include\x12\x18\n\x07exclude\x18g \x03(\tR\x07exclude\x12!\n\x0callow_pickle\x18h \x01(\x08R\x0ballowPickle"$\n\x0eConvertOptions\x12\x12\n\x04gguf\x18\x01 \x01(\tR\x04gguf"\xd5\x01\n\x11ListModelsRequest\x124\n\x16include_loading_models\x18\x01 \x01(\x08R\x14includeLoadingModels\x12\x14\n\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x16\n\x06format\x18d \x01(\tR\x06format\x12"\n\x0carchitecture\x18e \x01(\tR\x0carchitecture\x12"\n\x0cquantization\x18f \x01(\tR\x0cquantization"\x9f\x01\n\x12ListModelsResponse\x12\x16\n\x06object\x18\x01 \x01(\tR\x06object\x125\n\x04data\x18\x02 \x03(\x0b2!.llmariner.models.server.v1.ModelR\x04data\x12\x19\n\x08has_more\x18\x03 \x01(\x08R\x07hasMore\x12\x1f\n\x0btotal_items\x18\x04 \x01(\x05R\ntotalItems"U\n\x0fGetModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x122\n\x15include_loading_model\x18\x02 \x01(\x08R\x13includeLoadingModel"$\n\x12DeleteModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\xbb\x01\n\x13DeleteModelResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06object\x18\x02 \x01(\tR\x06object\x12\x18\n\x07deleted\x18\x03 \x01(\x08R\x07deleted\x122\n\x15files_removal_pending\x18d \x01(\x08R\x13filesRemovalPending\x12.\n\x13files_removal_error\x18e \x01(\tR\x11filesRemovalError"\x8a\x01\n\x12UpdateModelRequest\x127\n\x05model\x18\x01 \x01(\x0b2!.llmariner.models.server.v1.ModelR\x05model\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask"&\n\x14ActivateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x17\n\x15ActivateModelResponse"(\n\x16DeactivateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x19\n\x17DeactivateModelResponse"#\n\x11RetryModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"L\n\x11WatchModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\'\n\x0ftimeout_seconds\x18\x02 \x01(\x05R\x0etimeoutSeconds"0\n\rStorageConfig\x12\x1f\n\x0bpath_prefix\x18\x01 \x01(\tR\npathPrefix"=\n\x1aCreateStorageConfigRequest\x12\x1f\n\x0bpath_prefix\x18\x01 \x01(\tR\npathPrefix"\x19\n\x17GetStorageConfigRequest"\xce\x02\n\x14RegisterModelRequest\x12\x0e\n\x02id\x18\x07 \x01(\tR\x02id\x12\x1d\n\nbase_model\x18\x01 \x01(\tR\tbaseModel\x12\x16\n\x06suffix\x18\x02 \x01(\tR\x06suffix\x12\'\n\x0forganization_id\x18\x03 \x01(\tR\x0eorganizationId\x12\x1d\n\nproject_id\x18\x04 \x01(\tR\tprojectId\x12A\n\x07adapter\x18\x05 \x01(\x0e2\'.llmariner.models.server.v1.AdapterTypeR\x07adapter\x12P\n\x0cquantization\x18\x06 \x01(\x0e2,.llmariner.models.server.v1.QuantizationTypeR\x0cquantization\x12\x12\n\x04path\x18\x08 \x01(\tR\x04path";\n\x15RegisterModelResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path"|\n\x13PublishModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12;\n\x05files\x18d \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12\x18\n\x07attempt\x18e \x01(\x05R\x07attempt"\x16\n\x14PublishModelResponse"%\n\x13GetModelPathRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"*\n\x14GetModelPathResponse\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path"\xd9\x01\n\x0fModelAttributes\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n\nbase_model\x18\x02 \x01(\tR\tbaseModel\x12A\n\x07adapter\x18\x03 \x01(\x0e2\'.llmariner.models.server.v1.AdapterTypeR\x07adapter\x12P\n\x0cquantization\x18\x04 \x01(\x0e2,.llmariner.models.server.v1.QuantizationTypeR\x0cquantization"+\n\x19GetModelAttributesRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\xa6\x04\n\x16CreateBaseModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path\x12A\n\x07formats\x18\x04 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12&\n\x0fgguf_model_path\x18\x03 \x01(\tR\rggufModelPath\x12Y\n\x11source_repository\x18\x05 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12\x1d\n\nproject_id\x18\x06 \x01(\tR\tprojectId\x12\x1a\n\x08revision\x18d \x01(\tR\x08revision\x12;\n\x05files\x18e \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12(\n\x10loading_model_id\x18f \x01(\tR\x0eloadingModelId\x12\x18\n\x07attempt\x18g \x01(\x05R\x07attempt\x12E\n\x08metadata\x18h \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata\x12\x1f\n\x0bcontent_key\x18i \x01(\tR\ncontentKey"M\n\tBaseModel\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n\x07created\x18\x02 \x01(\x03R\x07created\x12\x16\n\x06object\x18\x03 \x01(\tR\x06object"H\n\x17GetBaseModelPathRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"\x99\x01\n\x18GetBaseModelPathResponse\x12A\n\x07formats\x18\x03 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12&\n\x0fgguf_model_path\x18\x02 \x01(\tR\rggufModelPath"M\n\x18CreateHFModelRepoRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"!\n\x0bHFModelRepo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name"J\n\x15GetHFModelRepoRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"9\n\x1fAcquireUnloadedBaseModelRequest\x12\x16\n\x06holder\x18d \x01(\tR\x06holder"\xf0\x02\n AcquireUnloadedBaseModelResponse\x12"\n\rbase_model_id\x18\x01 \x01(\tR\x0bbaseModelId\x12Y\n\x11source_repository\x18\x02 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12\x1d\n\nproject_id\x18\x03 \x01(\tR\tprojectId\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x1a\n\x08revision\x18e \x01(\tR\x08revision\x12!\n\x0cconvert_gguf\x18f \x01(\tR\x0bconvertGguf\x12\x18\n\x07include\x18g \x03(\tR\x07include\x12\x18\n\x07exclude\x18h \x03(\tR\x07exclude\x12!\n\x0callow_pickle\x18i \x01(\x08R\x0ballowPickle"\xf3\x04\n#UpdateBaseModelLoadingStatusRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x04 \x01(\tR\tprojectId\x12c\n\x07success\x18\x02 \x01(\x0b2G.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest.SuccessH\x00R\x07success\x12c\n\x07failure\x18\x03 \x01(\x0b2G.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest.FailureH\x00R\x07failure\x12%\n\x0estatus_message\x18\x05 \x01(\tR\rstatusMessage\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x18\n\x07release\x18e \x01(\x08R\x07release\x12+\n\x11retryable_failure\x18n \x01(\tR\x10retryableFailure\x12G\n\x08progress\x18o \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x08progress\x12!\n\x0ccontent_path\x18q \x01(\tR\x0bcontentPath\x12\x1f\n\x0bcontent_key\x18r \x01(\tR\ncontentKey\x1a\t\n\x07Success\x1a!\n\x07Failure\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reasonB\x10\n\x0eloading_result"&\n$UpdateBaseModelLoadingStatusResponse";\n\x18FindStoredContentRequest\x12\x1f\n\x0bcontent_key\x18\x01 \x01(\tR\ncontentKey"\xa2\x02\n\rStoredContent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path\x12&\n\x0fgguf_model_path\x18\x03 \x01(\tR\rggufModelPath\x12A\n\x07formats\x18\x04 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12;\n\x05files\x18\x05 \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12E\n\x08metadata\x18\x06 \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata"^\n\x19FindStoredContentResponse\x12A\n\x06models\x18\x01 \x03(\x0b2).llmariner.models.server.v1.StoredContentR\x06models"5\n\x1bAcquireUnloadedModelRequest\x12\x16\n\x06holder\x18d \x01(\tR\x06holder"\x9f\x02\n\x1cAcquireUnloadedModelResponse\x12\x19\n\x08model_id\x18\x01 \x01(\tR\x07modelId\x12"\n\ris_base_model\x18\x02 \x01(\x08R\x0bisBaseModel\x12Y\n\x11source_repository\x18\x03 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12.\n\x13model_file_location\x18\x04 \x01(\tR\x11modelFileLocation\x12\x1b\n\tdest_path\x18\x05 \x01(\tR\x08destPath\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt"\x8e\x05\n\x1fUpdateModelLoadingStatusRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12_\n\x07success\x18\x03 \x01(\x0b2C.llmariner.models.server.v1.UpdateModelLoadingStatusRequest.SuccessH\x00R\x07success\x12_\n\x07failure\x18\x04 \x01(\x0b2C.llmariner.models.server.v1.UpdateModelLoadingStatusRequest.FailureH\x00R\x07failure\x12%\n\x0estatus_message\x18\x05 \x01(\tR\rstatusMessage\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x18\n\x07release\x18e \x01(\x08R\x07release\x12;\n\x05files\x18f \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12+\n\x11retryable_failure\x18n \x01(\tR\x10retryableFailure\x12G\n\x08progress\x18o \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x08progress\x12E\n\x08metadata\x18p \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata\x1a\t\n\x07Success\x1a!\n\x07Failure\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reasonB\x10\n\x0eloading_resultJ\x04\x08\x02\x10\x03""\n UpdateModelLoadingStatusResponse*\x98\x01\n\x0bModelFormat\x12\x1a\n\x18MODEL_FORMAT_UNSPECIFIED\x12\x15\n\x11MODEL_FORMAT_GGUF\x10\x01\x12\x1d\n\x19MODEL_FORMAT_HUGGING_FACE\x10\x02\x12\x1e\n\x1aMODEL_FORMAT_NVIDIA_TRITON\x10\x03\x12\x17\n\x13MODEL_FORMAT_OLLAMA\x10\x04*\xc3\x01\n\x12ModelLoadingStatus\x12"\n MODEL_LOADING_STATUS_UNSPECIFIED\x12"\n\x1eMODEL_LOADING_STATUS_REQUESTED\x10\x01\x12 \n\x1cMODEL_LOADING_STATUS_LOADING\x10\x02\x12"\n\x1eMODEL_LOADING_STATUS_SUCCEEDED\x10\x03\x12\x1f\n\x1bMODEL_LOADING_STATUS_FAILED\x10\x04*\xbc\x01\n\x10SourceRepository\x12\x1f\n\x1dSOURCE_REPOSITORY_UNSPECIFIED\x12"\n\x1eSOURCE_REPOSITORY_OBJECT_STORE\x10\x01\x12"\n\x1eSOURCE_REPOSITORY_HUGGING_FACE\x10\x02\x12\x1c\n\x18SOURCE_REPOSITORY_OLLAMA\x10\x03\x12!\n\x1dSOURCE_REPOSITORY_FINE_TUNING\x10\x04*q\n\x10ActivationStatus\x12\x1f\n\x1dACTIVATION_STATUS_UNSPECIFIED\x12\x1c\n\x18ACTIVATION_STATUS_ACTIVE\x10\x01\x12\x1e\n\x1aACTIVATION_STATUS_INACTIVE\x10\x02*X\n\x0bAdapterType\x12\x1a\n\x18ADAPTER_TYPE_UNSPECIFIED\x12\x15\n\x11ADAPTER_TYPE_LORA\x10\x01\x12\x16\n\x12ADAPTER_TYPE_QLORA\x10\x02*j\n\x10QuantizationType\x12\x1f\n\x1dQUANTIZATION_TYPE_UNSPECIFIED\x12\x1a\n\x16QUANTIZATION_TYPE_GGUF\x10\x01\x12\x19\n\x15QUANTIZATION_TYPE_AWQ\x10\x022\xc0\x07\n\rModelsService\x12Z\n\x08GetModel\x12+.llmariner.models.server.v1.GetModelRequest\x1a!.llmariner.models.server.v1.Model\x12k\n\nListModels\x12-.llmariner.models.server.v1.ListModelsRequest\x1a..llmariner.models.server.v1.ListModelsResponse\x12n\n\x0bDeleteModel\x12..llmariner.models.server.v1.DeleteModelRequest\x1a/.llmariner.models.server.v1.DeleteModelResponse\x12`\n\x0bCreateModel\x12..llmariner.models.server.v1.CreateModelRequest\x1a!.llmariner.models.server.v1.Model\x12`\n\x0bUpdateModel\x12..llmariner.models.server.v1.UpdateModelRequest\x1a!.llmariner.models.server.v1.Model\x12t\n\rActivateModel\x120.llmariner.models.server.v1.ActivateModelRequest\x1a1.llmariner.models.server.v1.ActivateModelResponse\x12z\n\x0fDeactivateModel\x122.llmariner.models.server.v1.DeactivateModelRequest\x1a3.llmariner.models.server.v1.DeactivateModelResponse\x12`\n\nWatchModel\x12-.llmariner.models.server.v1.WatchModelRequest\x1a!.llmariner.models.server.v1.Model0\x01\x12^\n\nRetryModel\x12-.llmariner.models.server.v1.RetryModelRequest\x1a!.llmariner.models.server.v1.Model2\xd4\x10\n\x13ModelsWorkerService\x12x\n\x13CreateStorageConfig\x126.llmariner.models.server.v1.CreateStorageConfigRequest\x1a).llmariner.models.server.v1.StorageConfig\x12r\n\x10GetStorageConfig\x123.llmariner.models.server.v1.GetStorageConfigRequest\x1a).llmariner.models.server.v1.StorageConfig\x12Z\n\x08GetModel\x12+.llmariner.models.server.v1.GetModelRequest\x1a!.llmariner.models.server.v1.Model\x12k\n\nListModels\x12-.llmariner.models.server.v1.ListModelsRequest\x1a..llmariner.models.server.v1.ListModelsResponse\x12t\n\rRegisterModel\x120.llmariner.models.server.v1.RegisterModelRequest\x1a1.llmariner.models.server.v1.RegisterModelResponse\x12q\n\x0cPublishModel\x12/.llmariner.models.server.v1.PublishModelRequest\x1a0.llmariner.models.server.v1.PublishModelResponse\x12q\n\x0cGetModelPath\x12/.llmariner.models.server.v1.GetModelPathRequest\x1a0.llmariner.models.server.v1.GetModelPathResponse\x12x\n\x12GetModelAttributes\x125.llmariner.models.server.v1.GetModelAttributesRequest\x1a+.llmariner.models.server.v1.ModelAttributes\x12l\n\x0fCreateBaseModel\x122.llmariner.models.server.v1.CreateBaseModelRequest\x1a%.llmariner.models.server.v1.BaseModel\x12}\n\x10GetBaseModelPath\x123.llmariner.models.server.v1.GetBaseModelPathRequest\x1a4.llmariner.models.server.v1.GetBaseModelPathResponse\x12r\n\x11CreateHFModelRepo\x124.llmariner.models.server.v1.CreateHFModelRepoRequest\x1a\'.llmariner.models.server.v1.HFModelRepo\x12l\n\x0eGetHFModelRepo\x121.llmariner.models.server.v1.GetHFModelRepoRequest\x1a\'.llmariner.models.server.v1.HFModelRepo\x12\x95\x01\n\x18AcquireUnloadedBaseModel\x12;.llmariner.models.server.v1.AcquireUnloadedBaseModelRequest\x1a<.llmariner.models.server.v1.AcquireUnloadedBaseModelResponse\x12\x89\x01\n\x14AcquireUnloadedModel\x127.llmariner.models.server.v1.AcquireUnloadedModelRequest\x1a8.llmariner.models.server.v1.AcquireUnloadedModelResponse\x12\xa1\x01\n\x1cUpdateBaseModelLoadingStatus\x12?.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest\x1a@.llmariner.models.server.v1.UpdateBaseModelLoadingStatusResponse\x12\x95\x01\n\x18UpdateModelLoadingStatus\x12;.llmariner.models.server.v1.UpdateModelLoadingStatusRequest\x1a<.llmariner.models.server.v1.UpdateModelLoadingStatusResponse\x12\x80\x01\n\x11FindStoredContent\x124.llmariner.models.server.v1.FindStoredContentRequest\x1a5.llmariner.models.server.v1.FindStoredContentResponseB+Z)github.com/llmariner/model-manager/api/v1b\x06proto3'
+    b'\n6llmariner/models/server/v1/model_manager_service.proto\x12\x1allmariner.models.server.v1\x1a google/protobuf/field_mask.proto"Q\n\x0cModelFormats\x12A\n\x07formats\x18\x01 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats"\xbe\x04\n\x0bModelConfig\x12\\\n\x0eruntime_config\x18\x01 \x01(\x0b25.llmariner.models.server.v1.ModelConfig.RuntimeConfigR\rruntimeConfig\x12{\n\x19cluster_allocation_policy\x18\x02 \x01(\x0b2?.llmariner.models.server.v1.ModelConfig.ClusterAllocationPolicyR\x17clusterAllocationPolicy\x1a\xc8\x01\n\rRuntimeConfig\x12]\n\tresources\x18\x01 \x01(\x0b2?.llmariner.models.server.v1.ModelConfig.RuntimeConfig.ResourcesR\tresources\x12\x1a\n\x08replicas\x18\x02 \x01(\x05R\x08replicas\x12\x1d\n\nextra_args\x18\x03 \x03(\tR\textraArgs\x1a\x1d\n\tResources\x12\x10\n\x03gpu\x18\x01 \x01(\x05R\x03gpu\x1a\x88\x01\n\x17ClusterAllocationPolicy\x12.\n\x13allowed_cluster_ids\x18\x01 \x03(\tR\x11allowedClusterIds\x12=\n\x1benable_on_demand_allocation\x18\x02 \x01(\x08R\x18enableOnDemandAllocation"\x93\x02\n\x11ProjectAssignment\x12\x1d\n\ncluster_id\x18\x01 \x01(\tR\tclusterId\x12\x1c\n\tnamespace\x18\x02 \x01(\tR\tnamespace\x12(\n\x10kueue_queue_name\x18\x03 \x01(\tR\x0ekueueQueueName\x12_\n\rnode_selector\x18\x04 \x03(\x0b2:.llmariner.models.server.v1.ProjectAssignment.NodeSelectorR\x0cnodeSelector\x1a6\n\x0cNodeSelector\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value"\x9d\x01\n\x07Project\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12O\n\x0bassignments\x18\x02 \x03(\x0b2-.llmariner.models.server.v1.ProjectAssignmentR\x0bassignments\x121\n\x14kubernetes_namespace\x18\x03 \x01(\tR\x13kubernetesNamespace"K\n\tModelFile\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n\x06sha256\x18\x03 \x01(\tR\x06sha256"\x91\x01\n\x0fLoadingProgress\x12\x1d\n\nbytes_done\x18\x01 \x01(\x03R\tbytesDone\x12\x1f\n\x0bbytes_total\x18\x02 \x01(\x03R\nbytesTotal\x12\x1d\n\nfiles_done\x18\x03 \x01(\x05R\tfilesDone\x12\x1f\n\x0bfiles_total\x18\x04 \x01(\x05R\nfilesTotal"_\n\x0eLoadingAttempt\x12\x18\n\x07attempt\x18\x01 \x01(\x05R\x07attempt\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n\tfailed_at\x18\x03 \x01(\x03R\x08failedAt"\xf8\x02\n\rModelMetadata\x12"\n\x0carchitecture\x18\x01 \x01(\tR\x0carchitecture\x12\'\n\x0fparameter_count\x18\x02 \x01(\x03R\x0eparameterCount\x12"\n\x0cquantization\x18\x03 \x01(\tR\x0cquantization\x12\x14\n\x05dtype\x18\x04 \x01(\tR\x05dtype\x12%\n\x0econtext_length\x18\x05 \x01(\x03R\rcontextLength\x12\x1f\n\x0btotal_bytes\x18\x06 \x01(\x03R\ntotalBytes\x12\x18\n\x07license\x18\x07 \x01(\tR\x07license\x120\n\x14requires_remote_code\x18\x08 \x01(\x08R\x12requiresRemoteCode\x12L\n\rskipped_files\x18\t \x03(\x0b2\'.llmariner.models.server.v1.SkippedFileR\x0cskippedFiles"M\n\x0bSkippedFile\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason"\xd1\x08\n\x05Model\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n\x07created\x18\x02 \x01(\x03R\x07created\x12\x16\n\x06object\x18\x03 \x01(\tR\x06object\x12\x19\n\x08owned_by\x18\x04 \x01(\tR\x07ownedBy\x12U\n\x0eloading_status\x18\x05 \x01(\x0e2..llmariner.models.server.v1.ModelLoadingStatusR\rloadingStatus\x12Y\n\x11source_repository\x18\x06 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x124\n\x16loading_failure_reason\x18\x07 \x01(\tR\x14loadingFailureReason\x124\n\x16loading_status_message\x18\r \x01(\tR\x14loadingStatusMessage\x12A\n\x07formats\x18\x08 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12"\n\ris_base_model\x18\t \x01(\x08R\x0bisBaseModel\x12"\n\rbase_model_id\x18\n \x01(\tR\x0bbaseModelId\x12Y\n\x11activation_status\x18\x0b \x01(\x0e2,.llmariner.models.server.v1.ActivationStatusR\x10activationStatus\x12?\n\x06config\x18\x0c \x01(\x0b2\'.llmariner.models.server.v1.ModelConfigR\x06config\x12=\n\x07project\x18\x0e \x01(\x0b2#.llmariner.models.server.v1.ProjectR\x07project\x12\x1a\n\x08revision\x18d \x01(\tR\x08revision\x12;\n\x05files\x18e \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12V\n\x10loading_progress\x18f \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x0floadingProgress\x12U\n\x10loading_attempts\x18g \x03(\x0b2*.llmariner.models.server.v1.LoadingAttemptR\x0floadingAttempts\x12E\n\x08metadata\x18h \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata\x12\x18\n\x07aliases\x18i \x03(\tR\x07aliases"\xd0\x04\n\x12CreateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12Y\n\x11source_repository\x18\x02 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12-\n\x13is_fine_tuned_model\x18\x03 \x01(\x08R\x10isFineTunedModel\x12"\n\rbase_model_id\x18\x04 \x01(\tR\x0bbaseModelId\x12\x16\n\x06suffix\x18\x05 \x01(\tR\x06suffix\x12.\n\x13model_file_location\x18\x06 \x01(\tR\x11modelFileLocation\x12?\n\x06config\x18\x07 \x01(\x0b2\'.llmariner.models.server.v1.ModelConfigR\x06config\x12*\n\x11is_project_scoped\x18\x08 \x01(\x08R\x0fisProjectScoped\x12*\n\x11skip_source_check\x18d \x01(\x08R\x0fskipSourceCheck\x12D\n\x07convert\x18e \x01(\x0b2*.llmariner.models.server.v1.ConvertOptionsR\x07convert\x12\x18\n\x07include\x18f \x03(\tR\x07include\x12\x18\n\x07exclude\x18g \x03(\tR\x07exclude\x12!\n\x0callow_pickle\x18h \x01(\x08R\x0ballowPickle"$\n\x0eConvertOptions\x12\x12\n\x04gguf\x18\x01 \x01(\tR\x04gguf"\xd5\x01\n\x11ListModelsRequest\x124\n\x16include_loading_models\x18\x01 \x01(\x08R\x14includeLoadingModels\x12\x14\n\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x16\n\x06format\x18d \x01(\tR\x06format\x12"\n\x0carchitecture\x18e \x01(\tR\x0carchitecture\x12"\n\x0cquantization\x18f \x01(\tR\x0cquantization"\x9f\x01\n\x12ListModelsResponse\x12\x16\n\x06object\x18\x01 \x01(\tR\x06object\x125\n\x04data\x18\x02 \x03(\x0b2!.llmariner.models.server.v1.ModelR\x04data\x12\x19\n\x08has_more\x18\x03 \x01(\x08R\x07hasMore\x12\x1f\n\x0btotal_items\x18\x04 \x01(\x05R\ntotalItems"U\n\x0fGetModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x122\n\x15include_loading_model\x18\x02 \x01(\x08R\x13includeLoadingModel"$\n\x12DeleteModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\xbb\x01\n\x13DeleteModelResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06object\x18\x02 \x01(\tR\x06object\x12\x18\n\x07deleted\x18\x03 \x01(\x08R\x07deleted\x122\n\x15files_removal_pending\x18d \x01(\x08R\x13filesRemovalPending\x12.\n\x13files_removal_error\x18e \x01(\tR\x11filesRemovalError"\x8a\x01\n\x12UpdateModelRequest\x127\n\x05model\x18\x01 \x01(\x0b2!.llmariner.models.server.v1.ModelR\x05model\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask"&\n\x14ActivateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x17\n\x15ActivateModelResponse"(\n\x16DeactivateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x19\n\x17DeactivateModelResponse"#\n\x11RetryModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"L\n\x11WatchModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\'\n\x0ftimeout_seconds\x18\x02 \x01(\x05R\x0etimeoutSeconds"\xcc\x01\n\x05Alias\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n\x08model_id\x18\x02 \x01(\tR\x07modelId\x12\x1d\n\nproject_id\x18\x03 \x01(\tR\tprojectId\x12\x18\n\x07created\x18\x04 \x01(\x03R\x07created\x12\x18\n\x07updated\x18\x05 \x01(\x03R\x07updated\x12A\n\x07history\x18\x06 \x03(\x0b2\'.llmariner.models.server.v1.AliasChangeR\x07history"\x8f\x01\n\x0bAliasChange\x12"\n\rfrom_model_id\x18\x01 \x01(\tR\x0bfromModelId\x12\x1e\n\x0bto_model_id\x18\x02 \x01(\tR\ttoModelId\x12\x1d\n\nchanged_at\x18\x03 \x01(\x03R\tchangedAt\x12\x1d\n\nchanged_by\x18\x04 \x01(\tR\tchangedBy"l\n\x0fSetAliasRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n\x08model_id\x18\x02 \x01(\tR\x07modelId\x12*\n\x11is_project_scoped\x18\x03 \x01(\x08R\x0fisProjectScoped"%\n\x0fGetAliasRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name"\x14\n\x12ListAliasesRequest"d\n\x13ListAliasesResponse\x12\x16\n\x06object\x18\x01 \x01(\tR\x06object\x125\n\x04data\x18\x02 \x03(\x0b2!.llmariner.models.server.v1.AliasR\x04data"(\n\x12DeleteAliasRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name"C\n\x13DeleteAliasResponse\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07deleted\x18\x02 \x01(\x08R\x07deleted"0\n\rStorageConfig\x12\x1f\n\x0bpath_prefix\x18\x01 \x01(\tR\npathPrefix"=\n\x1aCreateStorageConfigRequest\x12\x1f\n\x0bpath_prefix\x18\x01 \x01(\tR\npathPrefix"\x19\n\x17GetStorageConfigRequest"\xce\x02\n\x14RegisterModelRequest\x12\x0e\n\x02id\x18\x07 \x01(\tR\x02id\x12\x1d\n\nbase_model\x18\x01 \x01(\tR\tbaseModel\x12\x16\n\x06suffix\x18\x02 \x01(\tR\x06suffix\x12\'\n\x0forganization_id\x18\x03 \x01(\tR\x0eorganizationId\x12\x1d\n\nproject_id\x18\x04 \x01(\tR\tprojectId\x12A\n\x07adapter\x18\x05 \x01(\x0e2\'.llmariner.models.server.v1.AdapterTypeR\x07adapter\x12P\n\x0cquantization\x18\x06 \x01(\x0e2,.llmariner.models.server.v1.QuantizationTypeR\x0cquantization\x12\x12\n\x04path\x18\x08 \x01(\tR\x04path";\n\x15RegisterModelResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path"|\n\x13PublishModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12;\n\x05files\x18d \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12\x18\n\x07attempt\x18e \x01(\x05R\x07attempt"\x16\n\x14PublishModelResponse"%\n\x13GetModelPathRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"*\n\x14GetModelPathResponse\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path"\xd9\x01\n\x0fModelAttributes\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n\nbase_model\x18\x02 \x01(\tR\tbaseModel\x12A\n\x07adapter\x18\x03 \x01(\x0e2\'.llmariner.models.server.v1.AdapterTypeR\x07adapter\x12P\n\x0cquantization\x18\x04 \x01(\x0e2,.llmariner.models.server.v1.QuantizationTypeR\x0cquantization"+\n\x19GetModelAttributesRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\xa6\x04\n\x16CreateBaseModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path\x12A\n\x07formats\x18\x04 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12&\n\x0fgguf_model_path\x18\x03 \x01(\tR\rggufModelPath\x12Y\n\x11source_repository\x18\x05 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12\x1d\n\nproject_id\x18\x06 \x01(\tR\tprojectId\x12\x1a\n\x08revision\x18d \x01(\tR\x08revision\x12;\n\x05files\x18e \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12(\n\x10loading_model_id\x18f \x01(\tR\x0eloadingModelId\x12\x18\n\x07attempt\x18g \x01(\x05R\x07attempt\x12E\n\x08metadata\x18h \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata\x12\x1f\n\x0bcontent_key\x18i \x01(\tR\ncontentKey"M\n\tBaseModel\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n\x07created\x18\x02 \x01(\x03R\x07created\x12\x16\n\x06object\x18\x03 \x01(\tR\x06object"H\n\x17GetBaseModelPathRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"\x99\x01\n\x18GetBaseModelPathResponse\x12A\n\x07formats\x18\x03 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12&\n\x0fgguf_model_path\x18\x02 \x01(\tR\rggufModelPath"M\n\x18CreateHFModelRepoRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"!\n\x0bHFModelRepo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name"J\n\x15GetHFModelRepoRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"9\n\x1fAcquireUnloadedBaseModelRequest\x12\x16\n\x06holder\x18d \x01(\tR\x06holder"\xf0\x02\n AcquireUnloadedBaseModelResponse\x12"\n\rbase_model_id\x18\x01 \x01(\tR\x0bbaseModelId\x12Y\n\x11source_repository\x18\x02 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12\x1d\n\nproject_id\x18\x03 \x01(\tR\tprojectId\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x1a\n\x08revision\x18e \x01(\tR\x08revision\x12!\n\x0cconvert_gguf\x18f \x01(\tR\x0bconvertGguf\x12\x18\n\x07include\x18g \x03(\tR\x07include\x12\x18\n\x07exclude\x18h \x03(\tR\x07exclude\x12!\n\x0callow_pickle\x18i \x01(\x08R\x0ballowPickle"\xf3\x04\n#UpdateBaseModelLoadingStatusRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x04 \x01(\tR\tprojectId\x12c\n\x07success\x18\x02 \x01(\x0b2G.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest.SuccessH\x00R\x07success\x12c\n\x07failure\x18\x03 \x01(\x0b2G.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest.FailureH\x00R\x07failure\x12%\n\x0estatus_message\x18\x05 \x01(\tR\rstatusMessage\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x18\n\x07release\x18e \x01(\x08R\x07release\x12+\n\x11retryable_failure\x18n \x01(\tR\x10retryableFailure\x12G\n\x08progress\x18o \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x08progress\x12!\n\x0ccontent_path\x18q \x01(\tR\x0bcontentPath\x12\x1f\n\x0bcontent_key\x18r \x01(\tR\ncontentKey\x1a\t\n\x07Success\x1a!\n\x07Failure\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reasonB\x10\n\x0eloading_result"&\n$UpdateBaseModelLoadingStatusResponse";\n\x18FindStoredContentRequest\x12\x1f\n\x0bcontent_key\x18\x01 \x01(\tR\ncontentKey"\xa2\x02\n\rStoredContent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path\x12&\n\x0fgguf_model_path\x18\x03 \x01(\tR\rggufModelPath\x12A\n\x07formats\x18\x04 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12;\n\x05files\x18\x05 \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12E\n\x08metadata\x18\x06 \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata"^\n\x19FindStoredContentResponse\x12A\n\x06models\x18\x01 \x03(\x0b2).llmariner.models.server.v1.StoredContentR\x06models"5\n\x1bAcquireUnloadedModelRequest\x12\x16\n\x06holder\x18d \x01(\tR\x06holder"\x9f\x02\n\x1cAcquireUnloadedModelResponse\x12\x19\n\x08model_id\x18\x01 \x01(\tR\x07modelId\x12"\n\ris_base_model\x18\x02 \x01(\x08R\x0bisBaseModel\x12Y\n\x11source_repository\x18\x03 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12.\n\x13model_file_location\x18\x04 \x01(\tR\x11modelFileLocation\x12\x1b\n\tdest_path\x18\x05 \x01(\tR\x08destPath\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt"\x8e\x05\n\x1fUpdateModelLoadingStatusRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12_\n\x07success\x18\x03 \x01(\x0b2C.llmariner.models.server.v1.UpdateModelLoadingStatusRequest.SuccessH\x00R\x07success\x12_\n\x07failure\x18\x04 \x01(\x0b2C.llmariner.models.server.v1.UpdateModelLoadingStatusRequest.FailureH\x00R\x07failure\x12%\n\x0estatus_message\x18\x05 \x01(\tR\rstatusMessage\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x18\n\x07release\x18e \x01(\x08R\x07release\x12;\n\x05files\x18f \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12+\n\x11retryable_failure\x18n \x01(\tR\x10retryableFailure\x12G\n\x08progress\x18o \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x08progress\x12E\n\x08metadata\x18p \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata\x1a\t\n\x07Success\x1a!\n\x07Failure\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reasonB\x10\n\x0eloading_resultJ\x04\x08\x02\x10\x03""\n UpdateModelLoadingStatusResponse*\x98\x01\n\x0bModelFormat\x12\x1a\n\x18MODEL_FORMAT_UNSPECIFIED\x12\x15\n\x11MODEL_FORMAT_GGUF\x10\x01\x12\x1d\n\x19MODEL_FORMAT_HUGGING_FACE\x10\x02\x12\x1e\n\x1aMODEL_FORMAT_NVIDIA_TRITON\x10\x03\x12\x17\n\x13MODEL_FORMAT_OLLAMA\x10\x04*\xc3\x01\n\x12ModelLoadingStatus\x12"\n MODEL_LOADING_STATUS_UNSPECIFIED\x12"\n\x1eMODEL_LOADING_STATUS_REQUESTED\x10\x01\x12 \n\x1cMODEL_LOADING_STATUS_LOADING\x10\x02\x12"\n\x1eMODEL_LOADING_STATUS_SUCCEEDED\x10\x03\x12\x1f\n\x1bMODEL_LOADING_STATUS_FAILED\x10\x04*\xbc\x01\n\x10SourceRepository\x12\x1f\n\x1dSOURCE_REPOSITORY_UNSPECIFIED\x12"\n\x1eSOURCE_REPOSITORY_OBJECT_STORE\x10\x01\x12"\n\x1eSOURCE_REPOSITORY_HUGGING_FACE\x10\x02\x12\x1c\n\x18SOURCE_REPOSITORY_OLLAMA\x10\x03\x12!\n\x1dSOURCE_REPOSITORY_FINE_TUNING\x10\x04*q\n\x10ActivationStatus\x12\x1f\n\x1dACTIVATION_STATUS_UNSPECIFIED\x12\x1c\n\x18ACTIVATION_STATUS_ACTIVE\x10\x01\x12\x1e\n\x1aACTIVATION_STATUS_INACTIVE\x10\x02*X\n\x0bAdapterType\x12\x1a\n\x18ADAPTER_TYPE_UNSPECIFIED\x12\x15\n\x11ADAPTER_TYPE_LORA\x10\x01\x12\x16\n\x12ADAPTER_TYPE_QLORA\x10\x02*j\n\x10QuantizationType\x12\x1f\n\x1dQUANTIZATION_TYPE_UNSPECIFIED\x12\x1a\n\x16QUANTIZATION_TYPE_GGUF\x10\x01\x12\x19\n\x15QUANTIZATION_TYPE_AWQ\x10\x022\xd8\n\n\rModelsService\x12Z\n\x08GetModel\x12+.llmariner.models.server.v1.GetModelRequest\x1a!.llmariner.models.server.v1.Model\x12k\n\nListModels\x12-.llmariner.models.server.v1.ListModelsRequest\x1a..llmariner.models.server.v1.ListModelsResponse\x12n\n\x0bDeleteModel\x12..llmariner.models.server.v1.DeleteModelRequest\x1a/.llmariner.models.server.v1.DeleteModelResponse\x12`\n\x0bCreateModel\x12..llmariner.models.server.v1.CreateModelRequest\x1a!.llmariner.models.server.v1.Model\x12`\n\x0bUpdateModel\x12..llmariner.models.server.v1.UpdateModelRequest\x1a!.llmariner.models.server.v1.Model\x12t\n\rActivateModel\x120.llmariner.models.server.v1.ActivateModelRequest\x1a1.llmariner.models.server.v1.ActivateModelResponse\x12z\n\x0fDeactivateModel\x122.llmariner.models.server.v1.DeactivateModelRequest\x1a3.llmariner.models.server.v1.DeactivateModelResponse\x12`\n\nWatchModel\x12-.llmariner.models.server.v1.WatchModelRequest\x1a!.llmariner.models.server.v1.Model0\x01\x12^\n\nRetryModel\x12-.llmariner.models.server.v1.RetryModelRequest\x1a!.llmariner.models.server.v1.Model\x12Z\n\x08SetAlias\x12+.llmariner.models.server.v1.SetAliasRequest\x1a!.llmariner.models.server.v1.Alias\x12Z\n\x08GetAlias\x12+.llmariner.models.server.v1.GetAliasRequest\x1a!.llmariner.models.server.v1.Alias\x12n\n\x0bListAliases\x12..llmariner.models.server.v1.ListAliasesRequest\x1a/.llmariner.models.server.v1.ListAliasesResponse\x12n\n\x0bDeleteAlias\x12..llmariner.models.server.v1.DeleteAliasRequest\x1a/.llmariner.models.server.v1.DeleteAliasResponse2\xd4\x10\n\x13ModelsWorkerService\x12x\n\x13CreateStorageConfig\x126.llmariner.models.server.v1.CreateStorageConfigRequest\x1a).llmariner.models.server.v1.StorageConfig\x12r\n\x10GetStorageConfig\x123.llmariner.models.server.v1.GetStorageConfigRequest\x1a).llmariner.models.server.v1.StorageConfig\x12Z\n\x08GetModel\x12+.llmariner.models.server.v1.GetModelRequest\x1a!.llmariner.models.server.v1.Model\x12k\n\nListModels\x12-.llmariner.models.server.v1.ListModelsRequest\x1a..llmariner.models.server.v1.ListModelsResponse\x12t\n\rRegisterModel\x120.llmariner.models.server.v1.RegisterModelRequest\x1a1.llmariner.models.server.v1.RegisterModelResponse\x12q\n\x0cPublishModel\x12/.llmariner.models.server.v1.PublishModelRequest\x1a0.llmariner.models.server.v1.PublishModelResponse\x12q\n\x0cGetModelPath\x12/.llmariner.models.server.v1.GetModelPathRequest\x1a0.llmariner.models.server.v1.GetModelPathResponse\x12x\n\x12GetModelAttributes\x125.llmariner.models.server.v1.GetModelAttributesRequest\x1a+.llmariner.models.server.v1.ModelAttributes\x12l\n\x0fCreateBaseModel\x122.llmariner.models.server.v1.CreateBaseModelRequest\x1a%.llmariner.models.server.v1.BaseModel\x12}\n\x10GetBaseModelPath\x123.llmariner.models.server.v1.GetBaseModelPathRequest\x1a4.llmariner.models.server.v1.GetBaseModelPathResponse\x12r\n\x11CreateHFModelRepo\x124.llmariner.models.server.v1.CreateHFModelRepoRequest\x1a\'.llmariner.models.server.v1.HFModelRepo\x12l\n\x0eGetHFModelRepo\x121.llmariner.models.server.v1.GetHFModelRepoRequest\x1a\'.llmariner.models.server.v1.HFModelRepo\x12\x95\x01\n\x18AcquireUnloadedBaseModel\x12;.llmariner.models.server.v1.AcquireUnloadedBaseModelRequest\x1a<.llmariner.models.server.v1.AcquireUnloadedBaseModelResponse\x12\x89\x01\n\x14AcquireUnloadedModel\x127.llmariner.models.server.v1.AcquireUnloadedModelRequest\x1a8.llmariner.models.server.v1.AcquireUnloadedModelResponse\x12\xa1\x01\n\x1cUpdateBaseModelLoadingStatus\x12?.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest\x1a@.llmariner.models.server.v1.UpdateBaseModelLoadingStatusResponse\x12\x95\x01\n\x18UpdateModelLoadingStatus\x12;.llmariner.models.server.v1.UpdateModelLoadingStatusRequest\x1a<.llmariner.models.server.v1.UpdateModelLoadingStatusResponse\x12\x80\x01\n\x11FindStoredContent\x124.llmariner.models.server.v1.FindStoredContentRequest\x1a5.llmariner.models.server.v1.FindStoredContentResponseB+Z)github.com/llmariner/model-manager/api/v1b\x06proto3'
 )
 
 
@@ -2340,6 +2597,28 @@ class ModelsServiceBase(betterproto2_grpclib.ServiceBase):
         attempts (its earlier failures stay in loading_attempts). REST: POST
         /v1/models/{id}:retry.
         """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def set_alias(self, message: "SetAliasRequest") -> "Alias":
+        """
+        Extension: aliases, stable names for models. A model named by an alias
+        (GetModel, ActivateModel, DeactivateModel, the worker's GetModel) is the
+        model the alias points to. REST: PUT, GET and DELETE
+        /v1/aliases/{name}, GET /v1/aliases.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_alias(self, message: "GetAliasRequest") -> "Alias":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list_aliases(self, message: "ListAliasesRequest") -> "ListAliasesResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def delete_alias(self, message: "DeleteAliasRequest") -> "DeleteAliasResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -2406,6 +2685,34 @@ class ModelsServiceBase(betterproto2_grpclib.ServiceBase):
         response = await self.retry_model(request)
         await stream.send_message(response)
 
+    async def __rpc_set_alias(self, stream: "grpclib.server.Stream[SetAliasRequest, Alias]") -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.set_alias(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_alias(self, stream: "grpclib.server.Stream[GetAliasRequest, Alias]") -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.get_alias(request)
+        await stream.send_message(response)
+
+    async def __rpc_list_aliases(
+        self, stream: "grpclib.server.Stream[ListAliasesRequest, ListAliasesResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.list_aliases(request)
+        await stream.send_message(response)
+
+    async def __rpc_delete_alias(
+        self, stream: "grpclib.server.Stream[DeleteAliasRequest, DeleteAliasResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.delete_alias(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/llmariner.models.server.v1.ModelsService/GetModel": grpclib.const.Handler(
@@ -2461,6 +2768,30 @@ class ModelsServiceBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 RetryModelRequest,
                 Model,
+            ),
+            "/llmariner.models.server.v1.ModelsService/SetAlias": grpclib.const.Handler(
+                self.__rpc_set_alias,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SetAliasRequest,
+                Alias,
+            ),
+            "/llmariner.models.server.v1.ModelsService/GetAlias": grpclib.const.Handler(
+                self.__rpc_get_alias,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetAliasRequest,
+                Alias,
+            ),
+            "/llmariner.models.server.v1.ModelsService/ListAliases": grpclib.const.Handler(
+                self.__rpc_list_aliases,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ListAliasesRequest,
+                ListAliasesResponse,
+            ),
+            "/llmariner.models.server.v1.ModelsService/DeleteAlias": grpclib.const.Handler(
+                self.__rpc_delete_alias,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                DeleteAliasRequest,
+                DeleteAliasResponse,
             ),
         }
 
