@@ -242,6 +242,8 @@ def _print(model: dict[str, Any], as_json: bool, out: TextIO) -> None:
         ("context length", meta.get("context_length")),
         ("license", meta.get("license")),
     ]
+    if model.get("aliases"):
+        said.insert(0, ("aliases", ", ".join(model["aliases"])))
     if meta.get("requires_remote_code"):
         said.append(("remote code", "yes: engines must trust the repo's own Python code (trust_remote_code)"))
     if any(value for _, value in said):

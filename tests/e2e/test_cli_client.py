@@ -293,6 +293,7 @@ def test_aliases_from_the_terminal(tmp_path: Path) -> None:
             assert _aliases(proc, "list").stdout.splitlines()[1].split() == ["chat", "org-b", "tenant"]
             model = json.loads(_cli(proc, "get", "chat", "--json").stdout)
             assert (model["id"], model["aliases"]) == ("org-b", ["chat"])
+            assert "ALIASES         chat\n" in _cli(proc, "get", "org-b").stdout
             refused = _cli(proc, "delete", "org-b")
             assert refused.returncode == 1 and 'named by the alias "chat"' in refused.stderr
             bad = _aliases(proc, "set", "a:b", "org-a")

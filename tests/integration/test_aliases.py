@@ -5,32 +5,20 @@ history, and re-points that readers see at once, cache included."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from model_manager.api.rest import RestApi
 from model_manager.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from model_manager.core.identity import Identity, Role
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.aliases import AliasService
 from model_manager.service.context import ServiceContext
-from model_manager.service.health import Health
-from model_manager.service.models import ModelsService
-from tests.helpers import HF, OTHER_PROJECT, OTHER_TENANT, WHO, WORKER, Api, no_auth
+from tests.helpers import HF, OTHER_PROJECT, OTHER_TENANT, WHO, WORKER, Api
 
 WRITER = Identity(WHO.tenant_id, WHO.organization_id, WHO.project_id, Role.WRITER, key_id="k-writer")
 READER = Identity(WHO.tenant_id, WHO.organization_id, WHO.project_id, Role.READER)
-
-
-@pytest.fixture
-async def http(ctx: ServiceContext) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    client = TestClient(TestServer(RestApi(ModelsService(ctx), Health(ctx).ready, no_auth(ctx)).app()))
-    await client.start_server()
-    yield client
-    await client.close()
 
 
 @pytest.fixture

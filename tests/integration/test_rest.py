@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -20,14 +19,6 @@ from model_manager.service.models import ModelsService
 from model_manager.store.database import Database
 from tests.conftest import free_port
 from tests.helpers import WORKER, Api, no_auth
-
-
-@pytest.fixture
-async def http(ctx: ServiceContext) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    client = TestClient(TestServer(RestApi(ModelsService(ctx), Health(ctx).ready, no_auth(ctx)).app()))
-    await client.start_server()
-    yield client
-    await client.close()
 
 
 def _error(body: dict[str, Any], code: int, type_: str) -> str:
