@@ -8,6 +8,7 @@ loader reported to any replica, and a restarted server picks up where the last o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import AsyncGenerator
 
@@ -18,7 +19,7 @@ from model_manager.proto.llmariner.models.server.v1 import WatchModelRequest
 from model_manager.service import access, validate
 from model_manager.service.cache import Encoding, ModelScope
 from model_manager.service.context import ServiceContext
-from model_manager.service.lookup import find_visible
+from model_manager.service.lookup import find_visible, resolve, with_aliases
 from model_manager.store.database import Conn
 from model_manager.store.records import LoadingStatus, ModelRecord
 
@@ -69,14 +70,19 @@ async def _read(ctx: ServiceContext, who: Identity, model_id: str, encoding: Enc
         event, ended = await _get(ctx, who, model_id, encoding)
         return event, model_id, ended
     except NotFound:
-        loaded_as = ids.converted(model_id)
-        if loaded_as == model_id:
-            raise
-        try:
+        pass
+    loaded_as = ids.converted(model_id)
+    if loaded_as != model_id:
+        with contextlib.suppress(NotFound):
             event, ended = await _get(ctx, who, loaded_as, encoding)
             return event, loaded_as, ended
-        except NotFound:
-            raise NotFound(f'model "{model_id}" not found') from None
+    # An alias: the watch follows the model it names now (answered and cached under that model's own id).
+    async with ctx.db.reading() as conn:
+        target = await resolve(conn, who, model_id, who.project_id)
+    if target is None:
+        raise NotFound(f'model "{model_id}" not found')
+    event, ended = await _get(ctx, who, target, encoding)
+    return event, target, ended
 
 
 async def _get(ctx: ServiceContext, who: Identity, model_id: str, encoding: Encoding) -> tuple[bytes, bool]:
@@ -84,7 +90,8 @@ async def _get(ctx: ServiceContext, who: Identity, model_id: str, encoding: Enco
     encoding. The cached value is the event behind one byte saying whether the load has ended."""
 
     async def build(conn: Conn) -> ModelRecord:
-        return await find_visible(conn, who, model_id, True, who.project_id)
+        rec = await find_visible(conn, who, model_id, True, who.project_id, follow_aliases=False)
+        return (await with_aliases(conn, who.tenant_id, [rec], who.project_id))[0]
 
     def encode(rec: ModelRecord) -> bytes:
         ended = rec.loading_status == LoadingStatus.FAILED or rec.is_loaded

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from model_manager.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from model_manager.core.identity import Identity, Role
+from model_manager.proto.google.protobuf import FieldMask
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.aliases import AliasService
 from model_manager.service.context import ServiceContext
@@ -183,3 +184,24 @@ async def test_readers_see_the_old_model_or_the_new_one_while_an_alias_is_re_poi
     # Each change is one entry of the history, by the key that made it.
     shown = await aliases.get_alias(WHO, pb.GetAliasRequest(name="chat"))
     assert len(shown.history) == 21 and shown.model_id == "a"
+
+
+async def test_watching_an_alias_follows_the_model_it_names(api: Api, aliases: AliasService) -> None:
+    await api.request_base("org/x")
+    await api.loaded_base("b")
+    await _set(aliases, "chat", "org/x")
+    events = api.models.watch_model_encoded(WHO, pb.WatchModelRequest(id="chat", timeout_seconds=5), _proto())
+    first = pb.Model.parse(await anext(events))
+    assert (first.id, first.aliases, first.loading_status) == ("org/x", ["chat"], pb.ModelLoadingStatus.REQUESTED)
+    # The model it names changes: the watch sees it (its answer is not kept under the alias's name).
+    await api.models.update_model(
+        WHO,
+        pb.UpdateModelRequest(
+            model=pb.Model(id="org/x", config=pb.ModelConfig(runtime_config=pb.ModelConfigRuntimeConfig(replicas=3))),
+            update_mask=FieldMask(paths=["config.runtime_config.replicas"]),
+        ),
+    )
+    changed = pb.Model.parse(await anext(events))
+    assert changed.config is not None and changed.config.runtime_config is not None
+    assert changed.config.runtime_config.replicas == 3
+    await events.aclose()
