@@ -87,6 +87,7 @@ def _json_model(r: asyncpg.Record) -> dict[str, Any]:
         "revision": r["revision"],
         "files": [],
         "loading_attempts": [],
+        "aliases": [],  # no alias names the peer's models (ours look theirs up only for flagged rows)
     }
 
 
