@@ -82,7 +82,7 @@ def weights_format(path: str) -> str:
     if top in _OTHER_FORMAT_DIRS:
         return _OTHER_FORMAT_DIRS[top]
     name = posixpath.basename(path)
-    if name in _TRAINING_STATE or name.startswith("rng_state"):
+    if _training_state(path):
         return ""
     for suffix, kind in _SUFFIX_FORMATS.items():
         if name.endswith(suffix) or name.endswith(suffix + ".index.json"):

@@ -39,11 +39,6 @@ class StoredRepo:
         return next((f for f in self.files if f.path == path), None)
 
 
-def repo_id_of(model_id: str) -> str:
-    """The repo id a stored model is served under (its id, with ":" written "__")."""
-    return model_id.replace(":", "__")
-
-
 class Serving:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx

@@ -107,10 +107,8 @@ async def model_id_exists(conn: Conn, tenant_id: str, name: str) -> bool:
     return False
 
 
-async def put(
-    conn: Conn, tenant_id: str, project_id: str, name: str, model_id: str, now: int, by: str
-) -> tuple[AliasRow | None, AliasRow]:
-    """Create the alias or point it at `model_id`, in one change, and record it; (what it was, what it is)."""
+async def put(conn: Conn, tenant_id: str, project_id: str, name: str, model_id: str, now: int, by: str) -> None:
+    """Create the alias or point it at `model_id`, in one change, and record it."""
     before = await find(conn, tenant_id, name, for_update=True)
     if before is None:
         await conn.execute(
@@ -131,23 +129,17 @@ async def put(
             changed_by=by,
         )
     )
-    after = AliasRow(
-        name, model_id, before.project_id if before else project_id, before.created_at if before else now, now
-    )
-    await _flag(conn, tenant_id, {before.model_id if before else model_id, model_id})
-    return before, after
+    await _flag(conn, tenant_id, {model_id, *([before.model_id] if before else [])})
 
 
-async def remove(conn: Conn, tenant_id: str, name: str) -> AliasRow | None:
+async def remove(conn: Conn, tenant_id: str, name: str) -> None:
     before = await find(conn, tenant_id, name, for_update=True)
     if before is None:
-        return None
+        return
     await conn.execute(delete(aliases).where(aliases.c.tenant_id == tenant_id, aliases.c.name == name))
-    await conn.execute(
-        delete(alias_changes).where(alias_changes.c.tenant_id == tenant_id, alias_changes.c.name == name)
-    )
+    changes = alias_changes.c
+    await conn.execute(delete(alias_changes).where(changes.tenant_id == tenant_id, changes.name == name))
     await _flag(conn, tenant_id, {before.model_id})
-    return before
 
 
 async def _flag(conn: Conn, tenant_id: str, model_ids: set[str]) -> None:
