@@ -49,7 +49,7 @@ from model_manager.service.convert import stored_content, stored_files, stored_m
 from model_manager.service.leases import Leases
 from model_manager.service.loading_status import LoadingStatusService
 from model_manager.service.lookup import find_visible, with_aliases
-from model_manager.store import catalog, listing, loading, registry
+from model_manager.store import aliases, catalog, listing, loading, registry
 from model_manager.store.database import Conn
 from model_manager.store.listing import Page
 from model_manager.store.records import Kind, LoadingStatus, ModelColumns, ModelRecord, encode_formats
@@ -219,6 +219,10 @@ class WorkerService(LoadingStatusService):
                 claim = await loading.lock_loading(
                     conn, Kind.BASE, who.tenant_id, req.loading_model_id, req.project_id, req.attempt
                 )
+            # Requests are refused with an alias's name; a loader registering one anyway (its static list) is too.
+            alias = await aliases.taken(conn, who.tenant_id, [req.id])
+            if alias is not None:
+                raise FailedPrecondition(f'model "{req.id}" would have the name of the alias "{alias}"')
             existing = await catalog.find_base(conn, who.tenant_id, req.id, req.project_id)
             if existing is not None and existing.project_id == req.project_id:
                 if existing.is_loaded:

@@ -205,3 +205,11 @@ async def test_watching_an_alias_follows_the_model_it_names(api: Api, aliases: A
     assert changed.config is not None and changed.config.runtime_config is not None
     assert changed.config.runtime_config.replicas == 3
     await events.aclose()
+
+
+async def test_a_loader_cannot_register_a_model_with_an_aliass_name(api: Api, aliases: AliasService) -> None:
+    await api.loaded_base("llama")
+    await _set(aliases, "chat", "llama")
+    with pytest.raises(FailedPrecondition, match='model "chat" would have the name of the alias "chat"'):
+        await api.loaded_base("chat")  # the worker API's CreateBaseModel, as a loader's static list calls it
+    assert (await api.get("chat")).id == "llama"
