@@ -58,6 +58,14 @@ def test_generated_requests_get_no_server_error_and_fit_the_document(served: Pro
         def check(case: Any) -> None:
             nonlocal calls
             calls += 1
+            if case.path.endswith(":watch"):
+                # A watch of a model that a generated POST created (a loading model, as nothing loads here) streams
+                # until its load ends when timeout_seconds is 0: bound it, keeping the values that are refused.
+                query = dict(case.query or {})
+                value = query.get("timeout_seconds")
+                if not isinstance(value, int) or value == 0 or value > 1:
+                    query["timeout_seconds"] = 1
+                case.query = query
             case.call_and_validate(checks=CHECKS)
 
         check()
