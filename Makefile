@@ -21,6 +21,7 @@ run: $(STAMP)
 test: $(STAMP)
 	./scripts/ensure-postgres.sh
 	./scripts/ensure-wrk.sh
+	./scripts/ensure-registry.sh
 	$(BIN)/pytest -q
 
 # The converted GGUF files in llama.cpp itself: llama-cpp-python compiles llama.cpp (about 4 minutes on 2 cores),

@@ -182,3 +182,30 @@ def s3_bucket(s3_endpoint: str) -> str:
     name = f"bucket-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A stock registry (CNCF distribution), open to all."""
+    from tests.fakes.oci_registry import run_registry
+
+    with run_registry(tmp_path_factory.mktemp("registry-open")) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def oci_registry_basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A stock registry behind htpasswd (Basic) auth: tests.fakes.oci_registry.USER / PASSWORD."""
+    from tests.fakes.oci_registry import run_registry
+
+    with run_registry(tmp_path_factory.mktemp("registry-basic"), "basic") as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def oci_registry_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A stock registry behind token auth: anyone may pull, USER / PASSWORD may push."""
+    from tests.fakes.oci_registry import run_registry
+
+    with run_registry(tmp_path_factory.mktemp("registry-token"), "token") as registry:
+        yield registry

@@ -25,6 +25,8 @@ from model_manager.config.settings import (
     LoadingConfig,
     LoggingConfig,
     ObjectStoreConfig,
+    OciConfig,
+    OciCredential,
     S3Config,
     SourceS3Config,
 )
@@ -43,6 +45,8 @@ __all__ = [
     "LoadingConfig",
     "LoggingConfig",
     "ObjectStoreConfig",
+    "OciConfig",
+    "OciCredential",
     "S3Config",
     "SourceS3Config",
     "load_config",

@@ -23,7 +23,7 @@ from model_manager.config.schema import (
     StrList,
     setting,
 )
-from model_manager.core import ids, logs
+from model_manager.core import ids, logs, oci_ref
 
 MIB = 1024 * 1024
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -359,6 +359,58 @@ class AuthConfig(Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class OciCredential(Settings):
+    registry: str = setting("registry", Str(), doc="the registry's host[:port]", required=True, example="harbor.internal")
+    username: str = setting("username", Str(), doc="user name (for a robot account, its full name)", required=True)
+    password_env_name: str = setting(
+        "passwordEnvName", Str(), doc="environment variable holding the password or token", required=True
+    )
+
+    def check(self, where: Mapping[str, str]) -> None:
+        _id_rule(_check_registry, self.registry, where["registry"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class OciConfig(Settings):
+    insecure_registries: tuple[str, ...] = setting(
+        "insecureRegistries",
+        StrList(),
+        (),
+        "registries (host[:port]) spoken to over plain HTTP; every other one over TLS, its certificate verified",
+        example="[registry.local:5000]",
+    )
+    credentials: tuple[OciCredential, ...] = setting(
+        "credentials", ListOf(OciCredential), (), "registry logins (keys below); they outrank the Docker config"
+    )
+    docker_config: str = setting(
+        "dockerConfig",
+        Str(),
+        "",
+        "a Docker config.json to read logins from (`auths`, as `docker login` writes); empty: "
+        "$DOCKER_CONFIG/config.json or ~/.docker/config.json when there is one",
+    )
+    chunk_size: int = setting(
+        "chunkSize",
+        Int(MIB, 4096 * MIB),
+        64 * MIB,
+        "a blob larger than this is pushed in chunks of this size (bytes), each one resumable; smaller ones in one PUT",
+    )
+    pushes_at_once: int = setting("pushesAtOnce", Int(1, 64), 2, "pushes one server runs at the same time")
+
+    def check(self, where: Mapping[str, str]) -> None:
+        for host in self.insecure_registries:
+            _id_rule(_check_registry, host, where["insecure_registries"])
+
+
+def _check_registry(value: str, path: str) -> str:
+    try:
+        oci_ref.parse_oci(f"{value}/x", path)
+    except ids.InvalidId as e:
+        raise ids.InvalidId(f"{path}: {value[:80]!r} is not a registry host[:port]") from e
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoggingConfig(Settings):
     format: str = setting(
         "format", Str(choices=logs.FORMATS, fold_case=True), "text", "text lines for people, json lines for collectors"
@@ -408,6 +460,7 @@ class Config(Settings):
     auth: AuthConfig = setting("auth", Section(AuthConfig), AuthConfig(), "API keys and roles (keys below)")
     logging: LoggingConfig = setting("logging", Section(LoggingConfig), LoggingConfig(), "log lines and their form")
     loader: LoaderConfig = setting("loader", Section(LoaderConfig, sees_top_level=True), LoaderConfig(), "the loader")
+    oci: OciConfig = setting("oci", Section(OciConfig), OciConfig(), "OCI registries: pushes and oci:// loads")
 
     IGNORED: ClassVar[Mapping[str, str]] = {
         "usageSender": "usage reporting to llmariner's control plane",
