@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import aiohttp
 from aiohttp import web
 from grpclib.client import Channel
 
@@ -28,6 +29,8 @@ from model_manager.loader.runner import run_loader
 from model_manager.loader.worker_api import WorkerApi
 from model_manager.objectstore.base import UnconfiguredStore
 from model_manager.objectstore.factory import open_store
+from model_manager.oci.auth import Logins
+from model_manager.oci.push import ModelPusher, registry_session
 from model_manager.proto.llmariner.models.server.v1 import ModelsWorkerServiceStub
 from model_manager.service import stats
 from model_manager.service.auth import Api, Authenticator, Credentials
@@ -35,6 +38,7 @@ from model_manager.service.context import ServiceContext
 from model_manager.service.health import Health
 from model_manager.service.housekeeping import run_housekeeping
 from model_manager.service.models import ModelsService
+from model_manager.service.pushes import PushService
 from model_manager.service.worker import WorkerService
 from model_manager.store.database import Database, create_database_if_missing
 from model_manager.store.migrate import check_schema, migrate
@@ -91,6 +95,8 @@ class Server:
 
     auth: Authenticator | None = None
     probe: SourceProbe | None = None
+    pushes: PushService | None = None
+    registry_http: aiohttp.ClientSession | None = None
 
     @classmethod
     async def create(cls, config: Config) -> Server:
@@ -101,7 +107,28 @@ class Server:
         worker = WorkerServicer(WorkerService(ctx), inflight, auth, await _in_process_loader_identity(config, auth))
         # CreateModel asks a base model's source with the loader's own lookups before accepting it.
         probe = SourceProbe(config, config.loading.check_source_timeout) if config.loading.check_source else None
-        return cls(config, db, ctx, ModelsService(ctx, probe), worker, inflight, auth=auth, probe=probe)
+        try:
+            logins = Logins(config.oci)
+        except ConfigError:
+            await db.close()
+            raise
+        http, pushes = None, PushService(ctx, None)
+        if not isinstance(ctx.objects, UnconfiguredStore):
+            http = registry_session()
+            pusher = ModelPusher(http, config.oci, logins, ctx.objects.read)
+            pushes = PushService(ctx, pusher, config.oci.pushes_at_once)
+        return cls(
+            config,
+            db,
+            ctx,
+            ModelsService(ctx, probe),
+            worker,
+            inflight,
+            auth=auth,
+            probe=probe,
+            pushes=pushes,
+            registry_http=http,
+        )
 
     async def housekeeping(self, stop: asyncio.Event) -> None:
         leases = self.worker.service.leases
@@ -119,6 +146,7 @@ class Server:
             self.config.limits,
             refresh_metrics=functools.partial(stats.refresh, self.ctx),
             access_log=self.config.logging.requests,
+            pushes=self.pushes,
         )
         self._runner = web.AppRunner(
             rest.app(),
@@ -134,7 +162,7 @@ class Server:
         http_host, grpc_host, worker_host = self.config.listen_hosts()
         await web.TCPSite(self._runner, host=http_host or None, port=self.config.http_port).start()
         max_request = self.config.limits.grpc_message_bytes
-        public_servicer = ModelsServicer(models, self.inflight, self.auth)
+        public_servicer = ModelsServicer(models, self.inflight, self.auth, self.pushes)
         public_servicer.access_log = self.worker.access_log = self.config.logging.requests
         public = build_server(public_servicer, with_health=True, max_request_bytes=max_request)
         await public.start(grpc_host or None, self.config.grpc_port)
@@ -170,6 +198,10 @@ class Server:
             await server.close_connections()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.pushes is not None:
+            await self.pushes.close()  # each running push is marked failed, saying how to go on
+        if self.registry_http is not None:
+            await self.registry_http.close()
         await self.ctx.objects.close()
         if self.probe is not None:
             await self.probe.close()

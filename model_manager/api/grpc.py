@@ -28,6 +28,7 @@ from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.aliases import AliasService
 from model_manager.service.auth import Api, Authenticator, Credentials
 from model_manager.service.models import ModelsService
+from model_manager.service.pushes import PushService
 from model_manager.service.worker import WorkerService
 
 log = logging.getLogger(__name__)
@@ -185,9 +186,12 @@ class _Servicer:
 class ModelsServicer(_Servicer, pb.ModelsServiceBase):
     api = Api.PUBLIC
 
-    def __init__(self, service: ModelsService, inflight: InFlight, auth: Authenticator) -> None:
+    def __init__(
+        self, service: ModelsService, inflight: InFlight, auth: Authenticator, pushes: PushService | None = None
+    ) -> None:
         self.service = service
         self.aliases = AliasService(service.ctx)
+        self.pushes = pushes or PushService(service.ctx, None)
         self.inflight = inflight
         self.auth = auth
 
@@ -229,6 +233,12 @@ class ModelsServicer(_Servicer, pb.ModelsServiceBase):
 
     async def delete_alias(self, message: pb.DeleteAliasRequest) -> pb.DeleteAliasResponse:
         return await self._call(self.aliases.delete_alias, message)
+
+    async def push_model(self, message: pb.PushModelRequest) -> pb.ModelPush:
+        return await self._call(self.pushes.push_model, message)
+
+    async def get_model_push(self, message: pb.GetModelPushRequest) -> pb.ModelPush:
+        return await self._call(self.pushes.get_model_push, message)
 
     async def watch_model(self, message: pb.WatchModelRequest) -> AsyncIterator[pb.Model]:
         events = self.service.watch_model_encoded(_caller.get() or self.local_caller, message, PROTO)

@@ -37,10 +37,12 @@ from model_manager.proto.llmariner.models.server.v1 import (
     DeleteAliasRequest,
     DeleteModelRequest,
     GetAliasRequest,
+    GetModelPushRequest,
     GetModelRequest,
     ListAliasesRequest,
     ListModelsRequest,
     Model,
+    PushModelRequest,
     RetryModelRequest,
     SetAliasRequest,
     UpdateModelRequest,
@@ -49,6 +51,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
 from model_manager.service.aliases import AliasService
 from model_manager.service.auth import Api, Authenticator, Credentials
 from model_manager.service.models import ModelsService
+from model_manager.service.pushes import PushService
 from model_manager.service.serving import Serving
 
 log = logging.getLogger(__name__)
@@ -222,9 +225,11 @@ class RestApi:
         limits: LimitsConfig | None = None,
         refresh_metrics: Callable[[], Awaitable[None]] | None = None,
         access_log: bool = True,
+        pushes: PushService | None = None,
     ) -> None:
         self.service = service
         self.aliases = AliasService(service.ctx)
+        self.pushes = pushes or PushService(service.ctx, None)
         self.auth = auth
         self.ready = ready
         self.refresh_metrics = refresh_metrics
@@ -335,6 +340,15 @@ class RestApi:
 
     async def get_alias(self, request: web.Request) -> web.Response:
         return _ok(await self.aliases.get_alias(self.who(request), GetAliasRequest(name=request.match_info["name"])))
+
+    async def push_model(self, request: web.Request) -> web.Response:
+        req = from_json(PushModelRequest, await _body(request))
+        req.id = request.match_info["id"]
+        return _ok(await self.pushes.push_model(self.who(request), req))
+
+    async def get_model_push(self, request: web.Request) -> web.Response:
+        req = GetModelPushRequest(id=request.match_info["id"])
+        return _ok(await self.pushes.get_model_push(self.who(request), req))
 
     async def delete_alias(self, request: web.Request) -> web.Response:
         req = DeleteAliasRequest(name=request.match_info["name"])

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from model_manager.client.progress import FAILED, LOADED, LoadView, short, status_text
+from model_manager.client.progress import FAILED, LOADED, LOADING, LoadView, short, status_text
 from model_manager.core import ids
 from model_manager.core.units import human_bytes, human_seconds
 
@@ -28,6 +28,7 @@ SOURCES = {
     "hugging-face": "SOURCE_REPOSITORY_HUGGING_FACE",
     "ollama": "SOURCE_REPOSITORY_OLLAMA",
     "object-store": "SOURCE_REPOSITORY_OBJECT_STORE",
+    "oci": "SOURCE_REPOSITORY_OCI",
 }
 # Longer than the server's heartbeat (15 s): a watch that says nothing for this long has lost its server.
 STREAM_IDLE_SECONDS = 60.0
@@ -67,7 +68,7 @@ def add_parser(sub: Any) -> None:
     get.add_argument("--json", action="store_true", help="the API's JSON instead of a summary")
     create = verbs.add_parser("create", help="request a model").add_subparsers(dest="kind", required=True)
     base = create.add_parser("base", help="an open model from Hugging Face, Ollama or the object store")
-    base.add_argument("id", help="e.g. google/gemma-2b, gemma:2b")
+    base.add_argument("id", help="e.g. google/gemma-2b, gemma:2b, registry.local/models/gemma:2b (oci)")
     base.add_argument("--source-repository", required=True, choices=list(SOURCES))
     base.add_argument("--project-scoped", action="store_true", help="only for your project (writers may do this)")
     base.add_argument(
@@ -108,6 +109,14 @@ def add_parser(sub: Any) -> None:
     retry = verbs.add_parser("retry", help="load a failed model again, with a fresh set of attempts")
     retry.add_argument("id")
     retry.add_argument("--wait", action="store_true", help="follow the load until it succeeds or fails")
+    push = verbs.add_parser("push", help="copy a loaded model to an OCI registry, as a CNCF ModelPack artifact")
+    push.add_argument("id")
+    push.add_argument("destination", help="oci://HOST[:PORT]/REPOSITORY[:TAG] (the tag defaults to latest)")
+    pushed = verbs.add_parser("push-status", help="a push's progress and outcome")
+    pushed.add_argument("push_id")
+    for p in (push, pushed):
+        p.add_argument("--wait", action="store_true", help="follow the push until it succeeds (0) or fails (1)")
+        p.add_argument("--json", action="store_true", help="the API's JSON (with --wait: progress on stderr)")
     wait = verbs.add_parser("wait", help="follow a model's load until it succeeds (0) or fails (1)")
     wait.add_argument("id")
     wait.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0: never)")
@@ -302,6 +311,43 @@ def wait(client: Client, model_id: str, out: TextIO, timeout: float = 0) -> dict
             time.sleep(min(0.5 * 2**lost, 8.0))
 
 
+PUSHED, PUSH_FAILED = "PUSH_STATUS_SUCCEEDED", "PUSH_STATUS_FAILED"
+PUSH_POLL_SECONDS = 0.5
+
+
+def push_text(push: dict[str, Any]) -> str:
+    status = short(push.get("status", ""), "PUSH_STATUS_")
+    line = f"{push.get('model_id')}: {status} to {push.get('destination')} (push {push.get('id')})"
+    if push.get("status") == PUSHED:
+        line += f", manifest {push.get('manifest_digest')}"
+    if push.get("status") == PUSH_FAILED:
+        line += f": {push.get('failure_reason')}"
+    return line
+
+
+def follow_push(client: Client, push: dict[str, Any], out: TextIO) -> dict[str, Any]:
+    """Poll a push until it ends, with the load's progress bar; the pushed document, or ApiError with the reason."""
+    view = LoadView(out, verb="pushing")
+    while True:
+        model_id, status = push.get("model_id", ""), push.get("status")
+        total, skipped = int(push.get("bytes_total", 0)), int(push.get("bytes_skipped", 0))
+        if status == PUSHED:
+            took = human_seconds(view.elapsed())
+            there = f" ({human_bytes(skipped)} of it in the registry already)" if skipped else ""
+            view.finish(
+                f"{model_id}: pushed {human_bytes(total)} in {push.get('files_total', 0)} files{there} after {took}\n"
+                f"{push.get('destination')}@{push.get('manifest_digest')}"
+            )
+            return push
+        if status == PUSH_FAILED:
+            view.finish(None)
+            raise ApiError(f"{model_id}: push to {push.get('destination')} failed: {push.get('failure_reason')}")
+        progress = {k: push.get(k, 0) for k in ("bytes_done", "files_done", "files_total")}
+        view.show({"id": model_id, "loading_status": LOADING, "loading_progress": {**progress, "bytes_total": total}})
+        time.sleep(PUSH_POLL_SECONDS)
+        push = client.call("GET", f"/v1/model_pushes/{urllib.parse.quote(push['id'], safe='')}")
+
+
 def _config_update(args: Any) -> tuple[dict[str, Any], list[str]]:
     runtime: dict[str, Any] = {}
     policy: dict[str, Any] = {}
@@ -396,6 +442,18 @@ def _run(args: Any, out: TextIO) -> int:
         out.write(f"{model['id']}: {status_text(model)}\n")
         if args.wait:
             wait(client, model["id"], out)
+    elif verb in ("push", "push-status"):
+        if verb == "push":
+            quoted = urllib.parse.quote(args.id, safe="/:")
+            push = client.call("POST", f"/v1/models/{quoted}:push", {"destination": args.destination})
+        else:
+            push = client.call("GET", f"/v1/model_pushes/{urllib.parse.quote(args.push_id, safe='')}")
+        if args.wait:
+            push = follow_push(client, push, sys.stderr if args.json else out)
+        if args.json:
+            out.write(json.dumps(push, indent=2) + "\n")
+        elif not args.wait:
+            out.write(f"{push_text(push)}\n")
     elif verb == "wait":
         loaded = wait(client, args.id, sys.stderr if args.json else out, timeout=args.timeout)
         if args.json:

@@ -36,8 +36,9 @@ def status_text(model: dict[str, Any]) -> str:
 
 
 class LoadView:
-    def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic, verb: str = "loading") -> None:
         self.out = out
+        self.verb = verb  # what the bar's line says is happening (a push shows "pushing")
         self.tty = out.isatty()
         self.clock = clock
         self._samples: deque[tuple[float, int]] = deque()
@@ -131,4 +132,4 @@ class LoadView:
             f"about {left}" if left else "",
             files,
         ]
-        return f"{model_id}: loading " + ", ".join(p for p in parts if p)
+        return f"{model_id}: {self.verb} " + ", ".join(p for p in parts if p)

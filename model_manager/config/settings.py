@@ -360,7 +360,9 @@ class AuthConfig(Settings):
 
 @dataclass(frozen=True, kw_only=True)
 class OciCredential(Settings):
-    registry: str = setting("registry", Str(), doc="the registry's host[:port]", required=True, example="harbor.internal")
+    registry: str = setting(
+        "registry", Str(), doc="the registry's host[:port]", required=True, example="harbor.internal"
+    )
     username: str = setting("username", Str(), doc="user name (for a robot account, its full name)", required=True)
     password_env_name: str = setting(
         "passwordEnvName", Str(), doc="environment variable holding the password or token", required=True

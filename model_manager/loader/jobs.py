@@ -122,7 +122,7 @@ class Jobs:
         detected = detect([f.path for f in files])
         # Two selections of one revision are two contents; a selection of every file is the whole revision.
         selected = sorted(f.path for f in files) if chosen.skipped else []
-        key = content_key(source.kind, model_id, source.pinned_revision, selected)
+        key = content_key(source.kind, source.content_name or model_id, source.pinned_revision, selected)
         reg = Registration(model_id, repo, project_id, source.revision, key, attempt)
         shared = await self.claims.stored(key)
         if shared:
@@ -135,7 +135,7 @@ class Jobs:
         prefix = self.base_prefix(model_id, key)
         log.info("loading %s (%d files) into %s", source.name, len(files), prefix)
         skipped = [pb.SkippedFile(path=s.path, size=s.size, reason=s.reason) for s in chosen.skipped]
-        metadata = MetadataReader(skipped, code_files=chosen.requires_remote_code)
+        metadata = MetadataReader(skipped, code_files=chosen.requires_remote_code, described=source.described)
         # Pickles (allowed by the request) are scanned once stored, before the load may succeed.
         pickles = [f.path for f in chosen.pickles]
 

@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from model_manager.core.push import ModelFacts
 from model_manager.loader import jsondoc
 from model_manager.proto.llmariner.models.server import v1 as pb
 
@@ -34,6 +35,8 @@ GGML_TYPES = {
     20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64",
     29: "IQ1_M", 30: "BF16",
 }  # fmt: skip
+# ModelPack's precision words, as the dtypes safetensors headers name.
+_DTYPES = {"fp64": "F64", "fp32": "F32", "fp16": "F16", "bf16": "BF16", "int8": "I8", "uint8": "U8", "int32": "I32"}
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 _LICENSE = re.compile(r"^license:\s*['\"]?([^'\"\n]+?)['\"]?\s*$", re.M)
 
@@ -152,7 +155,10 @@ class MetadataReader:
     so nothing is counted twice), merged when asked. A GGUF file is a whole model of its own: a repo of several is
     several models, each described by its own header."""
 
-    def __init__(self, skipped: list[pb.SkippedFile] | None = None, code_files: bool = False) -> None:
+    def __init__(
+        self, skipped: list[pb.SkippedFile] | None = None, code_files: bool = False, described: ModelFacts | None = None
+    ) -> None:
+        self.described = described  # what the source says of the model: fills in what no file said
         self.files: dict[str, Found] = {}
         self.gguf: dict[str, Found] = {}
         self.skipped = skipped or []  # what the load's file selection left at the source
@@ -187,6 +193,14 @@ class MetadataReader:
             found.architecture = found.architecture or header.architecture
             found.quantization = found.quantization or header.quantization
             found.license = found.license or header.license
+        if self.described is not None:  # an OCI artifact's config fills what no file said
+            facts = self.described
+            found.architecture = found.architecture or facts.architecture
+            found.parameters = found.parameters or facts.parameters
+            found.quantization = found.quantization or facts.quantization.upper()
+            found.license = found.license or facts.license
+            if not found.dtype and not found.dtypes and facts.dtype:
+                found.dtype = _DTYPES.get(facts.dtype.lower(), facts.dtype.upper())
         return found.message(total_bytes, self.skipped)
 
 

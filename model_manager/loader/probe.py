@@ -42,7 +42,7 @@ class SourceProbe:
         if self._sources is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
             downloader, store_s3 = self.config.loader.downloader, self.config.object_store.s3
-            self._sources = SourceFactory(self._http, downloader, store_s3, self.hf_endpoint)
+            self._sources = SourceFactory(self._http, downloader, store_s3, self.hf_endpoint, self.config.oci)
         return self._sources
 
     async def check(

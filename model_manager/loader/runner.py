@@ -33,7 +33,7 @@ async def run_loader(
 ) -> None:
     store.check_configured()
     async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
-        sources = SourceFactory(http, config.loader.downloader, config.object_store.s3, hf_endpoint)
+        sources = SourceFactory(http, config.loader.downloader, config.object_store.s3, hf_endpoint, config.oci)
         jobs = Jobs(
             worker,
             store,

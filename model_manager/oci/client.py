@@ -135,11 +135,11 @@ class Registry:
         """Send a request whose body can be sent again (bytes or none), answering one auth challenge on the way.
         The caller releases the response."""
         for _ in range(2):
+            sent = self._authorization(scope)
             try:
                 resp = await self.http.request(
-                    method, url, headers={**(headers or {}), **self._authorization(scope)}, data=data,
-                    allow_redirects=False,
-                )  # fmt: skip
+                    method, url, headers={**(headers or {}), **sent}, data=data, allow_redirects=False
+                )
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 raise RegistryError(f"{what}: cannot reach {self.host} ({type(e).__name__}: {e})", True) from e
             if resp.status != 401:
@@ -149,7 +149,9 @@ class Registry:
             resp.release()
             if not challenge:
                 raise from_response(401, body, what)
-            await self._answer(challenge, scope, what)
+            if self._authorization(scope) in ({}, sent):
+                await self._answer(challenge, scope, what)
+            # else: a request running beside this one met the challenge meanwhile; send again with what it got
         raise RegistryDenied(self._refused(what))
 
     async def _fail(self, resp: aiohttp.ClientResponse, what: str) -> RegistryError:
@@ -168,8 +170,14 @@ class Registry:
             if isinstance(error, RegistryNotFound) and not await self._repository_exists(repository):
                 raise RegistryNotFound(f"{self.host}/{repository}: no such repository in the registry")
             raise error
+        body = b""
         try:
-            body = await resp.content.read(MAX_MANIFEST + 1)
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                body += chunk
+                if len(body) > MAX_MANIFEST:
+                    break
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            raise RegistryError(f"{what}: the download broke off ({type(e).__name__})", True) from e
         finally:
             resp.release()
         if len(body) > MAX_MANIFEST:

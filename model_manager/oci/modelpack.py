@@ -13,8 +13,9 @@ import json
 import posixpath
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from model_manager.core.push import ModelFacts
 from model_manager.oci.client import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 ARTIFACT_TYPE = "application/vnd.cncf.model.manifest.v1+json"
@@ -61,23 +62,6 @@ class Layer:
         }
 
 
-@dataclass(frozen=True)
-class ModelFacts:
-    """What the artifact's config says of the model: taken from the metadata the loader read."""
-
-    name: str
-    created_at: str = ""  # RFC 3339
-    revision: str = ""
-    architecture: str = ""
-    format: str = ""  # safetensors, gguf, pytorch
-    parameters: int = 0
-    dtype: str = ""
-    quantization: str = ""
-    license: str = ""
-    source_url: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
-
-
 def param_size(count: int) -> str:
     """ModelPack's paramSize: a count with one decimal at most and a scale letter ("22.7M", "8B")."""
     for scale, letter in ((10**15, "Q"), (10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
@@ -98,8 +82,6 @@ def config_blob(facts: ModelFacts, layers: Sequence[Layer]) -> bytes:
         descriptor["revision"] = facts.revision
     if facts.license:
         descriptor["licenses"] = [facts.license]
-    if facts.source_url:
-        descriptor["sourceURL"] = facts.source_url
     config: dict[str, object] = {}
     if facts.architecture:
         config["architecture"] = facts.architecture

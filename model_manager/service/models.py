@@ -46,8 +46,12 @@ from model_manager.store.records import Activation, Kind, LoadingStatus, ModelCo
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
-_BASE_SOURCES = "SOURCE_REPOSITORY_HUGGING_FACE, SOURCE_REPOSITORY_OLLAMA, SOURCE_REPOSITORY_OBJECT_STORE"
+_BASE_SOURCES = (
+    "SOURCE_REPOSITORY_HUGGING_FACE, SOURCE_REPOSITORY_OLLAMA, SOURCE_REPOSITORY_OBJECT_STORE, SOURCE_REPOSITORY_OCI"
+)
 
+
+_PINNED_BY_CHECK = (SourceRepository.HUGGING_FACE, SourceRepository.OCI)
 
 # ?format= takes what the CLI shows (gguf, hugging-face) or the enum's own name (MODEL_FORMAT_GGUF), in any case.
 _FORMATS = {f.name.lower().replace("_", "-"): int(f) for f in ModelFormat if f != ModelFormat.UNSPECIFIED}
@@ -165,6 +169,9 @@ class ModelsService:
             model_id, revision = ref.model_id, ref.revision
         elif source == SourceRepository.OLLAMA:
             model_id = validate.check_ollama(req.id)
+        elif source == SourceRepository.OCI:
+            # Kept as written (oci:// dropped): HOST[:PORT]/REPOSITORY:TAG, or @sha256:... for one manifest.
+            model_id = validate.check_id(str(validate.parse_oci(req.id)))
         elif source == SourceRepository.OBJECT_STORE:
             model_id = validate.check_id(req.id)
             if model_id.startswith("s3://"):
@@ -191,7 +198,8 @@ class ModelsService:
             if facts is not None:
                 found = {
                     # Loads (and retries) read the commit the check saw, not whatever the branch points to later.
-                    "requested_revision": facts.revision if source == SourceRepository.HUGGING_FACE else revision,
+                    # So does an OCI load: the manifest digest the check saw, wherever the tag moves meanwhile.
+                    "requested_revision": facts.revision if source in _PINNED_BY_CHECK else revision,
                     "progress_bytes_total": facts.total_bytes,
                     "progress_files_total": facts.files,
                     "loading_status_message": f"found at the source: {human_bytes(facts.total_bytes)} in "

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from model_manager.core import ids
+from model_manager.core import ids, oci_ref
 from model_manager.core.errors import InvalidArgument
 
 P = ParamSpec("P")
@@ -34,3 +34,4 @@ check_object_path = _as_invalid_argument(ids.check_object_path)
 check_text = _as_invalid_argument(ids.check_text)
 check_content_key = _as_invalid_argument(ids.check_content_key)
 check_gguf_type = _as_invalid_argument(ids.check_gguf_type)
+parse_oci = _as_invalid_argument(oci_ref.parse_oci)

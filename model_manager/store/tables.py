@@ -228,3 +228,25 @@ alias_changes = Table(
     Column("changed_by", String(32), nullable=False, server_default=""),
     Index("ix_alias_changes_alias", "tenant_id", "name", "id"),
 )
+
+# Pushes of models to OCI registries (migration 0016): progress while one runs, the manifest digest once it is done.
+model_pushes = Table(
+    "model_pushes",
+    metadata,
+    Column("push_id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("project_id", String(ID_LEN), nullable=False, server_default=""),
+    Column("model_id", String(ID_LEN), nullable=False),
+    Column("destination", String(600), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("bytes_total", BigInteger, nullable=False, server_default="0"),
+    Column("bytes_done", BigInteger, nullable=False, server_default="0"),
+    Column("bytes_skipped", BigInteger, nullable=False, server_default="0"),
+    Column("files_total", Integer, nullable=False, server_default="0"),
+    Column("files_done", Integer, nullable=False, server_default="0"),
+    Column("manifest_digest", String(80), nullable=False, server_default=""),
+    Column("failure_reason", Text, nullable=False, server_default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_model_pushes_target", "tenant_id", "destination", "status"),
+)

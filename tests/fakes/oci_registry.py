@@ -39,6 +39,7 @@ def _free_port() -> int:
 class Registry:
     host: str  # 127.0.0.1:PORT
     auth: str  # "", "basic" or "token"
+    directory: Path  # where it stores (blobs under data/docker/registry/v2/blobs)
     token_requests: list[str] = field(default_factory=list)  # scopes the token service was asked for
 
     @property
@@ -97,7 +98,7 @@ class TokenService:
         given = request.headers.get("Authorization")
         if given is not None and given != expected:
             return web.json_response({"details": "wrong login"}, status=401)
-        access = []
+        access: list[dict[str, object]] = []
         for scope in request.query.getall("scope", []):
             self.scopes.append(scope)
             kind, name, actions = scope.split(":")
@@ -158,7 +159,7 @@ def run_registry(directory: Path, auth: str = "") -> Iterator[Registry]:
                             f"docker-registry did not start: {(directory / 'registry.log').read_text()[-2000:]}"
                         ) from None
                     time.sleep(0.05)
-            registry = Registry(f"127.0.0.1:{port}", auth)
+            registry = Registry(f"127.0.0.1:{port}", auth, directory)
             if service is not None:
                 registry.token_requests = service.scopes
             yield registry

@@ -15,6 +15,7 @@ import aiohttp
 import oras.provider
 import pytest
 
+from model_manager.core.push import ModelFacts
 from model_manager.oci import modelpack
 from model_manager.oci.auth import Login
 from model_manager.oci.client import OCI_MANIFEST, Registry
@@ -67,7 +68,7 @@ async def _push_model(registry: Registry, repo: str, files: dict[str, bytes], ta
     for path, data in files.items():
         await registry.push_blob(repo, _digest(data), len(data), _reader(data), lambda n: None)
         layers.append(modelpack.Layer(path, len(data), _digest(data)))
-    config = modelpack.config_blob(modelpack.ModelFacts(name=repo), layers)
+    config = modelpack.config_blob(ModelFacts(name=repo), layers)
     await registry.push_blob(repo, _digest(config), len(config), _reader(config), lambda n: None)
     body = modelpack.manifest(config, _digest(config), layers, {})
     return await registry.put_manifest(repo, tag, body, OCI_MANIFEST)

@@ -14,6 +14,7 @@ import yaml
 
 from model_manager.app import check_role
 from model_manager.config import load_config
+from model_manager.core.oci_ref import parse_oci
 
 ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZE = ROOT / "deploy" / "kubernetes"
@@ -109,3 +110,16 @@ def test_the_engine_example_points_at_the_hf_endpoint_of_the_http_service() -> N
     port = service["spec"]["ports"][0]["port"]
     assert env["HF_ENDPOINT"]["value"] == f"http://model-manager-http:{port}/hf"
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "engine-hf-token"
+
+
+def test_the_image_volume_example_mounts_a_pinned_pushed_artifact_read_only() -> None:
+    path = ROOT / "deploy" / "examples" / "engine-image-volume.yaml"
+    [engine] = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    kubernetes_validate.validate(engine, "1.33.0", strict=True)  # image volumes are beta (on) from 1.33
+    spec = engine["spec"]["template"]["spec"]
+    [volume] = spec["volumes"]
+    ref = parse_oci(volume["image"]["reference"])
+    assert ref.digest and not ref.tag  # a digest: a restarted pod mounts the same model
+    [mount] = spec["containers"][0]["volumeMounts"]
+    assert mount["name"] == volume["name"] and mount["readOnly"] is True
+    assert spec["containers"][0]["args"][1] == mount["mountPath"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from model_manager.core.push import ModelFacts
 from model_manager.loader.errors import PermanentError, TransientError, classify, http_error
 
 CHUNK = 1024 * 1024
@@ -30,6 +31,8 @@ class Source(ABC):
     kind: str  # the source's kind as metrics label it: hugging-face, ollama, object-store
     name: str  # e.g. "Hugging Face repo org/name": used in failure reasons
     revision: str = ""  # the revision actually loaded, once known
+    content_name: str = ""  # what its content key names, when not the requested id (an OCI repository, not a tag)
+    described: ModelFacts | None = None  # what the source itself says of the model (an OCI artifact's config)
 
     @property
     def pinned_revision(self) -> str:

@@ -6,14 +6,18 @@ from dataclasses import replace
 
 import aiohttp
 
-from model_manager.config import DownloaderConfig, S3Config
+from model_manager.config import DownloaderConfig, OciConfig, S3Config
 from model_manager.core.ids import InvalidId, parse_hugging_face
+from model_manager.core.oci_ref import parse_oci
 from model_manager.loader.errors import PermanentError
 from model_manager.loader.sources.base import Source
 from model_manager.loader.sources.huggingface import HuggingFaceSource
+from model_manager.loader.sources.oci import OciSource
 from model_manager.loader.sources.ollama import OllamaSource
 from model_manager.loader.sources.s3 import S3Source
 from model_manager.objectstore.s3 import S3Store
+from model_manager.oci.auth import Logins
+from model_manager.oci.client import Registry
 from model_manager.proto.llmariner.models.server.v1 import SourceRepository
 
 
@@ -24,8 +28,11 @@ class SourceFactory:
         downloader: DownloaderConfig,
         store_s3: S3Config | None,
         hf_endpoint: str | None = None,
+        oci: OciConfig | None = None,
     ) -> None:
         self.http = http
+        self.oci = oci or OciConfig()
+        self.logins = Logins(self.oci)  # a login whose password variable is missing stops the start here
         self.downloader = downloader
         self.store_s3 = store_s3  # endpoint and region for s3:// locations when the downloader names none
         self.hf_endpoint = hf_endpoint
@@ -45,6 +52,16 @@ class SourceFactory:
             return self.hugging_face(model_id, revision)
         if repo == SourceRepository.OLLAMA:
             return OllamaSource(self.http, self.downloader.ollama_registry, model_id)
+        if repo == SourceRepository.OCI:
+            try:
+                ref = parse_oci(model_id)
+            except InvalidId as e:
+                raise PermanentError(e.message) from e
+            if revision:  # the manifest digest the request's check saw: the tag may have moved since
+                ref = ref.with_digest(revision)
+            host = ref.registry
+            registry = Registry(self.http, host, self.logins.get(host), host in self.oci.insecure_registries)
+            return OciSource(registry, ref)
         if repo == SourceRepository.OBJECT_STORE:
             s3 = self.downloader.s3
             if s3 is None or not s3.bucket:

@@ -35,6 +35,7 @@ __all__ = (
     "GetModelAttributesRequest",
     "GetModelPathRequest",
     "GetModelPathResponse",
+    "GetModelPushRequest",
     "GetModelRequest",
     "GetStorageConfigRequest",
     "HfModelRepo",
@@ -55,6 +56,7 @@ __all__ = (
     "ModelFormats",
     "ModelLoadingStatus",
     "ModelMetadata",
+    "ModelPush",
     "ModelsServiceBase",
     "ModelsServiceStub",
     "ModelsWorkerServiceBase",
@@ -64,6 +66,8 @@ __all__ = (
     "ProjectAssignmentNodeSelector",
     "PublishModelRequest",
     "PublishModelResponse",
+    "PushModelRequest",
+    "PushStatus",
     "QuantizationType",
     "RegisterModelRequest",
     "RegisterModelResponse",
@@ -240,6 +244,43 @@ class ModelLoadingStatus(betterproto2.Enum):
         }
 
 
+class PushStatus(betterproto2.Enum):
+    """
+    Extension: pushes of models to OCI registries.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.enum_types_by_name["PushStatus"]
+
+    UNSPECIFIED = 0
+
+    PUSHING = 1
+
+    SUCCEEDED = 2
+
+    FAILED = 3
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "PUSH_STATUS_UNSPECIFIED",
+            1: "PUSH_STATUS_PUSHING",
+            2: "PUSH_STATUS_SUCCEEDED",
+            3: "PUSH_STATUS_FAILED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "PUSH_STATUS_UNSPECIFIED": 0,
+            "PUSH_STATUS_PUSHING": 1,
+            "PUSH_STATUS_SUCCEEDED": 2,
+            "PUSH_STATUS_FAILED": 3,
+        }
+
+
 class QuantizationType(betterproto2.Enum):
     @betterproto2.staticproperty
     @staticmethod
@@ -285,6 +326,13 @@ class SourceRepository(betterproto2.Enum):
 
     FINE_TUNING = 4
 
+    OCI = 100
+    """
+    Extension: an OCI registry. The id is HOST[:PORT]/REPOSITORY[:TAG] or
+    HOST[:PORT]/REPOSITORY@sha256:<digest>, an artifact in the CNCF ModelPack
+    format (or any image manifest whose layers name their files).
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -293,6 +341,7 @@ class SourceRepository(betterproto2.Enum):
             2: "SOURCE_REPOSITORY_HUGGING_FACE",
             3: "SOURCE_REPOSITORY_OLLAMA",
             4: "SOURCE_REPOSITORY_FINE_TUNING",
+            100: "SOURCE_REPOSITORY_OCI",
         }
 
     @classmethod
@@ -303,6 +352,7 @@ class SourceRepository(betterproto2.Enum):
             "SOURCE_REPOSITORY_HUGGING_FACE": 2,
             "SOURCE_REPOSITORY_OLLAMA": 3,
             "SOURCE_REPOSITORY_FINE_TUNING": 4,
+            "SOURCE_REPOSITORY_OCI": 100,
         }
 
 
@@ -978,6 +1028,21 @@ default_message_pool.register_message("llmariner.models.server.v1", "GetModelPat
 
 
 @dataclass(eq=False, repr=False)
+class GetModelPushRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetModelPushRequest"
+        ]
+
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("llmariner.models.server.v1", "GetModelPushRequest", GetModelPushRequest)
+
+
+@dataclass(eq=False, repr=False)
 class GetModelRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -1429,6 +1494,53 @@ default_message_pool.register_message("llmariner.models.server.v1", "ModelMetada
 
 
 @dataclass(eq=False, repr=False)
+class ModelPush(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name["ModelPush"]
+
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    model_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    destination: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    status: "PushStatus" = betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: PushStatus(0))
+
+    bytes_total: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+
+    bytes_done: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+    """
+    Bytes the registry holds now: sent by this push or found there already.
+    """
+
+    bytes_skipped: "int" = betterproto2.field(7, betterproto2.TYPE_INT64)
+    """
+    Of bytes_done, those the registry had before (not sent again).
+    """
+
+    files_total: "int" = betterproto2.field(8, betterproto2.TYPE_INT32)
+
+    files_done: "int" = betterproto2.field(9, betterproto2.TYPE_INT32)
+
+    manifest_digest: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    """
+    sha256:<hex> of the pushed manifest, once the push succeeded: the
+    reference destination@digest names exactly these bytes.
+    """
+
+    failure_reason: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+
+    created_at: "int" = betterproto2.field(12, betterproto2.TYPE_INT64)
+
+    updated_at: "int" = betterproto2.field(13, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message("llmariner.models.server.v1", "ModelPush", ModelPush)
+
+
+@dataclass(eq=False, repr=False)
 class Project(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -1526,6 +1638,29 @@ class PublishModelResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("llmariner.models.server.v1", "PublishModelResponse", PublishModelResponse)
+
+
+@dataclass(eq=False, repr=False)
+class PushModelRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR.message_types_by_name[
+            "PushModelRequest"
+        ]
+
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The model (or an alias of it).
+    """
+
+    destination: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    oci://HOST[:PORT]/REPOSITORY[:TAG] (the tag defaults to "latest").
+    """
+
+
+default_message_pool.register_message("llmariner.models.server.v1", "PushModelRequest", PushModelRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -2218,6 +2353,47 @@ class ModelsServiceStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def push_model(
+        self,
+        message: "PushModelRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ModelPush":
+        """
+        Extension: copy a loaded model to an OCI registry as a CNCF ModelPack
+        artifact. It runs in the background; GetModelPush follows it. REST: POST
+        /v1/models/{id}:push, GET /v1/model_pushes/{id}.
+        """
+
+        return await self._unary_unary(
+            "/llmariner.models.server.v1.ModelsService/PushModel",
+            message,
+            ModelPush,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_model_push(
+        self,
+        message: "GetModelPushRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ModelPush":
+
+        return await self._unary_unary(
+            "/llmariner.models.server.v1.ModelsService/GetModelPush",
+            message,
+            ModelPush,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class ModelsWorkerServiceStub(betterproto2_grpclib.ServiceStub):
     """
@@ -2542,7 +2718,7 @@ class ModelsWorkerServiceStub(betterproto2_grpclib.ServiceStub):
 from .....google import protobuf as ____google__protobuf__
 
 LLMARINER_MODELS_SERVER_V1_MODEL_MANAGER_SERVICE_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n6llmariner/models/server/v1/model_manager_service.proto\x12\x1allmariner.models.server.v1\x1a google/protobuf/field_mask.proto"Q\n\x0cModelFormats\x12A\n\x07formats\x18\x01 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats"\xbe\x04\n\x0bModelConfig\x12\\\n\x0eruntime_config\x18\x01 \x01(\x0b25.llmariner.models.server.v1.ModelConfig.RuntimeConfigR\rruntimeConfig\x12{\n\x19cluster_allocation_policy\x18\x02 \x01(\x0b2?.llmariner.models.server.v1.ModelConfig.ClusterAllocationPolicyR\x17clusterAllocationPolicy\x1a\xc8\x01\n\rRuntimeConfig\x12]\n\tresources\x18\x01 \x01(\x0b2?.llmariner.models.server.v1.ModelConfig.RuntimeConfig.ResourcesR\tresources\x12\x1a\n\x08replicas\x18\x02 \x01(\x05R\x08replicas\x12\x1d\n\nextra_args\x18\x03 \x03(\tR\textraArgs\x1a\x1d\n\tResources\x12\x10\n\x03gpu\x18\x01 \x01(\x05R\x03gpu\x1a\x88\x01\n\x17ClusterAllocationPolicy\x12.\n\x13allowed_cluster_ids\x18\x01 \x03(\tR\x11allowedClusterIds\x12=\n\x1benable_on_demand_allocation\x18\x02 \x01(\x08R\x18enableOnDemandAllocation"\x93\x02\n\x11ProjectAssignment\x12\x1d\n\ncluster_id\x18\x01 \x01(\tR\tclusterId\x12\x1c\n\tnamespace\x18\x02 \x01(\tR\tnamespace\x12(\n\x10kueue_queue_name\x18\x03 \x01(\tR\x0ekueueQueueName\x12_\n\rnode_selector\x18\x04 \x03(\x0b2:.llmariner.models.server.v1.ProjectAssignment.NodeSelectorR\x0cnodeSelector\x1a6\n\x0cNodeSelector\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value"\x9d\x01\n\x07Project\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12O\n\x0bassignments\x18\x02 \x03(\x0b2-.llmariner.models.server.v1.ProjectAssignmentR\x0bassignments\x121\n\x14kubernetes_namespace\x18\x03 \x01(\tR\x13kubernetesNamespace"K\n\tModelFile\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n\x06sha256\x18\x03 \x01(\tR\x06sha256"\x91\x01\n\x0fLoadingProgress\x12\x1d\n\nbytes_done\x18\x01 \x01(\x03R\tbytesDone\x12\x1f\n\x0bbytes_total\x18\x02 \x01(\x03R\nbytesTotal\x12\x1d\n\nfiles_done\x18\x03 \x01(\x05R\tfilesDone\x12\x1f\n\x0bfiles_total\x18\x04 \x01(\x05R\nfilesTotal"_\n\x0eLoadingAttempt\x12\x18\n\x07attempt\x18\x01 \x01(\x05R\x07attempt\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n\tfailed_at\x18\x03 \x01(\x03R\x08failedAt"\xf8\x02\n\rModelMetadata\x12"\n\x0carchitecture\x18\x01 \x01(\tR\x0carchitecture\x12\'\n\x0fparameter_count\x18\x02 \x01(\x03R\x0eparameterCount\x12"\n\x0cquantization\x18\x03 \x01(\tR\x0cquantization\x12\x14\n\x05dtype\x18\x04 \x01(\tR\x05dtype\x12%\n\x0econtext_length\x18\x05 \x01(\x03R\rcontextLength\x12\x1f\n\x0btotal_bytes\x18\x06 \x01(\x03R\ntotalBytes\x12\x18\n\x07license\x18\x07 \x01(\tR\x07license\x120\n\x14requires_remote_code\x18\x08 \x01(\x08R\x12requiresRemoteCode\x12L\n\rskipped_files\x18\t \x03(\x0b2\'.llmariner.models.server.v1.SkippedFileR\x0cskippedFiles"M\n\x0bSkippedFile\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason"\xd1\x08\n\x05Model\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n\x07created\x18\x02 \x01(\x03R\x07created\x12\x16\n\x06object\x18\x03 \x01(\tR\x06object\x12\x19\n\x08owned_by\x18\x04 \x01(\tR\x07ownedBy\x12U\n\x0eloading_status\x18\x05 \x01(\x0e2..llmariner.models.server.v1.ModelLoadingStatusR\rloadingStatus\x12Y\n\x11source_repository\x18\x06 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x124\n\x16loading_failure_reason\x18\x07 \x01(\tR\x14loadingFailureReason\x124\n\x16loading_status_message\x18\r \x01(\tR\x14loadingStatusMessage\x12A\n\x07formats\x18\x08 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12"\n\ris_base_model\x18\t \x01(\x08R\x0bisBaseModel\x12"\n\rbase_model_id\x18\n \x01(\tR\x0bbaseModelId\x12Y\n\x11activation_status\x18\x0b \x01(\x0e2,.llmariner.models.server.v1.ActivationStatusR\x10activationStatus\x12?\n\x06config\x18\x0c \x01(\x0b2\'.llmariner.models.server.v1.ModelConfigR\x06config\x12=\n\x07project\x18\x0e \x01(\x0b2#.llmariner.models.server.v1.ProjectR\x07project\x12\x1a\n\x08revision\x18d \x01(\tR\x08revision\x12;\n\x05files\x18e \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12V\n\x10loading_progress\x18f \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x0floadingProgress\x12U\n\x10loading_attempts\x18g \x03(\x0b2*.llmariner.models.server.v1.LoadingAttemptR\x0floadingAttempts\x12E\n\x08metadata\x18h \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata\x12\x18\n\x07aliases\x18i \x03(\tR\x07aliases"\xd0\x04\n\x12CreateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12Y\n\x11source_repository\x18\x02 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12-\n\x13is_fine_tuned_model\x18\x03 \x01(\x08R\x10isFineTunedModel\x12"\n\rbase_model_id\x18\x04 \x01(\tR\x0bbaseModelId\x12\x16\n\x06suffix\x18\x05 \x01(\tR\x06suffix\x12.\n\x13model_file_location\x18\x06 \x01(\tR\x11modelFileLocation\x12?\n\x06config\x18\x07 \x01(\x0b2\'.llmariner.models.server.v1.ModelConfigR\x06config\x12*\n\x11is_project_scoped\x18\x08 \x01(\x08R\x0fisProjectScoped\x12*\n\x11skip_source_check\x18d \x01(\x08R\x0fskipSourceCheck\x12D\n\x07convert\x18e \x01(\x0b2*.llmariner.models.server.v1.ConvertOptionsR\x07convert\x12\x18\n\x07include\x18f \x03(\tR\x07include\x12\x18\n\x07exclude\x18g \x03(\tR\x07exclude\x12!\n\x0callow_pickle\x18h \x01(\x08R\x0ballowPickle"$\n\x0eConvertOptions\x12\x12\n\x04gguf\x18\x01 \x01(\tR\x04gguf"\xd5\x01\n\x11ListModelsRequest\x124\n\x16include_loading_models\x18\x01 \x01(\x08R\x14includeLoadingModels\x12\x14\n\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x16\n\x06format\x18d \x01(\tR\x06format\x12"\n\x0carchitecture\x18e \x01(\tR\x0carchitecture\x12"\n\x0cquantization\x18f \x01(\tR\x0cquantization"\x9f\x01\n\x12ListModelsResponse\x12\x16\n\x06object\x18\x01 \x01(\tR\x06object\x125\n\x04data\x18\x02 \x03(\x0b2!.llmariner.models.server.v1.ModelR\x04data\x12\x19\n\x08has_more\x18\x03 \x01(\x08R\x07hasMore\x12\x1f\n\x0btotal_items\x18\x04 \x01(\x05R\ntotalItems"U\n\x0fGetModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x122\n\x15include_loading_model\x18\x02 \x01(\x08R\x13includeLoadingModel"$\n\x12DeleteModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\xbb\x01\n\x13DeleteModelResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06object\x18\x02 \x01(\tR\x06object\x12\x18\n\x07deleted\x18\x03 \x01(\x08R\x07deleted\x122\n\x15files_removal_pending\x18d \x01(\x08R\x13filesRemovalPending\x12.\n\x13files_removal_error\x18e \x01(\tR\x11filesRemovalError"\x8a\x01\n\x12UpdateModelRequest\x127\n\x05model\x18\x01 \x01(\x0b2!.llmariner.models.server.v1.ModelR\x05model\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask"&\n\x14ActivateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x17\n\x15ActivateModelResponse"(\n\x16DeactivateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x19\n\x17DeactivateModelResponse"#\n\x11RetryModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"L\n\x11WatchModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\'\n\x0ftimeout_seconds\x18\x02 \x01(\x05R\x0etimeoutSeconds"\xcc\x01\n\x05Alias\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n\x08model_id\x18\x02 \x01(\tR\x07modelId\x12\x1d\n\nproject_id\x18\x03 \x01(\tR\tprojectId\x12\x18\n\x07created\x18\x04 \x01(\x03R\x07created\x12\x18\n\x07updated\x18\x05 \x01(\x03R\x07updated\x12A\n\x07history\x18\x06 \x03(\x0b2\'.llmariner.models.server.v1.AliasChangeR\x07history"\x8f\x01\n\x0bAliasChange\x12"\n\rfrom_model_id\x18\x01 \x01(\tR\x0bfromModelId\x12\x1e\n\x0bto_model_id\x18\x02 \x01(\tR\ttoModelId\x12\x1d\n\nchanged_at\x18\x03 \x01(\x03R\tchangedAt\x12\x1d\n\nchanged_by\x18\x04 \x01(\tR\tchangedBy"l\n\x0fSetAliasRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n\x08model_id\x18\x02 \x01(\tR\x07modelId\x12*\n\x11is_project_scoped\x18\x03 \x01(\x08R\x0fisProjectScoped"%\n\x0fGetAliasRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name"\x14\n\x12ListAliasesRequest"d\n\x13ListAliasesResponse\x12\x16\n\x06object\x18\x01 \x01(\tR\x06object\x125\n\x04data\x18\x02 \x03(\x0b2!.llmariner.models.server.v1.AliasR\x04data"(\n\x12DeleteAliasRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name"C\n\x13DeleteAliasResponse\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07deleted\x18\x02 \x01(\x08R\x07deleted"0\n\rStorageConfig\x12\x1f\n\x0bpath_prefix\x18\x01 \x01(\tR\npathPrefix"=\n\x1aCreateStorageConfigRequest\x12\x1f\n\x0bpath_prefix\x18\x01 \x01(\tR\npathPrefix"\x19\n\x17GetStorageConfigRequest"\xce\x02\n\x14RegisterModelRequest\x12\x0e\n\x02id\x18\x07 \x01(\tR\x02id\x12\x1d\n\nbase_model\x18\x01 \x01(\tR\tbaseModel\x12\x16\n\x06suffix\x18\x02 \x01(\tR\x06suffix\x12\'\n\x0forganization_id\x18\x03 \x01(\tR\x0eorganizationId\x12\x1d\n\nproject_id\x18\x04 \x01(\tR\tprojectId\x12A\n\x07adapter\x18\x05 \x01(\x0e2\'.llmariner.models.server.v1.AdapterTypeR\x07adapter\x12P\n\x0cquantization\x18\x06 \x01(\x0e2,.llmariner.models.server.v1.QuantizationTypeR\x0cquantization\x12\x12\n\x04path\x18\x08 \x01(\tR\x04path";\n\x15RegisterModelResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path"|\n\x13PublishModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12;\n\x05files\x18d \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12\x18\n\x07attempt\x18e \x01(\x05R\x07attempt"\x16\n\x14PublishModelResponse"%\n\x13GetModelPathRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"*\n\x14GetModelPathResponse\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path"\xd9\x01\n\x0fModelAttributes\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n\nbase_model\x18\x02 \x01(\tR\tbaseModel\x12A\n\x07adapter\x18\x03 \x01(\x0e2\'.llmariner.models.server.v1.AdapterTypeR\x07adapter\x12P\n\x0cquantization\x18\x04 \x01(\x0e2,.llmariner.models.server.v1.QuantizationTypeR\x0cquantization"+\n\x19GetModelAttributesRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\xa6\x04\n\x16CreateBaseModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path\x12A\n\x07formats\x18\x04 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12&\n\x0fgguf_model_path\x18\x03 \x01(\tR\rggufModelPath\x12Y\n\x11source_repository\x18\x05 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12\x1d\n\nproject_id\x18\x06 \x01(\tR\tprojectId\x12\x1a\n\x08revision\x18d \x01(\tR\x08revision\x12;\n\x05files\x18e \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12(\n\x10loading_model_id\x18f \x01(\tR\x0eloadingModelId\x12\x18\n\x07attempt\x18g \x01(\x05R\x07attempt\x12E\n\x08metadata\x18h \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata\x12\x1f\n\x0bcontent_key\x18i \x01(\tR\ncontentKey"M\n\tBaseModel\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n\x07created\x18\x02 \x01(\x03R\x07created\x12\x16\n\x06object\x18\x03 \x01(\tR\x06object"H\n\x17GetBaseModelPathRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"\x99\x01\n\x18GetBaseModelPathResponse\x12A\n\x07formats\x18\x03 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12&\n\x0fgguf_model_path\x18\x02 \x01(\tR\rggufModelPath"M\n\x18CreateHFModelRepoRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"!\n\x0bHFModelRepo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name"J\n\x15GetHFModelRepoRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"9\n\x1fAcquireUnloadedBaseModelRequest\x12\x16\n\x06holder\x18d \x01(\tR\x06holder"\xf0\x02\n AcquireUnloadedBaseModelResponse\x12"\n\rbase_model_id\x18\x01 \x01(\tR\x0bbaseModelId\x12Y\n\x11source_repository\x18\x02 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12\x1d\n\nproject_id\x18\x03 \x01(\tR\tprojectId\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x1a\n\x08revision\x18e \x01(\tR\x08revision\x12!\n\x0cconvert_gguf\x18f \x01(\tR\x0bconvertGguf\x12\x18\n\x07include\x18g \x03(\tR\x07include\x12\x18\n\x07exclude\x18h \x03(\tR\x07exclude\x12!\n\x0callow_pickle\x18i \x01(\x08R\x0ballowPickle"\xf3\x04\n#UpdateBaseModelLoadingStatusRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x04 \x01(\tR\tprojectId\x12c\n\x07success\x18\x02 \x01(\x0b2G.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest.SuccessH\x00R\x07success\x12c\n\x07failure\x18\x03 \x01(\x0b2G.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest.FailureH\x00R\x07failure\x12%\n\x0estatus_message\x18\x05 \x01(\tR\rstatusMessage\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x18\n\x07release\x18e \x01(\x08R\x07release\x12+\n\x11retryable_failure\x18n \x01(\tR\x10retryableFailure\x12G\n\x08progress\x18o \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x08progress\x12!\n\x0ccontent_path\x18q \x01(\tR\x0bcontentPath\x12\x1f\n\x0bcontent_key\x18r \x01(\tR\ncontentKey\x1a\t\n\x07Success\x1a!\n\x07Failure\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reasonB\x10\n\x0eloading_result"&\n$UpdateBaseModelLoadingStatusResponse";\n\x18FindStoredContentRequest\x12\x1f\n\x0bcontent_key\x18\x01 \x01(\tR\ncontentKey"\xa2\x02\n\rStoredContent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path\x12&\n\x0fgguf_model_path\x18\x03 \x01(\tR\rggufModelPath\x12A\n\x07formats\x18\x04 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12;\n\x05files\x18\x05 \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12E\n\x08metadata\x18\x06 \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata"^\n\x19FindStoredContentResponse\x12A\n\x06models\x18\x01 \x03(\x0b2).llmariner.models.server.v1.StoredContentR\x06models"5\n\x1bAcquireUnloadedModelRequest\x12\x16\n\x06holder\x18d \x01(\tR\x06holder"\x9f\x02\n\x1cAcquireUnloadedModelResponse\x12\x19\n\x08model_id\x18\x01 \x01(\tR\x07modelId\x12"\n\ris_base_model\x18\x02 \x01(\x08R\x0bisBaseModel\x12Y\n\x11source_repository\x18\x03 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12.\n\x13model_file_location\x18\x04 \x01(\tR\x11modelFileLocation\x12\x1b\n\tdest_path\x18\x05 \x01(\tR\x08destPath\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt"\x8e\x05\n\x1fUpdateModelLoadingStatusRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12_\n\x07success\x18\x03 \x01(\x0b2C.llmariner.models.server.v1.UpdateModelLoadingStatusRequest.SuccessH\x00R\x07success\x12_\n\x07failure\x18\x04 \x01(\x0b2C.llmariner.models.server.v1.UpdateModelLoadingStatusRequest.FailureH\x00R\x07failure\x12%\n\x0estatus_message\x18\x05 \x01(\tR\rstatusMessage\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x18\n\x07release\x18e \x01(\x08R\x07release\x12;\n\x05files\x18f \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12+\n\x11retryable_failure\x18n \x01(\tR\x10retryableFailure\x12G\n\x08progress\x18o \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x08progress\x12E\n\x08metadata\x18p \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata\x1a\t\n\x07Success\x1a!\n\x07Failure\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reasonB\x10\n\x0eloading_resultJ\x04\x08\x02\x10\x03""\n UpdateModelLoadingStatusResponse*\x98\x01\n\x0bModelFormat\x12\x1a\n\x18MODEL_FORMAT_UNSPECIFIED\x12\x15\n\x11MODEL_FORMAT_GGUF\x10\x01\x12\x1d\n\x19MODEL_FORMAT_HUGGING_FACE\x10\x02\x12\x1e\n\x1aMODEL_FORMAT_NVIDIA_TRITON\x10\x03\x12\x17\n\x13MODEL_FORMAT_OLLAMA\x10\x04*\xc3\x01\n\x12ModelLoadingStatus\x12"\n MODEL_LOADING_STATUS_UNSPECIFIED\x12"\n\x1eMODEL_LOADING_STATUS_REQUESTED\x10\x01\x12 \n\x1cMODEL_LOADING_STATUS_LOADING\x10\x02\x12"\n\x1eMODEL_LOADING_STATUS_SUCCEEDED\x10\x03\x12\x1f\n\x1bMODEL_LOADING_STATUS_FAILED\x10\x04*\xbc\x01\n\x10SourceRepository\x12\x1f\n\x1dSOURCE_REPOSITORY_UNSPECIFIED\x12"\n\x1eSOURCE_REPOSITORY_OBJECT_STORE\x10\x01\x12"\n\x1eSOURCE_REPOSITORY_HUGGING_FACE\x10\x02\x12\x1c\n\x18SOURCE_REPOSITORY_OLLAMA\x10\x03\x12!\n\x1dSOURCE_REPOSITORY_FINE_TUNING\x10\x04*q\n\x10ActivationStatus\x12\x1f\n\x1dACTIVATION_STATUS_UNSPECIFIED\x12\x1c\n\x18ACTIVATION_STATUS_ACTIVE\x10\x01\x12\x1e\n\x1aACTIVATION_STATUS_INACTIVE\x10\x02*X\n\x0bAdapterType\x12\x1a\n\x18ADAPTER_TYPE_UNSPECIFIED\x12\x15\n\x11ADAPTER_TYPE_LORA\x10\x01\x12\x16\n\x12ADAPTER_TYPE_QLORA\x10\x02*j\n\x10QuantizationType\x12\x1f\n\x1dQUANTIZATION_TYPE_UNSPECIFIED\x12\x1a\n\x16QUANTIZATION_TYPE_GGUF\x10\x01\x12\x19\n\x15QUANTIZATION_TYPE_AWQ\x10\x022\xd8\n\n\rModelsService\x12Z\n\x08GetModel\x12+.llmariner.models.server.v1.GetModelRequest\x1a!.llmariner.models.server.v1.Model\x12k\n\nListModels\x12-.llmariner.models.server.v1.ListModelsRequest\x1a..llmariner.models.server.v1.ListModelsResponse\x12n\n\x0bDeleteModel\x12..llmariner.models.server.v1.DeleteModelRequest\x1a/.llmariner.models.server.v1.DeleteModelResponse\x12`\n\x0bCreateModel\x12..llmariner.models.server.v1.CreateModelRequest\x1a!.llmariner.models.server.v1.Model\x12`\n\x0bUpdateModel\x12..llmariner.models.server.v1.UpdateModelRequest\x1a!.llmariner.models.server.v1.Model\x12t\n\rActivateModel\x120.llmariner.models.server.v1.ActivateModelRequest\x1a1.llmariner.models.server.v1.ActivateModelResponse\x12z\n\x0fDeactivateModel\x122.llmariner.models.server.v1.DeactivateModelRequest\x1a3.llmariner.models.server.v1.DeactivateModelResponse\x12`\n\nWatchModel\x12-.llmariner.models.server.v1.WatchModelRequest\x1a!.llmariner.models.server.v1.Model0\x01\x12^\n\nRetryModel\x12-.llmariner.models.server.v1.RetryModelRequest\x1a!.llmariner.models.server.v1.Model\x12Z\n\x08SetAlias\x12+.llmariner.models.server.v1.SetAliasRequest\x1a!.llmariner.models.server.v1.Alias\x12Z\n\x08GetAlias\x12+.llmariner.models.server.v1.GetAliasRequest\x1a!.llmariner.models.server.v1.Alias\x12n\n\x0bListAliases\x12..llmariner.models.server.v1.ListAliasesRequest\x1a/.llmariner.models.server.v1.ListAliasesResponse\x12n\n\x0bDeleteAlias\x12..llmariner.models.server.v1.DeleteAliasRequest\x1a/.llmariner.models.server.v1.DeleteAliasResponse2\xd4\x10\n\x13ModelsWorkerService\x12x\n\x13CreateStorageConfig\x126.llmariner.models.server.v1.CreateStorageConfigRequest\x1a).llmariner.models.server.v1.StorageConfig\x12r\n\x10GetStorageConfig\x123.llmariner.models.server.v1.GetStorageConfigRequest\x1a).llmariner.models.server.v1.StorageConfig\x12Z\n\x08GetModel\x12+.llmariner.models.server.v1.GetModelRequest\x1a!.llmariner.models.server.v1.Model\x12k\n\nListModels\x12-.llmariner.models.server.v1.ListModelsRequest\x1a..llmariner.models.server.v1.ListModelsResponse\x12t\n\rRegisterModel\x120.llmariner.models.server.v1.RegisterModelRequest\x1a1.llmariner.models.server.v1.RegisterModelResponse\x12q\n\x0cPublishModel\x12/.llmariner.models.server.v1.PublishModelRequest\x1a0.llmariner.models.server.v1.PublishModelResponse\x12q\n\x0cGetModelPath\x12/.llmariner.models.server.v1.GetModelPathRequest\x1a0.llmariner.models.server.v1.GetModelPathResponse\x12x\n\x12GetModelAttributes\x125.llmariner.models.server.v1.GetModelAttributesRequest\x1a+.llmariner.models.server.v1.ModelAttributes\x12l\n\x0fCreateBaseModel\x122.llmariner.models.server.v1.CreateBaseModelRequest\x1a%.llmariner.models.server.v1.BaseModel\x12}\n\x10GetBaseModelPath\x123.llmariner.models.server.v1.GetBaseModelPathRequest\x1a4.llmariner.models.server.v1.GetBaseModelPathResponse\x12r\n\x11CreateHFModelRepo\x124.llmariner.models.server.v1.CreateHFModelRepoRequest\x1a\'.llmariner.models.server.v1.HFModelRepo\x12l\n\x0eGetHFModelRepo\x121.llmariner.models.server.v1.GetHFModelRepoRequest\x1a\'.llmariner.models.server.v1.HFModelRepo\x12\x95\x01\n\x18AcquireUnloadedBaseModel\x12;.llmariner.models.server.v1.AcquireUnloadedBaseModelRequest\x1a<.llmariner.models.server.v1.AcquireUnloadedBaseModelResponse\x12\x89\x01\n\x14AcquireUnloadedModel\x127.llmariner.models.server.v1.AcquireUnloadedModelRequest\x1a8.llmariner.models.server.v1.AcquireUnloadedModelResponse\x12\xa1\x01\n\x1cUpdateBaseModelLoadingStatus\x12?.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest\x1a@.llmariner.models.server.v1.UpdateBaseModelLoadingStatusResponse\x12\x95\x01\n\x18UpdateModelLoadingStatus\x12;.llmariner.models.server.v1.UpdateModelLoadingStatusRequest\x1a<.llmariner.models.server.v1.UpdateModelLoadingStatusResponse\x12\x80\x01\n\x11FindStoredContent\x124.llmariner.models.server.v1.FindStoredContentRequest\x1a5.llmariner.models.server.v1.FindStoredContentResponseB+Z)github.com/llmariner/model-manager/api/v1b\x06proto3'
+    b'\n6llmariner/models/server/v1/model_manager_service.proto\x12\x1allmariner.models.server.v1\x1a google/protobuf/field_mask.proto"Q\n\x0cModelFormats\x12A\n\x07formats\x18\x01 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats"\xbe\x04\n\x0bModelConfig\x12\\\n\x0eruntime_config\x18\x01 \x01(\x0b25.llmariner.models.server.v1.ModelConfig.RuntimeConfigR\rruntimeConfig\x12{\n\x19cluster_allocation_policy\x18\x02 \x01(\x0b2?.llmariner.models.server.v1.ModelConfig.ClusterAllocationPolicyR\x17clusterAllocationPolicy\x1a\xc8\x01\n\rRuntimeConfig\x12]\n\tresources\x18\x01 \x01(\x0b2?.llmariner.models.server.v1.ModelConfig.RuntimeConfig.ResourcesR\tresources\x12\x1a\n\x08replicas\x18\x02 \x01(\x05R\x08replicas\x12\x1d\n\nextra_args\x18\x03 \x03(\tR\textraArgs\x1a\x1d\n\tResources\x12\x10\n\x03gpu\x18\x01 \x01(\x05R\x03gpu\x1a\x88\x01\n\x17ClusterAllocationPolicy\x12.\n\x13allowed_cluster_ids\x18\x01 \x03(\tR\x11allowedClusterIds\x12=\n\x1benable_on_demand_allocation\x18\x02 \x01(\x08R\x18enableOnDemandAllocation"\x93\x02\n\x11ProjectAssignment\x12\x1d\n\ncluster_id\x18\x01 \x01(\tR\tclusterId\x12\x1c\n\tnamespace\x18\x02 \x01(\tR\tnamespace\x12(\n\x10kueue_queue_name\x18\x03 \x01(\tR\x0ekueueQueueName\x12_\n\rnode_selector\x18\x04 \x03(\x0b2:.llmariner.models.server.v1.ProjectAssignment.NodeSelectorR\x0cnodeSelector\x1a6\n\x0cNodeSelector\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value"\x9d\x01\n\x07Project\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12O\n\x0bassignments\x18\x02 \x03(\x0b2-.llmariner.models.server.v1.ProjectAssignmentR\x0bassignments\x121\n\x14kubernetes_namespace\x18\x03 \x01(\tR\x13kubernetesNamespace"K\n\tModelFile\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n\x06sha256\x18\x03 \x01(\tR\x06sha256"\x91\x01\n\x0fLoadingProgress\x12\x1d\n\nbytes_done\x18\x01 \x01(\x03R\tbytesDone\x12\x1f\n\x0bbytes_total\x18\x02 \x01(\x03R\nbytesTotal\x12\x1d\n\nfiles_done\x18\x03 \x01(\x05R\tfilesDone\x12\x1f\n\x0bfiles_total\x18\x04 \x01(\x05R\nfilesTotal"_\n\x0eLoadingAttempt\x12\x18\n\x07attempt\x18\x01 \x01(\x05R\x07attempt\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1b\n\tfailed_at\x18\x03 \x01(\x03R\x08failedAt"\xf8\x02\n\rModelMetadata\x12"\n\x0carchitecture\x18\x01 \x01(\tR\x0carchitecture\x12\'\n\x0fparameter_count\x18\x02 \x01(\x03R\x0eparameterCount\x12"\n\x0cquantization\x18\x03 \x01(\tR\x0cquantization\x12\x14\n\x05dtype\x18\x04 \x01(\tR\x05dtype\x12%\n\x0econtext_length\x18\x05 \x01(\x03R\rcontextLength\x12\x1f\n\x0btotal_bytes\x18\x06 \x01(\x03R\ntotalBytes\x12\x18\n\x07license\x18\x07 \x01(\tR\x07license\x120\n\x14requires_remote_code\x18\x08 \x01(\x08R\x12requiresRemoteCode\x12L\n\rskipped_files\x18\t \x03(\x0b2\'.llmariner.models.server.v1.SkippedFileR\x0cskippedFiles"M\n\x0bSkippedFile\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason"\xd1\x08\n\x05Model\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n\x07created\x18\x02 \x01(\x03R\x07created\x12\x16\n\x06object\x18\x03 \x01(\tR\x06object\x12\x19\n\x08owned_by\x18\x04 \x01(\tR\x07ownedBy\x12U\n\x0eloading_status\x18\x05 \x01(\x0e2..llmariner.models.server.v1.ModelLoadingStatusR\rloadingStatus\x12Y\n\x11source_repository\x18\x06 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x124\n\x16loading_failure_reason\x18\x07 \x01(\tR\x14loadingFailureReason\x124\n\x16loading_status_message\x18\r \x01(\tR\x14loadingStatusMessage\x12A\n\x07formats\x18\x08 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12"\n\ris_base_model\x18\t \x01(\x08R\x0bisBaseModel\x12"\n\rbase_model_id\x18\n \x01(\tR\x0bbaseModelId\x12Y\n\x11activation_status\x18\x0b \x01(\x0e2,.llmariner.models.server.v1.ActivationStatusR\x10activationStatus\x12?\n\x06config\x18\x0c \x01(\x0b2\'.llmariner.models.server.v1.ModelConfigR\x06config\x12=\n\x07project\x18\x0e \x01(\x0b2#.llmariner.models.server.v1.ProjectR\x07project\x12\x1a\n\x08revision\x18d \x01(\tR\x08revision\x12;\n\x05files\x18e \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12V\n\x10loading_progress\x18f \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x0floadingProgress\x12U\n\x10loading_attempts\x18g \x03(\x0b2*.llmariner.models.server.v1.LoadingAttemptR\x0floadingAttempts\x12E\n\x08metadata\x18h \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata\x12\x18\n\x07aliases\x18i \x03(\tR\x07aliases"\xd0\x04\n\x12CreateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12Y\n\x11source_repository\x18\x02 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12-\n\x13is_fine_tuned_model\x18\x03 \x01(\x08R\x10isFineTunedModel\x12"\n\rbase_model_id\x18\x04 \x01(\tR\x0bbaseModelId\x12\x16\n\x06suffix\x18\x05 \x01(\tR\x06suffix\x12.\n\x13model_file_location\x18\x06 \x01(\tR\x11modelFileLocation\x12?\n\x06config\x18\x07 \x01(\x0b2\'.llmariner.models.server.v1.ModelConfigR\x06config\x12*\n\x11is_project_scoped\x18\x08 \x01(\x08R\x0fisProjectScoped\x12*\n\x11skip_source_check\x18d \x01(\x08R\x0fskipSourceCheck\x12D\n\x07convert\x18e \x01(\x0b2*.llmariner.models.server.v1.ConvertOptionsR\x07convert\x12\x18\n\x07include\x18f \x03(\tR\x07include\x12\x18\n\x07exclude\x18g \x03(\tR\x07exclude\x12!\n\x0callow_pickle\x18h \x01(\x08R\x0ballowPickle"$\n\x0eConvertOptions\x12\x12\n\x04gguf\x18\x01 \x01(\tR\x04gguf"\xd5\x01\n\x11ListModelsRequest\x124\n\x16include_loading_models\x18\x01 \x01(\x08R\x14includeLoadingModels\x12\x14\n\x05after\x18\x02 \x01(\tR\x05after\x12\x14\n\x05limit\x18\x03 \x01(\x05R\x05limit\x12\x16\n\x06format\x18d \x01(\tR\x06format\x12"\n\x0carchitecture\x18e \x01(\tR\x0carchitecture\x12"\n\x0cquantization\x18f \x01(\tR\x0cquantization"\x9f\x01\n\x12ListModelsResponse\x12\x16\n\x06object\x18\x01 \x01(\tR\x06object\x125\n\x04data\x18\x02 \x03(\x0b2!.llmariner.models.server.v1.ModelR\x04data\x12\x19\n\x08has_more\x18\x03 \x01(\x08R\x07hasMore\x12\x1f\n\x0btotal_items\x18\x04 \x01(\x05R\ntotalItems"U\n\x0fGetModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x122\n\x15include_loading_model\x18\x02 \x01(\x08R\x13includeLoadingModel"$\n\x12DeleteModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\xbb\x01\n\x13DeleteModelResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06object\x18\x02 \x01(\tR\x06object\x12\x18\n\x07deleted\x18\x03 \x01(\x08R\x07deleted\x122\n\x15files_removal_pending\x18d \x01(\x08R\x13filesRemovalPending\x12.\n\x13files_removal_error\x18e \x01(\tR\x11filesRemovalError"\x8a\x01\n\x12UpdateModelRequest\x127\n\x05model\x18\x01 \x01(\x0b2!.llmariner.models.server.v1.ModelR\x05model\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b2\x1a.google.protobuf.FieldMaskR\nupdateMask"&\n\x14ActivateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x17\n\x15ActivateModelResponse"(\n\x16DeactivateModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\x19\n\x17DeactivateModelResponse"#\n\x11RetryModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"L\n\x11WatchModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\'\n\x0ftimeout_seconds\x18\x02 \x01(\x05R\x0etimeoutSeconds"D\n\x10PushModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12 \n\x0bdestination\x18\x02 \x01(\tR\x0bdestination"%\n\x13GetModelPushRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\xcb\x03\n\tModelPush\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n\x08model_id\x18\x02 \x01(\tR\x07modelId\x12 \n\x0bdestination\x18\x03 \x01(\tR\x0bdestination\x12>\n\x06status\x18\x04 \x01(\x0e2&.llmariner.models.server.v1.PushStatusR\x06status\x12\x1f\n\x0bbytes_total\x18\x05 \x01(\x03R\nbytesTotal\x12\x1d\n\nbytes_done\x18\x06 \x01(\x03R\tbytesDone\x12#\n\rbytes_skipped\x18\x07 \x01(\x03R\x0cbytesSkipped\x12\x1f\n\x0bfiles_total\x18\x08 \x01(\x05R\nfilesTotal\x12\x1d\n\nfiles_done\x18\t \x01(\x05R\tfilesDone\x12\'\n\x0fmanifest_digest\x18\n \x01(\tR\x0emanifestDigest\x12%\n\x0efailure_reason\x18\x0b \x01(\tR\rfailureReason\x12\x1d\n\ncreated_at\x18\x0c \x01(\x03R\tcreatedAt\x12\x1d\n\nupdated_at\x18\r \x01(\x03R\tupdatedAt"\xcc\x01\n\x05Alias\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n\x08model_id\x18\x02 \x01(\tR\x07modelId\x12\x1d\n\nproject_id\x18\x03 \x01(\tR\tprojectId\x12\x18\n\x07created\x18\x04 \x01(\x03R\x07created\x12\x18\n\x07updated\x18\x05 \x01(\x03R\x07updated\x12A\n\x07history\x18\x06 \x03(\x0b2\'.llmariner.models.server.v1.AliasChangeR\x07history"\x8f\x01\n\x0bAliasChange\x12"\n\rfrom_model_id\x18\x01 \x01(\tR\x0bfromModelId\x12\x1e\n\x0bto_model_id\x18\x02 \x01(\tR\ttoModelId\x12\x1d\n\nchanged_at\x18\x03 \x01(\x03R\tchangedAt\x12\x1d\n\nchanged_by\x18\x04 \x01(\tR\tchangedBy"l\n\x0fSetAliasRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n\x08model_id\x18\x02 \x01(\tR\x07modelId\x12*\n\x11is_project_scoped\x18\x03 \x01(\x08R\x0fisProjectScoped"%\n\x0fGetAliasRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name"\x14\n\x12ListAliasesRequest"d\n\x13ListAliasesResponse\x12\x16\n\x06object\x18\x01 \x01(\tR\x06object\x125\n\x04data\x18\x02 \x03(\x0b2!.llmariner.models.server.v1.AliasR\x04data"(\n\x12DeleteAliasRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name"C\n\x13DeleteAliasResponse\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07deleted\x18\x02 \x01(\x08R\x07deleted"0\n\rStorageConfig\x12\x1f\n\x0bpath_prefix\x18\x01 \x01(\tR\npathPrefix"=\n\x1aCreateStorageConfigRequest\x12\x1f\n\x0bpath_prefix\x18\x01 \x01(\tR\npathPrefix"\x19\n\x17GetStorageConfigRequest"\xce\x02\n\x14RegisterModelRequest\x12\x0e\n\x02id\x18\x07 \x01(\tR\x02id\x12\x1d\n\nbase_model\x18\x01 \x01(\tR\tbaseModel\x12\x16\n\x06suffix\x18\x02 \x01(\tR\x06suffix\x12\'\n\x0forganization_id\x18\x03 \x01(\tR\x0eorganizationId\x12\x1d\n\nproject_id\x18\x04 \x01(\tR\tprojectId\x12A\n\x07adapter\x18\x05 \x01(\x0e2\'.llmariner.models.server.v1.AdapterTypeR\x07adapter\x12P\n\x0cquantization\x18\x06 \x01(\x0e2,.llmariner.models.server.v1.QuantizationTypeR\x0cquantization\x12\x12\n\x04path\x18\x08 \x01(\tR\x04path";\n\x15RegisterModelResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path"|\n\x13PublishModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12;\n\x05files\x18d \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12\x18\n\x07attempt\x18e \x01(\x05R\x07attempt"\x16\n\x14PublishModelResponse"%\n\x13GetModelPathRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"*\n\x14GetModelPathResponse\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path"\xd9\x01\n\x0fModelAttributes\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n\nbase_model\x18\x02 \x01(\tR\tbaseModel\x12A\n\x07adapter\x18\x03 \x01(\x0e2\'.llmariner.models.server.v1.AdapterTypeR\x07adapter\x12P\n\x0cquantization\x18\x04 \x01(\x0e2,.llmariner.models.server.v1.QuantizationTypeR\x0cquantization"+\n\x19GetModelAttributesRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id"\xa6\x04\n\x16CreateBaseModelRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path\x12A\n\x07formats\x18\x04 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12&\n\x0fgguf_model_path\x18\x03 \x01(\tR\rggufModelPath\x12Y\n\x11source_repository\x18\x05 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12\x1d\n\nproject_id\x18\x06 \x01(\tR\tprojectId\x12\x1a\n\x08revision\x18d \x01(\tR\x08revision\x12;\n\x05files\x18e \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12(\n\x10loading_model_id\x18f \x01(\tR\x0eloadingModelId\x12\x18\n\x07attempt\x18g \x01(\x05R\x07attempt\x12E\n\x08metadata\x18h \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata\x12\x1f\n\x0bcontent_key\x18i \x01(\tR\ncontentKey"M\n\tBaseModel\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n\x07created\x18\x02 \x01(\x03R\x07created\x12\x16\n\x06object\x18\x03 \x01(\tR\x06object"H\n\x17GetBaseModelPathRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"\x99\x01\n\x18GetBaseModelPathResponse\x12A\n\x07formats\x18\x03 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12\x12\n\x04path\x18\x01 \x01(\tR\x04path\x12&\n\x0fgguf_model_path\x18\x02 \x01(\tR\rggufModelPath"M\n\x18CreateHFModelRepoRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"!\n\x0bHFModelRepo\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name"J\n\x15GetHFModelRepoRequest\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n\nproject_id\x18\x02 \x01(\tR\tprojectId"9\n\x1fAcquireUnloadedBaseModelRequest\x12\x16\n\x06holder\x18d \x01(\tR\x06holder"\xf0\x02\n AcquireUnloadedBaseModelResponse\x12"\n\rbase_model_id\x18\x01 \x01(\tR\x0bbaseModelId\x12Y\n\x11source_repository\x18\x02 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12\x1d\n\nproject_id\x18\x03 \x01(\tR\tprojectId\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x1a\n\x08revision\x18e \x01(\tR\x08revision\x12!\n\x0cconvert_gguf\x18f \x01(\tR\x0bconvertGguf\x12\x18\n\x07include\x18g \x03(\tR\x07include\x12\x18\n\x07exclude\x18h \x03(\tR\x07exclude\x12!\n\x0callow_pickle\x18i \x01(\x08R\x0ballowPickle"\xf3\x04\n#UpdateBaseModelLoadingStatusRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n\nproject_id\x18\x04 \x01(\tR\tprojectId\x12c\n\x07success\x18\x02 \x01(\x0b2G.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest.SuccessH\x00R\x07success\x12c\n\x07failure\x18\x03 \x01(\x0b2G.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest.FailureH\x00R\x07failure\x12%\n\x0estatus_message\x18\x05 \x01(\tR\rstatusMessage\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x18\n\x07release\x18e \x01(\x08R\x07release\x12+\n\x11retryable_failure\x18n \x01(\tR\x10retryableFailure\x12G\n\x08progress\x18o \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x08progress\x12!\n\x0ccontent_path\x18q \x01(\tR\x0bcontentPath\x12\x1f\n\x0bcontent_key\x18r \x01(\tR\ncontentKey\x1a\t\n\x07Success\x1a!\n\x07Failure\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reasonB\x10\n\x0eloading_result"&\n$UpdateBaseModelLoadingStatusResponse";\n\x18FindStoredContentRequest\x12\x1f\n\x0bcontent_key\x18\x01 \x01(\tR\ncontentKey"\xa2\x02\n\rStoredContent\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path\x12&\n\x0fgguf_model_path\x18\x03 \x01(\tR\rggufModelPath\x12A\n\x07formats\x18\x04 \x03(\x0e2\'.llmariner.models.server.v1.ModelFormatR\x07formats\x12;\n\x05files\x18\x05 \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12E\n\x08metadata\x18\x06 \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata"^\n\x19FindStoredContentResponse\x12A\n\x06models\x18\x01 \x03(\x0b2).llmariner.models.server.v1.StoredContentR\x06models"5\n\x1bAcquireUnloadedModelRequest\x12\x16\n\x06holder\x18d \x01(\tR\x06holder"\x9f\x02\n\x1cAcquireUnloadedModelResponse\x12\x19\n\x08model_id\x18\x01 \x01(\tR\x07modelId\x12"\n\ris_base_model\x18\x02 \x01(\x08R\x0bisBaseModel\x12Y\n\x11source_repository\x18\x03 \x01(\x0e2,.llmariner.models.server.v1.SourceRepositoryR\x10sourceRepository\x12.\n\x13model_file_location\x18\x04 \x01(\tR\x11modelFileLocation\x12\x1b\n\tdest_path\x18\x05 \x01(\tR\x08destPath\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt"\x8e\x05\n\x1fUpdateModelLoadingStatusRequest\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12_\n\x07success\x18\x03 \x01(\x0b2C.llmariner.models.server.v1.UpdateModelLoadingStatusRequest.SuccessH\x00R\x07success\x12_\n\x07failure\x18\x04 \x01(\x0b2C.llmariner.models.server.v1.UpdateModelLoadingStatusRequest.FailureH\x00R\x07failure\x12%\n\x0estatus_message\x18\x05 \x01(\tR\rstatusMessage\x12\x18\n\x07attempt\x18d \x01(\x05R\x07attempt\x12\x18\n\x07release\x18e \x01(\x08R\x07release\x12;\n\x05files\x18f \x03(\x0b2%.llmariner.models.server.v1.ModelFileR\x05files\x12+\n\x11retryable_failure\x18n \x01(\tR\x10retryableFailure\x12G\n\x08progress\x18o \x01(\x0b2+.llmariner.models.server.v1.LoadingProgressR\x08progress\x12E\n\x08metadata\x18p \x01(\x0b2).llmariner.models.server.v1.ModelMetadataR\x08metadata\x1a\t\n\x07Success\x1a!\n\x07Failure\x12\x16\n\x06reason\x18\x01 \x01(\tR\x06reasonB\x10\n\x0eloading_resultJ\x04\x08\x02\x10\x03""\n UpdateModelLoadingStatusResponse*\x98\x01\n\x0bModelFormat\x12\x1a\n\x18MODEL_FORMAT_UNSPECIFIED\x12\x15\n\x11MODEL_FORMAT_GGUF\x10\x01\x12\x1d\n\x19MODEL_FORMAT_HUGGING_FACE\x10\x02\x12\x1e\n\x1aMODEL_FORMAT_NVIDIA_TRITON\x10\x03\x12\x17\n\x13MODEL_FORMAT_OLLAMA\x10\x04*\xc3\x01\n\x12ModelLoadingStatus\x12"\n MODEL_LOADING_STATUS_UNSPECIFIED\x12"\n\x1eMODEL_LOADING_STATUS_REQUESTED\x10\x01\x12 \n\x1cMODEL_LOADING_STATUS_LOADING\x10\x02\x12"\n\x1eMODEL_LOADING_STATUS_SUCCEEDED\x10\x03\x12\x1f\n\x1bMODEL_LOADING_STATUS_FAILED\x10\x04*\xd7\x01\n\x10SourceRepository\x12\x1f\n\x1dSOURCE_REPOSITORY_UNSPECIFIED\x12"\n\x1eSOURCE_REPOSITORY_OBJECT_STORE\x10\x01\x12"\n\x1eSOURCE_REPOSITORY_HUGGING_FACE\x10\x02\x12\x1c\n\x18SOURCE_REPOSITORY_OLLAMA\x10\x03\x12!\n\x1dSOURCE_REPOSITORY_FINE_TUNING\x10\x04\x12\x19\n\x15SOURCE_REPOSITORY_OCI\x10d*q\n\x10ActivationStatus\x12\x1f\n\x1dACTIVATION_STATUS_UNSPECIFIED\x12\x1c\n\x18ACTIVATION_STATUS_ACTIVE\x10\x01\x12\x1e\n\x1aACTIVATION_STATUS_INACTIVE\x10\x02*s\n\nPushStatus\x12\x19\n\x17PUSH_STATUS_UNSPECIFIED\x12\x17\n\x13PUSH_STATUS_PUSHING\x10\x01\x12\x19\n\x15PUSH_STATUS_SUCCEEDED\x10\x02\x12\x16\n\x12PUSH_STATUS_FAILED\x10\x03*X\n\x0bAdapterType\x12\x1a\n\x18ADAPTER_TYPE_UNSPECIFIED\x12\x15\n\x11ADAPTER_TYPE_LORA\x10\x01\x12\x16\n\x12ADAPTER_TYPE_QLORA\x10\x02*j\n\x10QuantizationType\x12\x1f\n\x1dQUANTIZATION_TYPE_UNSPECIFIED\x12\x1a\n\x16QUANTIZATION_TYPE_GGUF\x10\x01\x12\x19\n\x15QUANTIZATION_TYPE_AWQ\x10\x022\xa2\x0c\n\rModelsService\x12Z\n\x08GetModel\x12+.llmariner.models.server.v1.GetModelRequest\x1a!.llmariner.models.server.v1.Model\x12k\n\nListModels\x12-.llmariner.models.server.v1.ListModelsRequest\x1a..llmariner.models.server.v1.ListModelsResponse\x12n\n\x0bDeleteModel\x12..llmariner.models.server.v1.DeleteModelRequest\x1a/.llmariner.models.server.v1.DeleteModelResponse\x12`\n\x0bCreateModel\x12..llmariner.models.server.v1.CreateModelRequest\x1a!.llmariner.models.server.v1.Model\x12`\n\x0bUpdateModel\x12..llmariner.models.server.v1.UpdateModelRequest\x1a!.llmariner.models.server.v1.Model\x12t\n\rActivateModel\x120.llmariner.models.server.v1.ActivateModelRequest\x1a1.llmariner.models.server.v1.ActivateModelResponse\x12z\n\x0fDeactivateModel\x122.llmariner.models.server.v1.DeactivateModelRequest\x1a3.llmariner.models.server.v1.DeactivateModelResponse\x12`\n\nWatchModel\x12-.llmariner.models.server.v1.WatchModelRequest\x1a!.llmariner.models.server.v1.Model0\x01\x12^\n\nRetryModel\x12-.llmariner.models.server.v1.RetryModelRequest\x1a!.llmariner.models.server.v1.Model\x12Z\n\x08SetAlias\x12+.llmariner.models.server.v1.SetAliasRequest\x1a!.llmariner.models.server.v1.Alias\x12Z\n\x08GetAlias\x12+.llmariner.models.server.v1.GetAliasRequest\x1a!.llmariner.models.server.v1.Alias\x12n\n\x0bListAliases\x12..llmariner.models.server.v1.ListAliasesRequest\x1a/.llmariner.models.server.v1.ListAliasesResponse\x12n\n\x0bDeleteAlias\x12..llmariner.models.server.v1.DeleteAliasRequest\x1a/.llmariner.models.server.v1.DeleteAliasResponse\x12`\n\tPushModel\x12,.llmariner.models.server.v1.PushModelRequest\x1a%.llmariner.models.server.v1.ModelPush\x12f\n\x0cGetModelPush\x12/.llmariner.models.server.v1.GetModelPushRequest\x1a%.llmariner.models.server.v1.ModelPush2\xd4\x10\n\x13ModelsWorkerService\x12x\n\x13CreateStorageConfig\x126.llmariner.models.server.v1.CreateStorageConfigRequest\x1a).llmariner.models.server.v1.StorageConfig\x12r\n\x10GetStorageConfig\x123.llmariner.models.server.v1.GetStorageConfigRequest\x1a).llmariner.models.server.v1.StorageConfig\x12Z\n\x08GetModel\x12+.llmariner.models.server.v1.GetModelRequest\x1a!.llmariner.models.server.v1.Model\x12k\n\nListModels\x12-.llmariner.models.server.v1.ListModelsRequest\x1a..llmariner.models.server.v1.ListModelsResponse\x12t\n\rRegisterModel\x120.llmariner.models.server.v1.RegisterModelRequest\x1a1.llmariner.models.server.v1.RegisterModelResponse\x12q\n\x0cPublishModel\x12/.llmariner.models.server.v1.PublishModelRequest\x1a0.llmariner.models.server.v1.PublishModelResponse\x12q\n\x0cGetModelPath\x12/.llmariner.models.server.v1.GetModelPathRequest\x1a0.llmariner.models.server.v1.GetModelPathResponse\x12x\n\x12GetModelAttributes\x125.llmariner.models.server.v1.GetModelAttributesRequest\x1a+.llmariner.models.server.v1.ModelAttributes\x12l\n\x0fCreateBaseModel\x122.llmariner.models.server.v1.CreateBaseModelRequest\x1a%.llmariner.models.server.v1.BaseModel\x12}\n\x10GetBaseModelPath\x123.llmariner.models.server.v1.GetBaseModelPathRequest\x1a4.llmariner.models.server.v1.GetBaseModelPathResponse\x12r\n\x11CreateHFModelRepo\x124.llmariner.models.server.v1.CreateHFModelRepoRequest\x1a\'.llmariner.models.server.v1.HFModelRepo\x12l\n\x0eGetHFModelRepo\x121.llmariner.models.server.v1.GetHFModelRepoRequest\x1a\'.llmariner.models.server.v1.HFModelRepo\x12\x95\x01\n\x18AcquireUnloadedBaseModel\x12;.llmariner.models.server.v1.AcquireUnloadedBaseModelRequest\x1a<.llmariner.models.server.v1.AcquireUnloadedBaseModelResponse\x12\x89\x01\n\x14AcquireUnloadedModel\x127.llmariner.models.server.v1.AcquireUnloadedModelRequest\x1a8.llmariner.models.server.v1.AcquireUnloadedModelResponse\x12\xa1\x01\n\x1cUpdateBaseModelLoadingStatus\x12?.llmariner.models.server.v1.UpdateBaseModelLoadingStatusRequest\x1a@.llmariner.models.server.v1.UpdateBaseModelLoadingStatusResponse\x12\x95\x01\n\x18UpdateModelLoadingStatus\x12;.llmariner.models.server.v1.UpdateModelLoadingStatusRequest\x1a<.llmariner.models.server.v1.UpdateModelLoadingStatusResponse\x12\x80\x01\n\x11FindStoredContent\x124.llmariner.models.server.v1.FindStoredContentRequest\x1a5.llmariner.models.server.v1.FindStoredContentResponseB+Z)github.com/llmariner/model-manager/api/v1b\x06proto3'
 )
 
 
@@ -2619,6 +2795,19 @@ class ModelsServiceBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def delete_alias(self, message: "DeleteAliasRequest") -> "DeleteAliasResponse":
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def push_model(self, message: "PushModelRequest") -> "ModelPush":
+        """
+        Extension: copy a loaded model to an OCI registry as a CNCF ModelPack
+        artifact. It runs in the background; GetModelPush follows it. REST: POST
+        /v1/models/{id}:push, GET /v1/model_pushes/{id}.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def get_model_push(self, message: "GetModelPushRequest") -> "ModelPush":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -2713,6 +2902,18 @@ class ModelsServiceBase(betterproto2_grpclib.ServiceBase):
         response = await self.delete_alias(request)
         await stream.send_message(response)
 
+    async def __rpc_push_model(self, stream: "grpclib.server.Stream[PushModelRequest, ModelPush]") -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.push_model(request)
+        await stream.send_message(response)
+
+    async def __rpc_get_model_push(self, stream: "grpclib.server.Stream[GetModelPushRequest, ModelPush]") -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.get_model_push(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/llmariner.models.server.v1.ModelsService/GetModel": grpclib.const.Handler(
@@ -2792,6 +2993,18 @@ class ModelsServiceBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 DeleteAliasRequest,
                 DeleteAliasResponse,
+            ),
+            "/llmariner.models.server.v1.ModelsService/PushModel": grpclib.const.Handler(
+                self.__rpc_push_model,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                PushModelRequest,
+                ModelPush,
+            ),
+            "/llmariner.models.server.v1.ModelsService/GetModelPush": grpclib.const.Handler(
+                self.__rpc_get_model_push,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetModelPushRequest,
+                ModelPush,
             ),
         }
 

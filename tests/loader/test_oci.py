@@ -1,0 +1,260 @@
+"""Models to and from OCI registries, through the service and the real loader: a push of a loaded model (its
+progress, its artifact as a stock registry holds it, a push cut short and pushed again, refusals), and loads from
+oci:// (byte-exact, verified against each layer's digest, shared by manifest digest, clear failures)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from model_manager.config import OciConfig
+from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from model_manager.core.identity import Identity, Role
+from model_manager.oci import modelpack
+from model_manager.oci.auth import Logins
+from model_manager.oci.client import OCI_MANIFEST, Registry
+from model_manager.oci.push import ModelPusher
+from model_manager.proto.llmariner.models.server import v1 as pb
+from model_manager.service.pushes import STALE, PushService
+from tests.conftest import FakeClock
+from tests.helpers import OTHER_TENANT, WHO, WORKER, Api
+from tests.loader.conftest import Harness, base_path, minilm_files
+
+REPO = "sentence-transformers/all-MiniLM-L6-v2"
+LOADED = "sentence-transformers-all-MiniLM-L6-v2"
+FILES = minilm_files()
+OCI = pb.SourceRepository.OCI
+READER = Identity(WHO.tenant_id, WHO.organization_id, WHO.project_id, Role.READER)
+
+
+def _pushes(harness: Harness, host: str, read: Any = None) -> PushService:
+    config = OciConfig(insecure_registries=(host,), chunk_size=8 << 20)
+    pusher = ModelPusher(harness.http, config, Logins(config, {}), read or harness.store.read)
+    return PushService(harness.ctx, pusher)
+
+
+async def _finished(pushes: PushService, push_id: str) -> pb.ModelPush:
+    await asyncio.gather(*pushes.running)
+    return await pushes.get_model_push(WHO, pb.GetModelPushRequest(id=push_id))
+
+
+@pytest.fixture
+async def loaded(any_harness: Harness, api: Api, oci_registry: Any) -> Harness:
+    any_harness.hub.add(REPO, FILES)
+    any_harness.raw["oci"] = {"insecureRegistries": [oci_registry.host]}
+    await api.request_base(REPO)
+    await any_harness.drain()
+    return any_harness
+
+
+def _repo() -> str:
+    return f"models/minilm-{uuid.uuid4().hex[:8]}"
+
+
+async def test_a_pushed_model_is_a_modelpack_artifact_and_loads_back_byte_exact(
+    loaded: Harness, api: Api, oci_registry: Any
+) -> None:
+    pushes = _pushes(loaded, oci_registry.host)
+    destination = f"{oci_registry.host}/{_repo()}:v1"
+    started = await pushes.push_model(WHO, pb.PushModelRequest(id=LOADED, destination=f"oci://{destination}"))
+    assert started.status == pb.PushStatus.PUSHING and started.destination == destination
+    stored = (await api.get(LOADED)).files
+    assert started.bytes_total == sum(f.size for f in stored) and started.files_total == len(stored)
+    done = await _finished(pushes, started.id)
+    assert done.status == pb.PushStatus.SUCCEEDED, done.failure_reason
+    assert (done.bytes_done, done.files_done, done.bytes_skipped) == (done.bytes_total, len(stored), 0)
+
+    # What the registry holds: the manifest, its config, one raw layer per stored file, digests as recorded.
+    registry = Registry(loaded.http, oci_registry.host, insecure=True)
+    host, _, rest = destination.partition("/")
+    repository, _, tag = rest.rpartition(":")
+    manifest = await registry.get_manifest(repository, tag)
+    assert manifest.digest == done.manifest_digest
+    doc = json.loads(manifest.body)
+    assert doc["artifactType"] == modelpack.ARTIFACT_TYPE and doc["mediaType"] == OCI_MANIFEST
+    layers = {layer["annotations"][modelpack.FILEPATH]: layer for layer in doc["layers"]}
+    assert {p: (layer["digest"], layer["size"]) for p, layer in layers.items()} == {
+        f.path: (f"sha256:{f.sha256}", f.size) for f in stored
+    }
+    assert layers["model.safetensors"]["mediaType"] == modelpack.WEIGHT
+    assert layers["config.json"]["mediaType"] == modelpack.WEIGHT_CONFIG
+    assert layers["README.md"]["mediaType"] == modelpack.DOC
+    assert all(layer["annotations"][modelpack.TITLE] == p for p, layer in layers.items())
+    config = json.loads(b"".join([c async for c in registry.read_blob(repository, doc["config"]["digest"])]))
+    assert config["config"] == {"architecture": "BertModel", "format": "safetensors", "paramSize": "22.7M",
+                                "precision": "fp32"}  # fmt: skip
+    assert config["descriptor"]["name"] == LOADED and config["descriptor"]["licenses"] == ["apache-2.0"]
+    assert config["modelfs"]["diff_ids"] == [layer["digest"] for layer in doc["layers"]]
+
+    # Loaded back from the registry as another model: the same bytes, and the config's facts where files are silent.
+    await api.request_base(destination, OCI)
+    await loaded.drain()
+    back = await api.get(destination.replace("/", "-"))
+    assert back.loading_status == pb.ModelLoadingStatus.SUCCEEDED, back.loading_failure_reason
+    assert {f.path: f.sha256 for f in back.files} == {f.path: f.sha256 for f in stored}
+    where = await base_path(api, back.id)
+    for f in back.files:
+        data = b"".join([c async for c in loaded.store.read(f"{where}/{f.path}")])
+        assert data == FILES[f.path]
+    original = (await api.get(LOADED)).metadata
+    assert (back.metadata.architecture, back.metadata.parameter_count) == ("BertModel", original.parameter_count)
+
+
+async def test_a_push_cut_short_goes_on_from_what_the_registry_holds(
+    loaded: Harness, oci_registry: Any
+) -> None:
+    weights_started = asyncio.Event()
+
+    async def stalled(key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        if key.endswith(".safetensors"):
+            weights_started.set()
+            await asyncio.Event().wait()  # the store never answers: the server shuts down meanwhile
+        async for chunk in loaded.store.read(key, offset, length):
+            yield chunk
+
+    destination = f"oci://{oci_registry.host}/{_repo()}:v1"
+    first = _pushes(loaded, oci_registry.host, stalled)
+    started = await first.push_model(WHO, pb.PushModelRequest(id=LOADED, destination=destination))
+    await asyncio.wait_for(weights_started.wait(), 30)
+    await asyncio.sleep(0.5)  # the small files go up meanwhile
+    await first.close()
+    cut = await first.get_model_push(WHO, pb.GetModelPushRequest(id=started.id))
+    assert cut.status == pb.PushStatus.FAILED and "shut down; push again to go on" in cut.failure_reason
+
+    second = _pushes(loaded, oci_registry.host)
+    again = await second.push_model(WHO, pb.PushModelRequest(id=LOADED, destination=destination))
+    done = await _finished(second, again.id)
+    assert done.status == pb.PushStatus.SUCCEEDED, done.failure_reason
+    weights = FILES["model.safetensors"]
+    # Everything but the weights was there: not sent again.
+    assert done.bytes_skipped >= done.bytes_total - len(weights) - 2 * len(FILES["config.json"])
+    assert done.bytes_skipped < done.bytes_total
+
+
+async def test_pushes_are_refused_with_reasons_and_walled_by_tenant(
+    loaded: Harness, api: Api, oci_registry: Any, oci_registry_basic: Any
+) -> None:
+    pushes = _pushes(loaded, oci_registry.host)
+    good = f"oci://{oci_registry.host}/models/x:v1"
+    for bad, says in (
+        (f"{oci_registry.host}/models/x:v1", "must be an oci:// reference"),
+        (f"oci://{oci_registry.host}/Models/x:v1", "lower-case"),
+        (f"oci://{oci_registry.host}/models/x@sha256:{'a' * 64}", "a push names a tag"),
+        ("oci://no-repository", "expected HOST"),
+    ):
+        with pytest.raises(InvalidArgument, match=says):
+            await pushes.push_model(WHO, pb.PushModelRequest(id=LOADED, destination=bad))
+    with pytest.raises(NotFound):
+        await pushes.push_model(WHO, pb.PushModelRequest(id="nope", destination=good))
+    with pytest.raises(NotFound):  # another tenant's model is not there for this caller
+        await pushes.push_model(OTHER_TENANT, pb.PushModelRequest(id=LOADED, destination=good))
+    with pytest.raises(PermissionDenied):
+        await pushes.push_model(READER, pb.PushModelRequest(id=LOADED, destination=good))
+    await api.request_base("org/still-loading")
+    with pytest.raises(FailedPrecondition, match="not loaded yet"):
+        await pushes.push_model(WHO, pb.PushModelRequest(id="org/still-loading", destination=good))
+    with pytest.raises(FailedPrecondition, match="does not push"):
+        await PushService(loaded.ctx, None).push_model(WHO, pb.PushModelRequest(id=LOADED, destination=good))
+
+    # A registry that wants a login this server does not have: the push fails saying so.
+    basic = _pushes(loaded, oci_registry_basic.host)
+    denied = await basic.push_model(
+        WHO, pb.PushModelRequest(id=LOADED, destination=f"oci://{oci_registry_basic.host}/models/x:v1")
+    )
+    failed = await _finished(basic, denied.id)
+    assert failed.status == pb.PushStatus.FAILED and "none are configured" in failed.failure_reason
+    # Another tenant does not see the push.
+    with pytest.raises(NotFound):
+        await basic.get_model_push(OTHER_TENANT, pb.GetModelPushRequest(id=denied.id))
+
+
+async def test_one_destination_takes_one_push_at_a_time_and_a_silent_one_reads_as_stopped(
+    loaded: Harness, api: Api, oci_registry: Any
+) -> None:
+    await api.worker.create_base_model(
+        WORKER,
+        pb.CreateBaseModelRequest(
+            id="other-model",
+            path="models/base-models/other-model",
+            formats=[pb.ModelFormat.HUGGING_FACE],
+            files=[pb.ModelFile(path="config.json", size=2, sha256="0" * 64)],
+        ),
+    )
+    never = asyncio.Event()
+
+    async def stalled(key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        await never.wait()
+        yield b""
+
+    pushes = _pushes(loaded, oci_registry.host, stalled)
+    destination = f"oci://{oci_registry.host}/{_repo()}:v1"
+    first = await pushes.push_model(WHO, pb.PushModelRequest(id=LOADED, destination=destination))
+    same = await pushes.push_model(WHO, pb.PushModelRequest(id=LOADED, destination=destination))
+    assert same.id == first.id  # asked twice: the running push answers
+    with pytest.raises(FailedPrecondition, match="is being pushed"):
+        await pushes.push_model(WHO, pb.PushModelRequest(id="other-model", destination=destination))
+    clock = loaded.ctx.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(STALE + 1)  # its server stopped without a word
+    silent = await pushes.get_model_push(WHO, pb.GetModelPushRequest(id=first.id))
+    assert silent.status == pb.PushStatus.FAILED and "push again to go on" in silent.failure_reason
+    await pushes.close()
+
+
+async def test_a_load_from_oci_checks_every_blob_and_names_what_is_wrong(
+    harness: Harness, api: Api, oci_registry: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    harness.raw["oci"] = {"insecureRegistries": [oci_registry.host]}
+    registry = Registry(harness.http, oci_registry.host, insecure=True)
+    repo = _repo()
+    files = {"config.json": b'{"architectures": ["LlamaForCausalLM"]}', "model.safetensors": b"\x00" * 4096}
+    layers = []
+    for path, data in files.items():
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        await registry.push_blob(repo, digest, len(data), _reader(data), lambda n: None)
+        layers.append(modelpack.Layer(path, len(data), digest))
+    config = b"{}"
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    await registry.push_blob(repo, config_digest, len(config), _reader(config), lambda n: None)
+    good = modelpack.manifest(config, config_digest, layers, {})
+    await registry.put_manifest(repo, "v1", good, OCI_MANIFEST)
+    # An image manifest whose layers name no files (as Ollama's registry writes them) is not a model to load.
+    anonymous = json.loads(good)
+    for layer in anonymous["layers"]:
+        layer.pop("annotations")
+    await registry.put_manifest(repo, "plain", json.dumps(anonymous).encode(), OCI_MANIFEST)
+
+    # The registry's copy of the weights goes bad on its disk: the load fails on the digest and stores nothing.
+    weights = layers[1].digest.removeprefix("sha256:")
+    [blob] = list(Path(oci_registry.directory).rglob(f"blobs/sha256/{weights[:2]}/{weights}/data"))
+    blob.write_bytes(b"\x01" * 4096)
+    try:
+        await api.request_base(f"{oci_registry.host}/{repo}:v1", OCI)
+        await api.request_base(f"{oci_registry.host}/{repo}:plain", OCI)
+        await api.request_base(f"{oci_registry.host}/{repo}:missing", OCI)
+        await harness.drain()
+    finally:
+        blob.write_bytes(files["model.safetensors"])
+    bad = await api.get(f"{oci_registry.host}/{repo}:v1")
+    assert bad.loading_status == pb.ModelLoadingStatus.FAILED and "sha256" in bad.loading_failure_reason
+    plain = await api.get(f"{oci_registry.host}/{repo}:plain")
+    assert "names no file path" in plain.loading_failure_reason and "OLLAMA" in plain.loading_failure_reason
+    missing = await api.get(f"{oci_registry.host}/{repo}:missing")
+    assert "no such tag" in missing.loading_failure_reason
+    with pytest.raises(InvalidArgument, match="repository"):
+        await api.request_base(f"{oci_registry.host}/Bad/Repo:v1", OCI)
+
+
+def _reader(data: bytes) -> Any:
+    async def read(offset: int, length: int) -> AsyncIterator[bytes]:
+        yield data[offset : offset + length]
+
+    return read
