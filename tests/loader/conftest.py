@@ -117,9 +117,7 @@ class Harness:
         worker = WorkerServicer(
             WorkerService(self.ctx), InFlight(), no_auth(self.ctx), local_caller=self.worker_identity
         )
-        sources = SourceFactory(
-            self.http, config.loader.downloader, config.object_store.s3, self.hub.url, config.oci
-        )
+        sources = SourceFactory(self.http, config.loader.downloader, config.object_store.s3, self.hub.url, config.oci)
         jobs = Jobs(
             worker,
             self.store,

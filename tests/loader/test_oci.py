@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from model_manager.config import OciConfig
@@ -74,7 +73,7 @@ async def test_a_pushed_model_is_a_modelpack_artifact_and_loads_back_byte_exact(
 
     # What the registry holds: the manifest, its config, one raw layer per stored file, digests as recorded.
     registry = Registry(loaded.http, oci_registry.host, insecure=True)
-    host, _, rest = destination.partition("/")
+    _, _, rest = destination.partition("/")
     repository, _, tag = rest.rpartition(":")
     manifest = await registry.get_manifest(repository, tag)
     assert manifest.digest == done.manifest_digest
@@ -105,12 +104,11 @@ async def test_a_pushed_model_is_a_modelpack_artifact_and_loads_back_byte_exact(
         data = b"".join([c async for c in loaded.store.read(f"{where}/{f.path}")])
         assert data == FILES[f.path]
     original = (await api.get(LOADED)).metadata
+    assert original is not None and back.metadata is not None
     assert (back.metadata.architecture, back.metadata.parameter_count) == ("BertModel", original.parameter_count)
 
 
-async def test_a_push_cut_short_goes_on_from_what_the_registry_holds(
-    loaded: Harness, oci_registry: Any
-) -> None:
+async def test_a_push_cut_short_goes_on_from_what_the_registry_holds(loaded: Harness, oci_registry: Any) -> None:
     weights_started = asyncio.Event()
 
     async def stalled(key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
@@ -232,17 +230,18 @@ async def test_a_load_from_oci_checks_every_blob_and_names_what_is_wrong(
         layer.pop("annotations")
     await registry.put_manifest(repo, "plain", json.dumps(anonymous).encode(), OCI_MANIFEST)
 
-    # The registry's copy of the weights goes bad on its disk: the load fails on the digest and stores nothing.
+    # The registry's copy of the weights goes bad on its disk: the load fails on the digest.
     weights = layers[1].digest.removeprefix("sha256:")
-    [blob] = list(Path(oci_registry.directory).rglob(f"blobs/sha256/{weights[:2]}/{weights}/data"))
-    blob.write_bytes(b"\x01" * 4096)
+    pattern = f"blobs/sha256/{weights[:2]}/{weights}/data"
+    [blob] = await asyncio.to_thread(lambda: list(Path(oci_registry.directory).rglob(pattern)))
+    await asyncio.to_thread(blob.write_bytes, b"\x01" * 4096)
     try:
         await api.request_base(f"{oci_registry.host}/{repo}:v1", OCI)
         await api.request_base(f"{oci_registry.host}/{repo}:plain", OCI)
         await api.request_base(f"{oci_registry.host}/{repo}:missing", OCI)
         await harness.drain()
     finally:
-        blob.write_bytes(files["model.safetensors"])
+        await asyncio.to_thread(blob.write_bytes, files["model.safetensors"])
     bad = await api.get(f"{oci_registry.host}/{repo}:v1")
     assert bad.loading_status == pb.ModelLoadingStatus.FAILED and "sha256" in bad.loading_failure_reason
     plain = await api.get(f"{oci_registry.host}/{repo}:plain")
