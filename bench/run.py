@@ -18,6 +18,7 @@ from bench import (
     hot_paths,
     loader_ceiling,
     models_in_use,
+    oci_push,
     transfer,
     watchers,
 )
@@ -28,7 +29,7 @@ from tests.checkpoints import Checkpoint
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round; for the test suite")
-    benches = ["hot", "inuse", "transfer", "ceiling", "claims", "auth", "watch", "convert", "hf"]
+    benches = ["hot", "inuse", "transfer", "ceiling", "claims", "auth", "watch", "convert", "hf", "oci"]
     p.add_argument("--only", choices=benches, action="append")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -81,6 +82,11 @@ def main() -> None:
                 hf_serving.run(report, tmp, size_mib=8, rounds=1, clients=2)
             else:
                 hf_serving.run(report, tmp)
+        if "oci" in only:
+            if args.smoke:
+                oci_push.run(report, tmp, size_mib=8, rounds=1)
+            else:
+                oci_push.run(report, tmp)
     print(f"{machine()}\n\n{report.table()}")
     for note in report.notes:
         print(f"- {note}")

@@ -69,15 +69,6 @@ ROUTES: tuple[Route, ...] = (
         media="application/x-ndjson",
     ),
     Route("POST", "/v1/models/{id}:activate", "activate_model", "activate a model", response=pb.ActivateModelResponse),
-    Route(
-        "POST",
-        "/v1/models/{id}:push",
-        "push_model",
-        "push a loaded model to an OCI registry as a ModelPack artifact (runs in the background)",
-        body=pb.PushModelRequest,
-        response=pb.ModelPush,
-    ),
-    Route("GET", "/v1/model_pushes/{id}", "get_model_push", "a push: its progress and outcome", response=pb.ModelPush),
     Route("GET", "/v1/aliases", "list_aliases", "list the aliases the caller sees", response=pb.ListAliasesResponse),
     Route(
         "PUT",
@@ -96,4 +87,13 @@ ROUTES: tuple[Route, ...] = (
         "deactivate a model",
         response=pb.DeactivateModelResponse,
     ),
+    Route(
+        "POST",
+        "/v1/models/{id}:push",
+        "push_model",
+        "push a loaded model to an OCI registry as a ModelPack artifact (runs in the background)",
+        body=pb.PushModelRequest,
+        response=pb.ModelPush,
+    ),
+    Route("GET", "/v1/model_pushes/{id}", "get_model_push", "a push: its progress and outcome", response=pb.ModelPush),
 )

@@ -2,7 +2,7 @@
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -100,3 +100,14 @@ class SharedRead(Generic[T]):
 
     async def __call__(self) -> T:
         return await self._batched(None)
+
+
+async def skipping(chunks: AsyncIterator[bytes], skip: int) -> AsyncIterator[bytes]:
+    """`chunks` without their first `skip` bytes: a server that ignores a Range request sends the whole body."""
+    async for chunk in chunks:
+        if skip:
+            dropped = min(skip, len(chunk))
+            chunk, skip = chunk[dropped:], skip - dropped
+            if not chunk:
+                continue
+        yield chunk

@@ -58,3 +58,8 @@ BYTES_TRANSFERRED = Counter(
     "Bytes copied into the object store, by source (a retried file counts again)",
     ["source"],
 )
+
+# Pushes to OCI registries, counted by the server that runs them: outcome succeeded or failed; bytes sent (blobs the
+# registry had are not counted).
+PUSHES = Counter("model_manager_pushes_total", "Pushes of models to OCI registries by outcome", ["outcome"])
+PUSHED_BYTES = Counter("model_manager_pushed_bytes_total", "Bytes sent to OCI registries by pushes")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from model_manager.core.aio import skipping
 from model_manager.oci.auth import Login, parse_challenge
 from model_manager.oci.errors import RegistryDenied, RegistryError, RegistryNotFound, from_response
 
@@ -243,14 +244,8 @@ class Registry:
             url = target
         if resp.status not in (200, 206):
             raise await self._fail(resp, what)
-        skip = offset if resp.status == 200 else 0  # a server that ignores Range sends the whole blob
         try:
-            async for chunk in resp.content.iter_chunked(1 << 20):
-                if skip:
-                    dropped = min(skip, len(chunk))
-                    chunk, skip = chunk[dropped:], skip - dropped
-                    if not chunk:
-                        continue
+            async for chunk in skipping(resp.content.iter_chunked(1 << 20), offset if resp.status == 200 else 0):
                 yield chunk
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             raise RegistryError(f"{what}: the download broke off ({type(e).__name__})", True) from e

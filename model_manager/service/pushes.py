@@ -19,6 +19,7 @@ import datetime
 import logging
 import secrets
 
+from model_manager.core import metrics
 from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from model_manager.core.identity import Identity, Role
 from model_manager.core.oci_ref import OciRef
@@ -167,23 +168,32 @@ class PushService:
         assert self.pusher is not None
         beat = asyncio.create_task(self._heartbeat(push_id))
 
+        sent = 0
+
         async def report(p: PushProgress) -> None:
+            nonlocal sent
+            metrics.PUSHED_BYTES.inc(max(p.bytes_done - p.bytes_skipped - sent, 0))
+            sent = max(sent, p.bytes_done - p.bytes_skipped)
             await self._set(push_id, bytes_done=p.bytes_done, bytes_skipped=p.bytes_skipped, files_done=p.files_done)
 
         try:
             async with self.gate:
                 digest = await self.pusher.push(plan, report)
             await self._set(push_id, status=SUCCEEDED, manifest_digest=digest, files_done=len(plan.files))
+            metrics.PUSHES.labels("succeeded").inc()
             log.info("pushed %s to %s@%s", plan.facts.name, plan.destination, digest)
         except asyncio.CancelledError:
+            metrics.PUSHES.labels("failed").inc()
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._set(push_id, status=FAILED, failure_reason=_SHUTDOWN))
             raise
         except PushFailed as e:
             log.warning("push %s of %s to %s failed: %s", push_id, plan.facts.name, plan.destination, e.message)
+            metrics.PUSHES.labels("failed").inc()
             await self._set(push_id, status=FAILED, failure_reason=e.message)
         except Exception as e:
             log.exception("push %s of %s to %s failed", push_id, plan.facts.name, plan.destination)
+            metrics.PUSHES.labels("failed").inc()
             await self._set(push_id, status=FAILED, failure_reason=f"internal error ({type(e).__name__}); see the log")
         finally:
             beat.cancel()

@@ -191,7 +191,7 @@ async def test_the_openapi_document_matches_the_routes_the_server_serves(http: T
     # Actions are served by one route and documented one by one.
     actions = {(m, p) for m, p in documented if "}:" in p}
     assert served == (documented - actions) | {("POST", "/v1/models/{id}")}
-    assert {p.rsplit(":", 1)[1] for _, p in actions} == {"activate", "deactivate", "retry", "watch"}
+    assert {p.rsplit(":", 1)[1] for _, p in actions} == {"activate", "deactivate", "push", "retry", "watch"}
     assert doc["paths"]["/v1/models/{id}:watch"]["get"]["responses"]["200"]["content"].keys() == {
         "application/x-ndjson"
     }

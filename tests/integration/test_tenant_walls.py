@@ -221,7 +221,10 @@ def _postgres(name: str) -> Fresh:
     async def fresh() -> Database:
         db = Database(create_async_engine(url))
         async with db.engine.begin() as conn:
-            tables = "base_models, models, storage_configs, hf_model_repos, pending_deletions, aliases, alias_changes"
+            tables = (
+                "base_models, models, storage_configs, hf_model_repos, pending_deletions, aliases, alias_changes, "
+                "model_pushes"
+            )
             await conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY"))
         return db
 

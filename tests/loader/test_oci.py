@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from model_manager.config import OciConfig
+from model_manager.core import metrics
 from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from model_manager.core.identity import Identity, Role
 from model_manager.oci import modelpack
@@ -103,6 +104,22 @@ async def test_a_pushed_model_is_a_modelpack_artifact_and_loads_back_byte_exact(
     for f in back.files:
         data = b"".join([c async for c in loaded.store.read(f"{where}/{f.path}")])
         assert data == FILES[f.path]
+    # The manifest by its digest is the same content: registered from the copy already stored, not copied again.
+    await api.request_base(f"{oci_registry.host}/{repository}@{done.manifest_digest}", OCI)
+    await loaded.drain()
+    pinned = f"{oci_registry.host}/{repository}@{done.manifest_digest}".replace("/", "-")
+    assert await base_path(api, pinned) == where
+
+    # A second repository of the registry: every blob is mounted from the first, none is sent.
+    sent_before = metrics.PUSHED_BYTES._value.get()
+    mirror = await pushes.push_model(
+        WHO, pb.PushModelRequest(id=LOADED, destination=f"oci://{oci_registry.host}/{_repo()}:v1")
+    )
+    mirrored = await _finished(pushes, mirror.id)
+    assert mirrored.status == pb.PushStatus.SUCCEEDED and mirrored.manifest_digest == done.manifest_digest
+    assert mirrored.bytes_skipped == mirrored.bytes_total
+    assert metrics.PUSHED_BYTES._value.get() == sent_before
+
     original = (await api.get(LOADED)).metadata
     assert original is not None and back.metadata is not None
     assert (back.metadata.architecture, back.metadata.parameter_count) == ("BertModel", original.parameter_count)

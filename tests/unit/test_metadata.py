@@ -9,7 +9,9 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from model_manager.core.push import ModelFacts
 from model_manager.loader.metadata import MetadataReader
+from model_manager.oci import modelpack
 from tests.loader.conftest import minilm_files
 
 
@@ -122,3 +124,25 @@ def test_a_file_copied_again_after_a_failed_try_is_counted_once() -> None:
     once = MetadataReader()
     _stream(once, {"model.safetensors": weights})
     assert reader.message(0).parameter_count == once.message(0).parameter_count > 0
+
+
+def test_an_oci_artifacts_config_fills_only_what_the_files_left_unsaid() -> None:
+    """A ModelPack config (read back by modelpack.read_config) says what a model is when its files do not (weights in
+    a format the reader does not parse); what the files say wins."""
+    config = modelpack.config_blob(
+        ModelFacts(name="m", architecture="LlamaForCausalLM", parameters=6_700_000_000, dtype="BF16", license="mit"),
+        [],
+    )
+    described = modelpack.read_config(config)
+    silent = MetadataReader(described=described)
+    meta = silent.message(_stream(silent, {"weights.bin": b"\x00" * 64}))
+    assert (meta.architecture, meta.parameter_count, meta.dtype, meta.license) == (
+        "LlamaForCausalLM",
+        6_700_000_000,
+        "BF16",
+        "mit",
+    )
+    talkative = MetadataReader(described=described)
+    meta = talkative.message(_stream(talkative, minilm_files(), block=65536))
+    assert (meta.architecture, meta.dtype, meta.license) == ("BertModel", "F32", "apache-2.0")
+    assert 22_700_000 < meta.parameter_count < 22_800_000

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from model_manager.core.aio import skipping
 from model_manager.core.push import ModelFacts
 from model_manager.loader.errors import PermanentError, TransientError, classify, http_error
 
@@ -91,13 +92,7 @@ async def stream_http(
         async with http_get(http, url, what, headers) as resp:
             if resp.status not in (200, 206):
                 raise http_error(resp.status, what)
-            skip = offset if resp.status == 200 else 0  # a server that ignores Range sends the whole file
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                if skip:
-                    dropped = min(skip, len(chunk))
-                    chunk, skip = chunk[dropped:], skip - dropped
-                    if not chunk:
-                        continue
+            async for chunk in skipping(resp.content.iter_chunked(CHUNK), offset if resp.status == 200 else 0):
                 yield chunk
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
         err = classify(e)
