@@ -7,17 +7,17 @@ server's RSS at its highest while it pushes, against its RSS before."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from bench.common import Process, Report, alternate, free_port, median, wait_http, yes
-from bench.hf_serving import FILE, _make_model, _rss, _wait_loaded
+from bench.hf_serving import _make_model, _rss, _wait_loaded
 from tests.fakes.oci_registry import run_registry
 
 MiB = 1024 * 1024
@@ -36,7 +36,7 @@ def _forget(registry: str, repository: str, digests: list[str]) -> None:
                 raise
 
 
-def _call(url: str, body: object | None = None) -> dict[str, object]:
+def _call(url: str, body: object | None = None) -> dict[str, Any]:
     data = json.dumps(body).encode() if body is not None else None
     with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30) as r:
         return json.load(r)  # type: ignore[no-any-return]
@@ -72,7 +72,7 @@ def run(report: Report, tmp: Path, size_mib: int = 1024, rounds: int = 5) -> Non
             _call(f"{api}/v1/models", {"id": REPO, "source_repository": "SOURCE_REPOSITORY_HUGGING_FACE"})
             _wait_loaded(f"{api}/v1/models/{LOADED}", server)
             stored = _call(f"{api}/v1/models/{LOADED}")
-            digests = [f"sha256:{f['sha256']}" for f in stored["files"]]  # type: ignore[union-attr]
+            digests = [f"sha256:{f['sha256']}" for f in stored["files"]]
             pid, peak = server.popen.pid, [0]
             idle = _rss(pid)
 

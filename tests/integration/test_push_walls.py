@@ -57,7 +57,10 @@ def _ops() -> st.SearchStrategy[list[tuple[Any, ...]]]:
     op = st.one_of(
         st.tuples(
             # Global models half the time: every project of the tenant pushes those, so tags get contended.
-            st.just("model"), st.sampled_from(TENANTS), st.sampled_from(("", "", *PROJECTS)), st.sampled_from(MODELS)
+            st.just("model"),
+            st.sampled_from(TENANTS),
+            st.sampled_from(("", "", *PROJECTS)),
+            st.sampled_from(MODELS),
         ),
         st.tuples(st.just("push"), caller, st.sampled_from(MODELS), st.sampled_from(DESTINATIONS)),
         st.tuples(st.just("end"), st.integers(0, 5), st.booleans()),
