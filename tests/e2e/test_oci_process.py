@@ -102,6 +102,13 @@ def test_a_model_goes_through_a_registry_and_back_byte_exact(
             # The same files and config make the same manifest; every blob was in the registry already.
             assert repeat["manifest_digest"] == digest.group(1)
             assert int(repeat["bytes_skipped"]) == int(repeat["bytes_total"]) > 0
+            status = _cli(one, "push-status", repeat["id"])
+            assert status.returncode == 0, status.stderr
+            assert status.stdout == (
+                f"org-minilm: succeeded to {destination} (push {repeat['id']}), manifest {digest.group(1)}\n"
+            )
+            refused = _cli(one, "push", "org-minilm", destination)  # no oci://
+            assert refused.returncode == 1 and "must be an oci:// reference" in refused.stderr
 
             # A second server loads it back, from the tag, with the login of oci.credentials.
             requested = _post(two, "/v1/models", {"id": destination, "source_repository": "SOURCE_REPOSITORY_OCI"})
