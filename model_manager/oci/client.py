@@ -32,8 +32,23 @@ MAX_REDIRECTS = 5
 CHUNK_RETRIES = 3
 RESUME_PAUSE = 0.2  # seconds
 _REDIRECTS = (301, 302, 303, 307, 308)
+# What a registry that takes no chunked uploads answers the first PATCH: bad request, not allowed, unsupported.
+_NO_CHUNKS = (400, 405, 415, 501)
 
 Reader = Callable[[int, int], AsyncIterator[bytes]]  # (offset, length) -> that span of the blob
+
+
+@dataclass(frozen=True)
+class _Blob:
+    """One blob being uploaded, and whom to tell of its progress."""
+
+    uploads: URL  # the repository's /blobs/uploads/, to start an upload over
+    digest: str
+    size: int
+    read: Reader
+    sent: Callable[[int], None]
+    scope: str
+    what: str
 
 
 @dataclass(frozen=True)
@@ -280,8 +295,11 @@ class Registry:
         if resp.status != 202:
             raise await self._fail(resp, what)
         location = self._location(resp, uploads)
+        # A registry may ask for chunks of at least some size (distribution spec 1.1); smaller ones it would refuse.
+        minimum = resp.headers.get("OCI-Chunk-Min-Length", "")
         resp.release()
-        return await self._upload(location, uploads, digest, size, read, sent, scope, what)
+        blob = _Blob(uploads, digest, size, read, sent, scope, what)
+        return await self._upload(blob, location, max(self.chunk_size, int(minimum) if minimum.isdigit() else 0))
 
     async def _start(self, uploads: URL, scope: str, what: str) -> URL:
         resp = await self._request("POST", uploads, scope, what)
@@ -290,29 +308,22 @@ class Registry:
         resp.release()
         return self._location(resp, uploads)
 
-    async def _upload(
-        self,
-        location: URL,
-        uploads: URL,
-        digest: str,
-        size: int,
-        read: Reader,
-        sent: Callable[[int], None],
-        scope: str,
-        what: str,
-    ) -> bool:
-        if size <= self.chunk_size:
-            await self._put(location, digest, size, read(0, size), scope, what)
-            sent(size)
-            return True
+    async def _upload(self, blob: _Blob, location: URL, chunk: int) -> bool:
+        if blob.size <= chunk:
+            return await self._whole(blob, location)
         offset = 0
         failures = 0
         resumed = False  # the last chunk went on from where the registry said it stood
-        while offset < size:
-            length = min(self.chunk_size, size - offset)
+        while offset < blob.size:
+            length = min(chunk, blob.size - offset)
             try:
-                location = await self._patch(location, offset, length, read(offset, length), scope, what)
+                body = blob.read(offset, length)
+                location = await self._patch(location, offset, length, body, blob.scope, blob.what)
             except RegistryError as e:
+                if offset == 0 and e.status in _NO_CHUNKS:
+                    # The registry takes no chunked uploads: the whole blob in one streamed PUT instead.
+                    log.info("%s: the registry refused a chunk (%s); sending the blob whole", blob.what, e)
+                    return await self._whole(blob, await self._start(blob.uploads, blob.scope, blob.what))
                 failures += 1
                 if failures > CHUNK_RETRIES or not (e.transient or resumed):
                     raise
@@ -320,21 +331,26 @@ class Registry:
                 if not resumed:
                     await asyncio.sleep(RESUME_PAUSE)  # let the registry finish with the request that broke
                     try:
-                        held, location = await self._held(location, scope, what)
+                        held, location = await self._held(location, blob.scope, blob.what)
                         resumed = True
                     except RegistryError:
                         pass
                 if not held:
                     # The registry dropped the upload, or would not take it on from where it said: start over.
-                    location, resumed = await self._start(uploads, scope, what), False
-                log.info("%s: chunk at %d failed (%s); going on at %d", what, offset, e, held)
-                sent(held - offset)
+                    location, resumed = await self._start(blob.uploads, blob.scope, blob.what), False
+                log.info("%s: chunk at %d failed (%s); going on at %d", blob.what, offset, e, held)
+                blob.sent(held - offset)
                 offset = held
                 continue
             resumed = False
-            sent(length)
+            blob.sent(length)
             offset += length
-        await self._put(location, digest, 0, None, scope, what)
+        await self._put(location, blob.digest, 0, None, blob.scope, blob.what)
+        return True
+
+    async def _whole(self, blob: _Blob, location: URL) -> bool:
+        await self._put(location, blob.digest, blob.size, blob.read(0, blob.size), blob.scope, blob.what)
+        blob.sent(blob.size)
         return True
 
     def _location(self, resp: aiohttp.ClientResponse, base: URL) -> URL:

@@ -14,12 +14,14 @@ from typing import Any
 import aiohttp
 import oras.provider
 import pytest
+from aiohttp.test_utils import TestServer
 
 from model_manager.core.push import ModelFacts
 from model_manager.oci import modelpack
 from model_manager.oci.auth import Login
 from model_manager.oci.client import OCI_MANIFEST, Registry
 from model_manager.oci.errors import RegistryDenied, RegistryError, RegistryNotFound
+from tests.fakes.oci_proxy import Front
 from tests.fakes.oci_registry import PASSWORD, USER
 
 CHUNK = 1 << 20
@@ -182,3 +184,28 @@ async def test_tls_is_the_default(oci_registry: Any, http: aiohttp.ClientSession
     with pytest.raises(RegistryError, match="cannot reach") as caught:
         await registry.get_manifest(_repo(), "v1")
     assert caught.value.transient
+
+
+@pytest.mark.parametrize("refuse_chunks", [True, False])
+async def test_uploads_go_as_the_registry_allows(
+    refuse_chunks: bool, oci_registry: Any, http: aiohttp.ClientSession
+) -> None:
+    """A registry that refuses chunks gets the blob whole in one streamed PUT; one that asks for chunks of at
+    least 2 MiB gets chunks of 2 MiB, though the client was set to 1 MiB."""
+    front = Front(oci_registry.host, refuse_chunks=refuse_chunks, min_chunk=0 if refuse_chunks else 2 * CHUNK)
+    server = TestServer(front.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        registry = Registry(http, f"127.0.0.1:{server.port}", insecure=True, chunk_size=CHUNK)
+        data = hashlib.sha256(b"whole").digest() * (5 * CHUNK // 32)  # 5 MiB
+        accepted: list[int] = []
+        assert await registry.push_blob(_repo(), _digest(data), len(data), _reader(data), accepted.append)
+        assert sum(accepted) == len(data)
+        patches = [n for method, _, n in front.seen if method == "PATCH"]
+        puts = [n for method, _, n in front.seen if method == "PUT"]
+        if refuse_chunks:
+            assert len(patches) == 1 and puts == [len(data)]  # one refused chunk, then the whole blob
+        else:
+            assert patches == [2 * CHUNK, 2 * CHUNK, CHUNK] and puts == [0]
+    finally:
+        await server.close()
