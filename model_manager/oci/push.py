@@ -18,7 +18,7 @@ from model_manager.config import OciConfig
 from model_manager.core.push import PushFailed, PushPlan, PushProgress, Report
 from model_manager.oci import modelpack
 from model_manager.oci.auth import Logins
-from model_manager.oci.client import OCI_MANIFEST, Registry
+from model_manager.oci.client import OCI_MANIFEST, Reader, Registry
 from model_manager.oci.errors import RegistryError
 
 REPORT_EVERY = 1.0  # seconds
@@ -70,17 +70,27 @@ class ModelPusher:
         gate = asyncio.Semaphore(BLOBS_AT_ONCE)
         unique = {layer.digest: (layer, f) for layer, f in zip(layers, plan.files, strict=True)}
 
+        unreadable: list[str] = []  # why the object store could not give a file, for the failure reason
+
+        def reading(key: str) -> Reader:
+            async def read(offset: int, length: int) -> AsyncIterator[bytes]:
+                try:
+                    async for chunk in self.read(key, offset, length):
+                        yield chunk
+                except Exception as e:
+                    # The HTTP client reports a failing body as a broken upload: say what really failed.
+                    unreadable.append(f"cannot read {key} from the object store ({type(e).__name__}: {e})")
+                    raise
+
+            return read
+
         async def one(digest: str) -> None:
             nonlocal done, skipped, files
             layer, f = unique[digest]
-            key = f"{plan.prefix}/{f.path}"
             async with gate:
-                before = done
-                sent = await registry.push_blob(
-                    dest.repository, digest, layer.size, lambda o, n: self.read(key, o, n), accepted, plan.mount_from
-                )
-                if not sent:
-                    done, skipped = before + layer.size, skipped + layer.size
+                read = reading(f"{plan.prefix}/{f.path}")
+                if not await registry.push_blob(dest.repository, digest, layer.size, read, accepted, plan.mount_from):
+                    done, skipped = done + layer.size, skipped + layer.size  # the registry had it (or mounted it)
                 files += sum(1 for x in layers if x.digest == digest)
                 await progress()
 
@@ -102,6 +112,6 @@ class ModelPusher:
             digest = await registry.put_manifest(dest.repository, dest.tag, body, OCI_MANIFEST)
         except* RegistryError as group_error:
             first = group_error.exceptions[0]
-            raise PushFailed(str(first)) from first
+            raise PushFailed(unreadable[0] if unreadable else str(first)) from first
         await progress(force=True)
         return digest

@@ -190,6 +190,15 @@ async def test_pushes_are_refused_with_reasons_and_walled_by_tenant(
     with pytest.raises(NotFound):
         await basic.get_model_push(OTHER_TENANT, pb.GetModelPushRequest(id=denied.id))
 
+    # A file gone from the object store: the push fails naming it, not as a broken upload.
+    await loaded.store.delete_keys([f"{await base_path(api, LOADED)}/tokenizer.json"])
+    lost = await pushes.push_model(
+        WHO, pb.PushModelRequest(id=LOADED, destination=f"oci://{oci_registry.host}/{_repo()}:v1")
+    )
+    gone = await _finished(pushes, lost.id)
+    assert gone.status == pb.PushStatus.FAILED
+    assert "cannot read" in gone.failure_reason and "tokenizer.json from the object store" in gone.failure_reason
+
 
 async def test_one_destination_takes_one_push_at_a_time_and_a_silent_one_reads_as_stopped(
     loaded: Harness, api: Api, oci_registry: Any
