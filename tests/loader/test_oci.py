@@ -25,6 +25,8 @@ from model_manager.oci.push import ModelPusher
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.pushes import STALE, PushService
 from tests.conftest import FakeClock
+from tests.fakes.ollama import OllamaModel
+from tests.fakes.ollama import Registry as OllamaRegistry
 from tests.helpers import OTHER_TENANT, WHO, WORKER, Api
 from tests.loader.conftest import Harness, base_path, minilm_files
 
@@ -283,3 +285,34 @@ def _reader(data: bytes) -> Any:
         yield data[offset : offset + length]
 
     return read
+
+
+async def test_an_ollama_model_goes_through_a_stock_registry_in_the_runtime_layout(
+    harness: Harness, api: Api, registry: tuple[OllamaRegistry, str], oci_registry: Any
+) -> None:
+    """What Ollama's own registry dialect cannot do: an Ollama model pushed to a stock registry and loaded back,
+    still in the layout an Ollama runtime reads (manifests/... and blobs/sha256-...)."""
+    reg, _ = registry
+    harness.raw["oci"] = {"insecureRegistries": [oci_registry.host]}
+    gemma = OllamaModel(
+        config=b'{"model_format": "gguf", "model_family": "gemma"}',
+        layers=[
+            ("application/vnd.ollama.image.model", b"GGUF" + bytes(range(256)) * 64),
+            ("application/vnd.ollama.image.template", b"{{ .Prompt }}"),
+        ],
+    )
+    reg.add("library", "gemma", "2b", gemma)
+    await api.request_base("gemma:2b", pb.SourceRepository.OLLAMA)
+    await harness.drain()
+    pushes = _pushes(harness, oci_registry.host)
+    destination = f"{oci_registry.host}/{_repo()}:2b"
+    push = await pushes.push_model(WHO, pb.PushModelRequest(id="gemma:2b", destination=f"oci://{destination}"))
+    assert (await _finished(pushes, push.id)).status == pb.PushStatus.SUCCEEDED
+    await api.request_base(destination, OCI)
+    await harness.drain()
+    back = await api.get(destination.replace("/", "-"))
+    assert back.loading_status == pb.ModelLoadingStatus.SUCCEEDED, back.loading_failure_reason
+    assert back.formats == [pb.ModelFormat.OLLAMA]
+    original = await api.get("gemma:2b")
+    assert {f.path: f.sha256 for f in back.files} == {f.path: f.sha256 for f in original.files}
+    assert any(f.path.startswith("manifests/") for f in back.files)
