@@ -18,7 +18,10 @@ class Front:
     upstream: str  # host:port of the real registry
     refuse_chunks: bool = False
     min_chunk: int = 0
+    cut_blobs_after: int = 0  # cut the connection after this many bytes of a blob download...
+    cuts: int = 0  # ...this many times
     seen: list[tuple[str, str, int]] = field(default_factory=list)  # method, path, body bytes
+    ranges: list[str] = field(default_factory=list)  # the Range header of every blob download
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 30)
@@ -46,4 +49,14 @@ class Front:
                     )
             if request.method == "POST" and resp.status == 202 and self.min_chunk:
                 out["OCI-Chunk-Min-Length"] = str(self.min_chunk)
-            return web.Response(status=resp.status, headers=out, body=data)
+        if request.method == "GET" and "/blobs/sha256:" in request.path:
+            self.ranges.append(request.headers.get("Range", ""))
+            if self.cuts and len(data) > self.cut_blobs_after:
+                self.cuts -= 1
+                cut = web.StreamResponse(status=resp.status, headers=out)
+                cut.content_length = len(data)
+                await cut.prepare(request)
+                await cut.write(data[: self.cut_blobs_after])
+                request.transport.close()  # type: ignore[union-attr]  # the connection dies mid-blob
+                return cut
+        return web.Response(status=resp.status, headers=out, body=data)

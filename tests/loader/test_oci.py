@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from model_manager.config import OciConfig
 from model_manager.core import metrics
 from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from model_manager.core.identity import Identity, Role
+from model_manager.core.oci_ref import parse_oci
+from model_manager.loader.sources.oci import OciSource
 from model_manager.oci import modelpack
 from model_manager.oci.auth import Logins
 from model_manager.oci.client import OCI_MANIFEST, Registry
@@ -25,6 +28,7 @@ from model_manager.oci.push import ModelPusher
 from model_manager.proto.llmariner.models.server import v1 as pb
 from model_manager.service.pushes import STALE, PushService
 from tests.conftest import FakeClock
+from tests.fakes.oci_proxy import Front
 from tests.fakes.ollama import OllamaModel
 from tests.fakes.ollama import Registry as OllamaRegistry
 from tests.helpers import OTHER_TENANT, WHO, WORKER, Api
@@ -316,3 +320,40 @@ async def test_an_ollama_model_goes_through_a_stock_registry_in_the_runtime_layo
     original = await api.get("gemma:2b")
     assert {f.path: f.sha256 for f in back.files} == {f.path: f.sha256 for f in original.files}
     assert any(f.path.startswith("manifests/") for f in back.files)
+
+
+async def test_a_blob_download_cut_short_goes_on_with_a_range(harness: Harness, api: Api, oci_registry: Any) -> None:
+    """The registry's connection dies 1 MiB into the weights: the loader asks for the rest (`Range: bytes=N-`) and
+    the file it stores is whole and verified."""
+    front = Front(oci_registry.host, cut_blobs_after=1 << 20, cuts=1)
+    server = TestServer(front.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        host = f"127.0.0.1:{server.port}"
+        harness.raw["oci"] = {"insecureRegistries": [host]}
+        registry = Registry(harness.http, host, insecure=True)
+        repo = _repo()
+        weights = hashlib.sha256(b"w").digest() * (3 << 15)  # 3 MiB
+        digest = "sha256:" + hashlib.sha256(weights).hexdigest()
+        await registry.push_blob(repo, digest, len(weights), _reader(weights), lambda n: None)
+        config = b"{}"
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        await registry.push_blob(repo, config_digest, len(config), _reader(config), lambda n: None)
+        layers = [
+            modelpack.Layer("config.json", len(config), config_digest),  # the same bytes as the config blob
+            modelpack.Layer("model.safetensors", len(weights), digest),
+        ]
+        await registry.put_manifest(repo, "v1", modelpack.manifest(config, config_digest, layers, {}), OCI_MANIFEST)
+        await api.request_base(f"{host}/{repo}:v1", OCI)
+        await harness.drain()
+        model = await api.get(f"{host}/{repo}:v1".replace("/", "-"))
+        assert model.loading_status == pb.ModelLoadingStatus.SUCCEEDED, model.loading_failure_reason
+        where = await base_path(api, model.id)
+        assert b"".join([c async for c in harness.store.read(f"{where}/model.safetensors")]) == weights
+        assert len(front.ranges) >= 3  # the config.json layer, the cut download, the whole one
+        source = OciSource(registry, parse_oci(f"{host}/{repo}:v1"))
+        [_, remote] = await source.list_files()
+        rest = b"".join([c async for c in source.open(remote, 1 << 20)])
+        assert rest == weights[1 << 20 :] and front.ranges[-1] == f"bytes={1 << 20}-"
+    finally:
+        await server.close()
