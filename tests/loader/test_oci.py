@@ -357,3 +357,22 @@ async def test_a_blob_download_cut_short_goes_on_with_a_range(harness: Harness, 
         assert rest == weights[1 << 20 :] and front.ranges[-1] == f"bytes={1 << 20}-"
     finally:
         await server.close()
+
+
+async def test_a_fine_tuned_adapter_is_pushed_like_a_base_model(harness: Harness, api: Api, oci_registry: Any) -> None:
+    adapter = {"adapter_config.json": b'{"r": 8}', "adapter_model.safetensors": b"\x08\x00" * 4096}
+    harness.hub.add("org/my-adapter", adapter)
+    await api.loaded_base("base")
+    created = await api.fine_tuned("base", "tuned", source=pb.SourceRepository.HUGGING_FACE, location="org/my-adapter")
+    await harness.drain()
+    pushes = _pushes(harness, oci_registry.host)
+    destination = f"{oci_registry.host}/{_repo()}:tuned"
+    push = await pushes.push_model(WHO, pb.PushModelRequest(id=created.id, destination=f"oci://{destination}"))
+    done = await _finished(pushes, push.id)
+    assert done.status == pb.PushStatus.SUCCEEDED, done.failure_reason
+    registry = Registry(harness.http, oci_registry.host, insecure=True)
+    repository, _, tag = destination.partition("/")[2].rpartition(":")
+    layers = modelpack.read_manifest((await registry.get_manifest(repository, tag)).body, OCI_MANIFEST).layers
+    for layer in layers:
+        assert b"".join([c async for c in registry.read_blob(repository, layer.digest)]) == adapter[layer.path]
+    assert sorted(x.path for x in layers) == sorted(adapter)
