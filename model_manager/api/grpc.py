@@ -240,6 +240,9 @@ class ModelsServicer(_Servicer, pb.ModelsServiceBase):
     async def get_model_push(self, message: pb.GetModelPushRequest) -> pb.ModelPush:
         return await self._call(self.pushes.get_model_push, message)
 
+    async def list_model_pushes(self, message: pb.ListModelPushesRequest) -> pb.ListModelPushesResponse:
+        return await self._call(self.pushes.list_model_pushes, message)
+
     async def watch_model(self, message: pb.WatchModelRequest) -> AsyncIterator[pb.Model]:
         events = self.service.watch_model_encoded(_caller.get() or self.local_caller, message, PROTO)
         try:

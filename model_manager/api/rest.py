@@ -40,6 +40,7 @@ from model_manager.proto.llmariner.models.server.v1 import (
     GetModelPushRequest,
     GetModelRequest,
     ListAliasesRequest,
+    ListModelPushesRequest,
     ListModelsRequest,
     Model,
     PushModelRequest,
@@ -345,6 +346,10 @@ class RestApi:
         req = from_json(PushModelRequest, await _body(request))
         req.id = request.match_info["id"]
         return _ok(await self.pushes.push_model(self.who(request), req))
+
+    async def list_model_pushes(self, request: web.Request) -> web.Response:
+        req = from_query(ListModelPushesRequest, request.query)
+        return _ok(await self.pushes.list_model_pushes(self.who(request), req))
 
     async def get_model_push(self, request: web.Request) -> web.Response:
         req = GetModelPushRequest(id=request.match_info["id"])

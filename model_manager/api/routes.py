@@ -95,5 +95,13 @@ ROUTES: tuple[Route, ...] = (
         body=pb.PushModelRequest,
         response=pb.ModelPush,
     ),
+    Route(
+        "GET",
+        "/v1/model_pushes",
+        "list_model_pushes",
+        "the pushes the caller sees, newest first",
+        query=pb.ListModelPushesRequest,
+        response=pb.ListModelPushesResponse,
+    ),
     Route("GET", "/v1/model_pushes/{id}", "get_model_push", "a push: its progress and outcome", response=pb.ModelPush),
 )

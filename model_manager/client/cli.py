@@ -6,6 +6,7 @@ Tables for people, `--json` for scripts. Exit codes: 0 done, 1 the API refused o
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import math
@@ -19,7 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from model_manager.client.progress import FAILED, LOADED, LOADING, LoadView, short, status_text
+from model_manager.client.progress import FAILED, LOADED, LoadView, short, status_text, write_columns
+from model_manager.client.push_view import PushFailed, follow_push, push_text, pushes_table
 from model_manager.core import ids
 from model_manager.core.units import human_bytes, human_seconds
 
@@ -117,6 +119,9 @@ def add_parser(sub: Any) -> None:
     for p in (push, pushed):
         p.add_argument("--wait", action="store_true", help="follow the push until it succeeds (0) or fails (1)")
         p.add_argument("--json", action="store_true", help="the API's JSON (with --wait: progress on stderr)")
+    pushes = verbs.add_parser("pushes", help="the pushes you can see, newest first")
+    pushes.add_argument("--model", help="only this model's")
+    pushes.add_argument("--json", action="store_true", help="the API's JSON instead of a table")
     wait = verbs.add_parser("wait", help="follow a model's load until it succeeds (0) or fails (1)")
     wait.add_argument("id")
     wait.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0: never)")
@@ -231,10 +236,7 @@ def table(models: list[dict[str, Any]], out: TextIO) -> None:
         )
         for m in models
     ]
-    header = ("ID", "ACTIVATION", "FORMATS", "SIZE", "AGE", "STATUS")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-    for r in [header, *rows]:
-        out.write("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] + "\n")
+    write_columns(("ID", "ACTIVATION", "FORMATS", "SIZE", "AGE", "STATUS"), rows, out)
 
 
 def _print(model: dict[str, Any], as_json: bool, out: TextIO) -> None:
@@ -309,43 +311,6 @@ def wait(client: Client, model_id: str, out: TextIO, timeout: float = 0) -> dict
                 raise
             view.note(f"{model_id}: {e}; watching again")
             time.sleep(min(0.5 * 2**lost, 8.0))
-
-
-PUSHED, PUSH_FAILED = "PUSH_STATUS_SUCCEEDED", "PUSH_STATUS_FAILED"
-PUSH_POLL_SECONDS = 0.5
-
-
-def push_text(push: dict[str, Any]) -> str:
-    status = short(push.get("status", ""), "PUSH_STATUS_")
-    line = f"{push.get('model_id')}: {status} to {push.get('destination')} (push {push.get('id')})"
-    if push.get("status") == PUSHED:
-        line += f", manifest {push.get('manifest_digest')}"
-    if push.get("status") == PUSH_FAILED:
-        line += f": {push.get('failure_reason')}"
-    return line
-
-
-def follow_push(client: Client, push: dict[str, Any], out: TextIO) -> dict[str, Any]:
-    """Poll a push until it ends, with the load's progress bar; the pushed document, or ApiError with the reason."""
-    view = LoadView(out, verb="pushing")
-    while True:
-        model_id, status = push.get("model_id", ""), push.get("status")
-        total, skipped = int(push.get("bytes_total", 0)), int(push.get("bytes_skipped", 0))
-        if status == PUSHED:
-            took = human_seconds(view.elapsed())
-            there = f" ({human_bytes(skipped)} of it in the registry already)" if skipped else ""
-            view.finish(
-                f"{model_id}: pushed {human_bytes(total)} in {push.get('files_total', 0)} files{there} after {took}\n"
-                f"{push.get('destination')}@{push.get('manifest_digest')}"
-            )
-            return push
-        if status == PUSH_FAILED:
-            view.finish(None)
-            raise ApiError(f"{model_id}: push to {push.get('destination')} failed: {push.get('failure_reason')}")
-        progress = {k: push.get(k, 0) for k in ("bytes_done", "files_done", "files_total")}
-        view.show({"id": model_id, "loading_status": LOADING, "loading_progress": {**progress, "bytes_total": total}})
-        time.sleep(PUSH_POLL_SECONDS)
-        push = client.call("GET", f"/v1/model_pushes/{urllib.parse.quote(push['id'], safe='')}")
 
 
 def _config_update(args: Any) -> tuple[dict[str, Any], list[str]]:
@@ -449,11 +414,22 @@ def _run(args: Any, out: TextIO) -> int:
         else:
             push = client.call("GET", f"/v1/model_pushes/{urllib.parse.quote(args.push_id, safe='')}")
         if args.wait:
-            push = follow_push(client, push, sys.stderr if args.json else out)
+            fetch = functools.partial(client.call, "GET")
+            try:
+                push = follow_push(fetch, push, sys.stderr if args.json else out)
+            except PushFailed as e:
+                raise ApiError(str(e)) from e
         if args.json:
             out.write(json.dumps(push, indent=2) + "\n")
         elif not args.wait:
             out.write(f"{push_text(push)}\n")
+    elif verb == "pushes":
+        query = {"model_id": args.model} if args.model else {}
+        found = client.call("GET", "/v1/model_pushes", query=query)
+        if args.json:
+            out.write(json.dumps(found, indent=2) + "\n")
+        else:
+            pushes_table(found.get("data", []), out)
     elif verb == "wait":
         loaded = wait(client, args.id, sys.stderr if args.json else out, timeout=args.timeout)
         if args.json:

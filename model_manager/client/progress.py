@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from model_manager.core.units import human_bytes, human_seconds
@@ -33,6 +33,13 @@ def status_text(model: dict[str, Any]) -> str:
     if model.get("loading_status_message") and model.get("loading_status") != LOADED:
         return f"{status}: {model['loading_status_message']}"
     return status
+
+
+def write_columns(header: tuple[str, ...], rows: Sequence[tuple[str, ...]], out: TextIO) -> None:
+    """A table as `llma` prints them: columns padded to their widest cell, the last one left as it is."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for r in [header, *rows]:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] + "\n")
 
 
 class LoadView:

@@ -26,6 +26,8 @@ from model_manager.core.oci_ref import OciRef
 from model_manager.core.push import ModelFacts, Pusher, PushFailed, PushPlan, PushProgress
 from model_manager.proto.llmariner.models.server.v1 import (
     GetModelPushRequest,
+    ListModelPushesRequest,
+    ListModelPushesResponse,
     ModelFormat,
     ModelPush,
     PushModelRequest,
@@ -42,6 +44,7 @@ from model_manager.store.records import ModelRecord
 log = logging.getLogger(__name__)
 
 STALE = 60  # seconds without a word from the server running a push: it stopped
+MAX_LISTED = 100
 HEARTBEAT = 10.0  # seconds between a running push's touches of its row, progress or not
 PUSHING, SUCCEEDED, FAILED = int(PushStatus.PUSHING), int(PushStatus.SUCCEEDED), int(PushStatus.FAILED)
 INTERRUPTED = (
@@ -159,6 +162,15 @@ class PushService:
         if row is None or row.project_id not in ("", who.project_id):
             raise NotFound(f'push "{req.id}" not found')
         return _message(row, self.ctx.now())
+
+    async def list_model_pushes(self, who: Identity, req: ListModelPushesRequest) -> ListModelPushesResponse:
+        access.require(who, Role.READER, "reading pushes")
+        if not 0 <= req.limit <= MAX_LISTED:
+            raise InvalidArgument(f"limit must be between 1 and {MAX_LISTED} (0: {MAX_LISTED})")
+        async with self.ctx.db.reading() as conn:
+            rows = await pushes.visible(conn, who.tenant_id, who.project_id, req.model_id, req.limit or MAX_LISTED)
+        now = self.ctx.now()
+        return ListModelPushesResponse(object="list", data=[_message(r, now) for r in rows])
 
     async def _set(self, push_id: str, **values: object) -> bool:
         async with self.ctx.db.transaction() as conn:

@@ -44,6 +44,16 @@ async def find(conn: Conn, tenant_id: str, push_id: str) -> PushRow | None:
     return PushRow(*row) if row is not None else None
 
 
+async def visible(conn: Conn, tenant_id: str, project_id: str, model_id: str, limit: int) -> list[PushRow]:
+    """The pushes a caller of `project_id` sees (its project's and the tenant's), of `model_id` ("" for any),
+    newest first."""
+    q = select(*_COLUMNS).where(model_pushes.c.tenant_id == tenant_id, model_pushes.c.project_id.in_(("", project_id)))
+    if model_id:
+        q = q.where(model_pushes.c.model_id == model_id)
+    q = q.order_by(model_pushes.c.created_at.desc(), model_pushes.c.push_id).limit(limit)
+    return [PushRow(*r) for r in (await conn.execute(q)).all()]
+
+
 async def running_to(conn: Conn, tenant_id: str, destination: str, status: int) -> list[PushRow]:
     """The tenant's pushes to `destination` in `status` (the running ones), newest first."""
     q = (

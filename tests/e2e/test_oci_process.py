@@ -107,6 +107,10 @@ def test_a_model_goes_through_a_registry_and_back_byte_exact(
             assert status.stdout == (
                 f"org-minilm: succeeded to {destination} (push {repeat['id']}), manifest {digest.group(1)}\n"
             )
+            listed = _cli(one, "pushes", "--model", "org-minilm").stdout.splitlines()
+            assert listed[0].split() == ["ID", "MODEL", "DESTINATION", "SIZE", "STARTED", "STATUS"]
+            assert len(listed) == 3 and repeat["id"] in {line.split()[0] for line in listed[1:]}
+            assert all(line.split()[2] == destination and line.endswith("succeeded") for line in listed[1:])
             refused = _cli(one, "push", "org-minilm", destination)  # no oci://
             assert refused.returncode == 1 and "must be an oci:// reference" in refused.stderr
 

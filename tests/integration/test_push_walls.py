@@ -121,6 +121,9 @@ async def _check(api: Api, pushes: PushService, clock: FakeClock) -> None:
             live[(tenant, destination)] = live.get((tenant, destination), 0) + 1
     assert all(n == 1 for n in live.values()), live
     for who in CALLERS:
+        listed = await pushes.list_model_pushes(who, pb.ListModelPushesRequest())
+        allowed = {r[0] for r in rows if r[1] == who.tenant_id and r[2] in ("", who.project_id)}
+        assert {p.id for p in listed.data} == allowed, (who, listed.data)
         for push_id, tenant, project, *_ in rows:
             try:
                 await pushes.get_model_push(who, pb.GetModelPushRequest(id=push_id))

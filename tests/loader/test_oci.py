@@ -376,3 +376,38 @@ async def test_a_fine_tuned_adapter_is_pushed_like_a_base_model(harness: Harness
     for layer in layers:
         assert b"".join([c async for c in registry.read_blob(repository, layer.digest)]) == adapter[layer.path]
     assert sorted(x.path for x in layers) == sorted(adapter)
+
+
+async def test_pushes_are_listed_as_their_callers_see_them(harness: Harness, api: Api, oci_registry: Any) -> None:
+    never = asyncio.Event()
+
+    async def stalled(key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        await never.wait()
+        yield b""
+
+    for model_id in ("m1", "m2"):
+        await api.worker.create_base_model(
+            WORKER,
+            pb.CreateBaseModelRequest(
+                id=model_id,
+                path=f"models/base-models/{model_id}",
+                formats=[pb.ModelFormat.HUGGING_FACE],
+                files=[pb.ModelFile(path="config.json", size=2, sha256="0" * 64)],
+            ),
+        )
+    pushes = _pushes(harness, oci_registry.host, stalled)
+    made = [
+        await pushes.push_model(WHO, pb.PushModelRequest(id=m, destination=f"oci://{oci_registry.host}/{_repo()}:v1"))
+        for m in ("m1", "m2", "m1")
+    ]
+    listed = await pushes.list_model_pushes(WHO, pb.ListModelPushesRequest())
+    assert {p.id for p in listed.data} == {p.id for p in made} and listed.object == "list"
+    only_m1 = await pushes.list_model_pushes(WHO, pb.ListModelPushesRequest(model_id="m1"))
+    assert {p.id for p in only_m1.data} == {made[0].id, made[2].id}
+    assert len((await pushes.list_model_pushes(WHO, pb.ListModelPushesRequest(limit=1))).data) == 1
+    assert (await pushes.list_model_pushes(OTHER_TENANT, pb.ListModelPushesRequest())).data == []
+    with pytest.raises(InvalidArgument, match="limit"):
+        await pushes.list_model_pushes(WHO, pb.ListModelPushesRequest(limit=1000))
+    await pushes.close()
+    closed = await pushes.list_model_pushes(WHO, pb.ListModelPushesRequest())
+    assert all(p.status == pb.PushStatus.FAILED and "shut down" in p.failure_reason for p in closed.data)
