@@ -381,6 +381,14 @@ class OciConfig(Settings):
         "registries (host[:port]) spoken to over plain HTTP; every other one over TLS, its certificate verified",
         example="[registry.local:5000]",
     )
+    allowed_registries: tuple[str, ...] = setting(
+        "allowedRegistries",
+        StrList(),
+        (),
+        "the only registries (host[:port]) pushes and oci:// loads may reach; empty: any. Requesters choose the host, "
+        "so list them wherever the servers can reach what requesters should not",
+        example="[harbor.internal, registry.local:5000]",
+    )
     credentials: tuple[OciCredential, ...] = setting(
         "credentials", ListOf(OciCredential), (), "registry logins (keys below); they outrank the Docker config"
     )
@@ -402,6 +410,8 @@ class OciConfig(Settings):
     def check(self, where: Mapping[str, str]) -> None:
         for host in self.insecure_registries:
             _id_rule(_check_registry, host, where["insecure_registries"])
+        for host in self.allowed_registries:
+            _id_rule(_check_registry, host, where["allowed_registries"])
 
 
 def _check_registry(value: str, path: str) -> str:

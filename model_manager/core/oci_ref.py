@@ -71,3 +71,8 @@ def parse_oci(value: str, field: str = "id", scheme: bool = False) -> OciRef:
             "'/'-separated parts, each joined inside by '.', '_', '__' or '-'"
         )
     return OciRef(registry, repository, tag or ("" if at else DEFAULT_TAG), digest)
+
+
+def allowed(registry: str, allowlist: tuple[str, ...]) -> bool:
+    """Whether `registry` may be reached: any when the list is empty."""
+    return not allowlist or registry in allowlist

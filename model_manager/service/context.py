@@ -34,6 +34,7 @@ class ServiceContext:
     # The loaders' source bucket and its path prefix (loader.downloader.s3), when the server knows it.
     mirror: tuple[str, str] | None = None
     cache: ResponseCache | None = None  # None: every read goes to the database
+    allowed_registries: tuple[str, ...] = ()  # oci.allowedRegistries: the registries requests may name (): any
     versions: Versions = field(init=False)  # what cached answers are valid under
     changes: CatalogChanges = field(init=False)  # what watchers wait on
 
@@ -55,6 +56,7 @@ class ServiceContext:
             platform_bucket=store.s3.bucket if store.s3 is not None else "",
             mirror=_mirror(config),
             cache=ResponseCache(config.cache.max_mib * MIB) if config.cache.enable else None,
+            allowed_registries=config.oci.allowed_registries,
         )
 
     async def answer(

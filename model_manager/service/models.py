@@ -171,7 +171,8 @@ class ModelsService:
             model_id = validate.check_ollama(req.id)
         elif source == SourceRepository.OCI:
             # Kept as written (oci:// dropped): HOST[:PORT]/REPOSITORY:TAG, or @sha256:... for one manifest.
-            model_id = validate.check_id(str(validate.parse_oci(req.id)))
+            oci = validate.check_registry(validate.parse_oci(req.id), self.ctx.allowed_registries, "id")
+            model_id = validate.check_id(str(oci))
         elif source == SourceRepository.OBJECT_STORE:
             model_id = validate.check_id(req.id)
             if model_id.startswith("s3://"):

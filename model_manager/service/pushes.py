@@ -109,7 +109,7 @@ class PushService:
 
     async def push_model(self, who: Identity, req: PushModelRequest) -> ModelPush:
         access.require(who, Role.WRITER, "pushing models")
-        ref = destination(req.destination)
+        ref = validate.check_registry(destination(req.destination), self.ctx.allowed_registries, "destination")
         if not req.id:
             raise InvalidArgument("id is required")
         if self.pusher is None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from model_manager.core import ids, oci_ref
-from model_manager.core.errors import InvalidArgument
+from model_manager.core.errors import InvalidArgument, PermissionDenied
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,3 +35,13 @@ check_text = _as_invalid_argument(ids.check_text)
 check_content_key = _as_invalid_argument(ids.check_content_key)
 check_gguf_type = _as_invalid_argument(ids.check_gguf_type)
 parse_oci = _as_invalid_argument(oci_ref.parse_oci)
+
+
+def check_registry(ref: oci_ref.OciRef, allowlist: tuple[str, ...], field: str) -> oci_ref.OciRef:
+    """A reference whose registry the operator lets requests reach (oci.allowedRegistries)."""
+    if not oci_ref.allowed(ref.registry, allowlist):
+        raise PermissionDenied(
+            f"{field}: the registry {ref.registry} is not one this service may reach (oci.allowedRegistries: "
+            f"{', '.join(allowlist)})"
+        )
+    return ref

@@ -9,6 +9,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,17 @@ async def test_pushes_are_refused_with_reasons_and_walled_by_tenant(
         await pushes.push_model(WHO, pb.PushModelRequest(id="org/still-loading", destination=good))
     with pytest.raises(FailedPrecondition, match="does not push"):
         await PushService(loaded.ctx, None).push_model(WHO, pb.PushModelRequest(id=LOADED, destination=good))
+
+    # A registry the operator did not allow (oci.allowedRegistries): refused before anything is reached.
+    walled = replace(loaded.ctx, allowed_registries=("harbor.internal",))
+    with pytest.raises(PermissionDenied, match="allowedRegistries"):
+        await PushService(walled, pushes.pusher).push_model(WHO, pb.PushModelRequest(id=LOADED, destination=good))
+    with pytest.raises(PermissionDenied, match="allowedRegistries"):
+        await Api(walled).request_base(f"{oci_registry.host}/models/x:v1", OCI)
+    allowed = await PushService(replace(walled, allowed_registries=(oci_registry.host,)), None).list_model_pushes(
+        WHO, pb.ListModelPushesRequest()
+    )
+    assert allowed.data == []  # nothing was recorded by the refusals
 
     # A registry that wants a login this server does not have: the push fails saying so.
     basic = _pushes(loaded, oci_registry_basic.host)

@@ -7,13 +7,17 @@ import base64
 import json
 from pathlib import Path
 
+import aiohttp
 import pytest
 
-from model_manager.config import ConfigError, OciConfig, OciCredential, parse_config
+from model_manager.config import ConfigError, DownloaderConfig, OciConfig, OciCredential, parse_config
 from model_manager.core.ids import InvalidId
 from model_manager.core.oci_ref import parse_oci
+from model_manager.loader.errors import PermanentError
+from model_manager.loader.sources.factory import SourceFactory
 from model_manager.oci import modelpack
 from model_manager.oci.auth import Login, Logins, parse_challenge
+from model_manager.proto.llmariner.models.server import v1 as pb
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -153,3 +157,11 @@ def test_a_manifest_that_names_unsafe_or_duplicate_paths_is_not_a_model() -> Non
     index = json.dumps({"schemaVersion": 2, "manifests": []}).encode()
     with pytest.raises(modelpack.NotAModel, match="index"):
         modelpack.read_manifest(index, "")
+
+
+async def test_a_loader_reaches_only_the_allowed_registries() -> None:
+    async with aiohttp.ClientSession() as http:
+        factory = SourceFactory(http, DownloaderConfig(), None, None, OciConfig(allowed_registries=("a.io",)))
+        assert factory.base("a.io/m:v1", pb.SourceRepository.OCI).name == "OCI artifact a.io/m:v1"
+        with pytest.raises(PermanentError, match=r"not in oci\.allowedRegistries"):
+            factory.base("b.io/m:v1", pb.SourceRepository.OCI)

@@ -8,7 +8,7 @@ import aiohttp
 
 from model_manager.config import DownloaderConfig, OciConfig, S3Config
 from model_manager.core.ids import InvalidId, parse_hugging_face
-from model_manager.core.oci_ref import parse_oci
+from model_manager.core.oci_ref import allowed, parse_oci
 from model_manager.loader.errors import PermanentError
 from model_manager.loader.sources.base import Source
 from model_manager.loader.sources.huggingface import HuggingFaceSource
@@ -57,6 +57,8 @@ class SourceFactory:
                 ref = parse_oci(model_id)
             except InvalidId as e:
                 raise PermanentError(e.message) from e
+            if not allowed(ref.registry, self.oci.allowed_registries):  # a loader checks what it reaches itself
+                raise PermanentError(f"the registry {ref.registry} is not in oci.allowedRegistries")
             if revision:  # the manifest digest the request's check saw: the tag may have moved since
                 ref = ref.with_digest(revision)
             host = ref.registry
