@@ -62,6 +62,17 @@ async def loaded(any_harness: Harness, api: Api, oci_registry: Any) -> Harness:
     return any_harness
 
 
+async def _registered(api: Api, model_id: str) -> None:
+    """A loaded base model with one recorded file (whose bytes no test reads: its pushes are held)."""
+    request = pb.CreateBaseModelRequest(
+        id=model_id,
+        path=f"models/base-models/{model_id}",
+        formats=[pb.ModelFormat.HUGGING_FACE],
+        files=[pb.ModelFile(path="config.json", size=2, sha256="0" * 64)],
+    )
+    await api.worker.create_base_model(WORKER, request)
+
+
 def _repo() -> str:
     return f"models/minilm-{uuid.uuid4().hex[:8]}"
 
@@ -221,15 +232,7 @@ async def test_pushes_are_refused_with_reasons_and_walled_by_tenant(
 async def test_one_destination_takes_one_push_at_a_time_and_a_silent_one_reads_as_stopped(
     loaded: Harness, api: Api, oci_registry: Any
 ) -> None:
-    await api.worker.create_base_model(
-        WORKER,
-        pb.CreateBaseModelRequest(
-            id="other-model",
-            path="models/base-models/other-model",
-            formats=[pb.ModelFormat.HUGGING_FACE],
-            files=[pb.ModelFile(path="config.json", size=2, sha256="0" * 64)],
-        ),
-    )
+    await _registered(api, "other-model")
     never = asyncio.Event()
 
     async def stalled(key: str, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
@@ -398,15 +401,7 @@ async def test_pushes_are_listed_as_their_callers_see_them(harness: Harness, api
         yield b""
 
     for model_id in ("m1", "m2"):
-        await api.worker.create_base_model(
-            WORKER,
-            pb.CreateBaseModelRequest(
-                id=model_id,
-                path=f"models/base-models/{model_id}",
-                formats=[pb.ModelFormat.HUGGING_FACE],
-                files=[pb.ModelFile(path="config.json", size=2, sha256="0" * 64)],
-            ),
-        )
+        await _registered(api, model_id)
     pushes = _pushes(harness, oci_registry.host, stalled)
     made = [
         await pushes.push_model(WHO, pb.PushModelRequest(id=m, destination=f"oci://{oci_registry.host}/{_repo()}:v1"))
