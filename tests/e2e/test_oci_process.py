@@ -1,8 +1,8 @@
 """A model's trip through a registry, as operators run it: `model-manager run` loads it from the hub stand-in,
 `models push --wait` (the CLI) puts it in a stock registry behind htpasswd auth as a ModelPack artifact, with the
 login from a Docker config.json, and a second `model-manager run` loads it back from oci:// with the login from
-oci.credentials; a push over gRPC (grpcio stubs) to the open registry is read by oras. Bytes are compared at each
-step."""
+oci.credentials (over REST, then by digest from the CLI, sharing the copy); a push over gRPC (grpcio stubs) to the
+open registry is read by oras and requested over gRPC by the second server. Bytes are compared at each step."""
 
 from __future__ import annotations
 
@@ -127,6 +127,13 @@ def test_a_model_goes_through_a_registry_and_back_byte_exact(
             assert loaded["metadata"]["license"] == "apache-2.0"
             assert loaded["formats"] == ["MODEL_FORMAT_HUGGING_FACE"]
 
+            # The same manifest by its digest, from the CLI: one content, so no second copy is stored.
+            pinned = f"{destination.rpartition(':')[0]}@{digest.group(1)}"
+            by_cli = _cli(two, "create", "base", f"oci://{pinned}", "--source-repository", "oci", "--wait")
+            assert by_cli.returncode == 0, by_cli.stderr + two.output()[-3000:]
+            assert f"{pinned.replace('/', '-')}: loaded" in by_cli.stdout
+            assert len([p for p in (two_dir / "objects").rglob("model.safetensors")]) == 1
+
             # Over gRPC to the open registry; oras (its own client) reads the files by their titles.
             async def grpc_push() -> Any:
                 async with grpc.aio.insecure_channel(f"127.0.0.1:{one.grpc}") as channel:
@@ -147,6 +154,19 @@ def test_a_model_goes_through_a_registry_and_back_byte_exact(
                 target=f"{oci_registry.host}/mirror/minilm@{push.manifest_digest}", outdir=str(out)
             )
             assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == FILES
+
+            # And requested over gRPC from the second server (grpcio stubs of the proto, the new enum value).
+            mirror = f"{oci_registry.host}/mirror/minilm:grpc"
+
+            async def grpc_create() -> Any:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{two.grpc}") as channel:
+                    stub = grpcio_pb.grpc.ModelsServiceStub(channel)
+                    source = grpcio_pb.pb2.SOURCE_REPOSITORY_OCI
+                    return await stub.CreateModel(grpcio_pb.pb2.CreateModelRequest(id=mirror, source_repository=source))
+
+            assert asyncio.run(grpc_create()).id == mirror
+            mirrored = wait_loaded(two, mirror.replace("/", "-"), two)
+            assert mirrored["revision"] == push.manifest_digest
         finally:
             one.stop()
             two.stop()
