@@ -14,12 +14,12 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 import secrets
 
 from model_manager.core import metrics
+from model_manager.core.aio import first_error
 from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from model_manager.core.identity import Identity, Role
 from model_manager.core.oci_ref import OciRef
@@ -176,37 +176,47 @@ class PushService:
         async with self.ctx.db.transaction() as conn:
             return await pushes.change(conn, push_id, PUSHING, updated_at=self.ctx.now(), **values)
 
+    async def _record(self, push_id: str, **values: object) -> None:
+        """Write the push's row without letting a failed write end the push or the task: a database outage is
+        logged, and a row left unwritten for STALE seconds reads as stopped."""
+        try:
+            await self._set(push_id, **values)
+        except Exception:
+            log.warning(
+                "push %s: could not record %s", push_id, ", ".join(sorted(values)) or "it is alive", exc_info=True
+            )
+
     async def _run(self, push_id: str, plan: PushPlan) -> None:
         assert self.pusher is not None
         beat = asyncio.create_task(self._heartbeat(push_id))
-
         sent = 0
 
         async def report(p: PushProgress) -> None:
             nonlocal sent
             metrics.PUSHED_BYTES.inc(max(p.bytes_done - p.bytes_skipped - sent, 0))
             sent = max(sent, p.bytes_done - p.bytes_skipped)
-            await self._set(push_id, bytes_done=p.bytes_done, bytes_skipped=p.bytes_skipped, files_done=p.files_done)
+            await self._record(push_id, bytes_done=p.bytes_done, bytes_skipped=p.bytes_skipped, files_done=p.files_done)
 
         try:
             async with self.gate:
                 digest = await self.pusher.push(plan, report)
-            await self._set(push_id, status=SUCCEEDED, manifest_digest=digest, files_done=len(plan.files))
             metrics.PUSHES.labels("succeeded").inc()
             log.info("pushed %s to %s@%s", plan.facts.name, plan.destination, digest)
+            await self._record(push_id, status=SUCCEEDED, manifest_digest=digest, files_done=len(plan.files))
         except asyncio.CancelledError:
             metrics.PUSHES.labels("failed").inc()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._set(push_id, status=FAILED, failure_reason=_SHUTDOWN))
+            await asyncio.shield(self._record(push_id, status=FAILED, failure_reason=_SHUTDOWN))
             raise
         except PushFailed as e:
             log.warning("push %s of %s to %s failed: %s", push_id, plan.facts.name, plan.destination, e.message)
             metrics.PUSHES.labels("failed").inc()
-            await self._set(push_id, status=FAILED, failure_reason=e.message)
+            await self._record(push_id, status=FAILED, failure_reason=e.message)
         except Exception as e:
             log.exception("push %s of %s to %s failed", push_id, plan.facts.name, plan.destination)
             metrics.PUSHES.labels("failed").inc()
-            await self._set(push_id, status=FAILED, failure_reason=f"internal error ({type(e).__name__}); see the log")
+            cause = first_error(e) if isinstance(e, BaseExceptionGroup) else e
+            reason = f"internal error ({type(cause).__name__}); see the server's log"
+            await self._record(push_id, status=FAILED, failure_reason=reason)
         finally:
             beat.cancel()
 
@@ -214,7 +224,7 @@ class PushService:
         """Touch the row while the push runs, so that readers can tell a slow push from a stopped one."""
         while True:
             await asyncio.sleep(HEARTBEAT)
-            await self._set(push_id)
+            await self._record(push_id)
 
     async def close(self) -> None:
         """Stop the running pushes (shutdown): each is marked FAILED, saying how to go on."""

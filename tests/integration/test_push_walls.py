@@ -186,3 +186,28 @@ def test_no_order_of_events_lets_a_push_cross_a_wall_or_share_a_tag(
             await db.close()
 
     asyncio.run(run())
+
+
+async def test_a_push_that_breaks_inside_is_marked_failed_naming_the_error(
+    tmp_path: Path,
+    fresh: Fresh,  # noqa: F811
+) -> None:
+    class Broken:
+        async def push(self, plan: PushPlan, report: Report) -> str:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(asyncio.sleep(0))
+                raise ValueError("a bug")
+
+    db = await fresh()
+    try:
+        api, _, _, clock = _service(db, tmp_path)
+        pushes = PushService(api.ctx, Broken())
+        await _run(api, pushes, HeldPusher(), clock, ("model", "t-a", "", "m1"))
+        writer = Identity("t-a", "org", "p1", Role.WRITER)
+        push = await pushes.push_model(writer, pb.PushModelRequest(id="m1", destination=DESTINATIONS[0]))
+        await asyncio.gather(*pushes.running)
+        failed = await pushes.get_model_push(writer, pb.GetModelPushRequest(id=push.id))
+        assert failed.status == pb.PushStatus.FAILED
+        assert failed.failure_reason == "internal error (ValueError); see the server's log"
+    finally:
+        await db.close()
