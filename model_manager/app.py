@@ -112,11 +112,10 @@ class Server:
         except ConfigError:
             await db.close()
             raise
-        http, pushes = None, PushService(ctx, None)
-        if not isinstance(ctx.objects, UnconfiguredStore):
-            http = registry_session()
-            pusher = ModelPusher(http, config.oci, logins, ctx.objects.read)
-            pushes = PushService(ctx, pusher, config.oci.pushes_at_once)
+        # Pushes read the object store: a server without one refuses them.
+        http = None if isinstance(ctx.objects, UnconfiguredStore) else registry_session()
+        pusher = ModelPusher(http, config.oci, logins, ctx.objects.read) if http is not None else None
+        pushes = PushService(ctx, pusher, config.oci.pushes_at_once)
         return cls(
             config,
             db,

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from model_manager.config import OciConfig
 from model_manager.core.aio import skipping
-from model_manager.oci.auth import Login, parse_challenge
+from model_manager.oci.auth import Login, Logins, parse_challenge
 from model_manager.oci.errors import RegistryDenied, RegistryError, RegistryNotFound, from_response
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,19 @@ class Manifest:
     digest: str  # sha256:<hex> of body
 
 
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def bytes_reader(data: bytes) -> Reader:
+    """A reader of bytes held in memory (a config blob)."""
+
+    async def read(offset: int, length: int) -> AsyncIterator[bytes]:
+        yield data[offset : offset + length]
+
+    return read
+
+
 def pull_scope(repository: str) -> str:
     return f"repository:{repository}:pull"
 
@@ -83,6 +97,11 @@ class Registry:
         self._basic = False  # the registry asked for Basic: send the login with every request
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (bearer token, monotonic expiry)
 
+    @classmethod
+    def configured(cls, http: aiohttp.ClientSession, host: str, config: OciConfig, logins: Logins) -> Registry:
+        """The registry at `host` as the operator set it up: its login, TLS unless listed insecure, the chunk size."""
+        return cls(http, host, logins.get(host), host in config.insecure_registries, config.chunk_size)
+
     # ---- auth ---------------------------------------------------------------------------------------------
 
     def _authorization(self, scope: str) -> dict[str, str]:
@@ -104,8 +123,8 @@ class Registry:
         if challenge.scheme != "bearer" or not challenge.params.get("realm"):
             raise RegistryDenied(f"{what}: the registry asks for {header[:80]!r}, which this client cannot answer")
         realm = URL(challenge.params["realm"])
-        query = {k: v for k, v in challenge.params.items() if k == "service"}
-        url = realm.update_query(query).update_query([("scope", s) for s in scope.split(" ")])
+        service = [("service", challenge.params["service"])] if "service" in challenge.params else []
+        url = realm.update_query([*service, *(("scope", s) for s in scope.split(" "))])
         headers = {"Authorization": self.login.basic()} if self.login is not None else {}
         try:
             async with self.http.get(url, headers=headers) as resp:
@@ -198,7 +217,7 @@ class Registry:
             resp.release()
         if len(body) > MAX_MANIFEST:
             raise RegistryError(f"{what}: larger than {MAX_MANIFEST} bytes")
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = digest_of(body)
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError(f"{what}: the registry sent a manifest whose digest is {digest}")
         media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
@@ -219,7 +238,7 @@ class Registry:
         if resp.status not in (200, 201):
             raise await self._fail(resp, what)
         resp.release()
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = digest_of(body)
         said = resp.headers.get("Docker-Content-Digest", digest)
         if said != digest:
             raise RegistryError(f"{what}: the registry stored the manifest as {said}, not {digest}")
@@ -251,7 +270,8 @@ class Registry:
             resp.release()
             if target.scheme not in ("http", "https") or (url.scheme == "https" and target.scheme != "https"):
                 raise RegistryError(f"{what}: refused a redirect from {url.scheme} to {target.scheme or 'nothing'}")
-            sent = headers if target.origin() != self.base.origin() else {**headers, **self._authorization("")}
+            same = target.origin() == self.base.origin()
+            sent = {**headers, **self._authorization(pull_scope(repository))} if same else headers
             try:
                 resp = await self.http.get(target, headers=sent, allow_redirects=False)
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
@@ -284,29 +304,35 @@ class Registry:
             return False
         what = f"blob {digest} to {self.host}/{repository}"
         uploads = self.url(repository, "blobs", "uploads", "")
+        blob = _Blob(uploads, digest, size, read, sent, scope, what)
         if mount_from:
             mounting = uploads.update_query({"mount": digest, "from": mount_from})
-            resp = await self._request("POST", mounting, f"{scope} {pull_scope(mount_from)}", what)
+            location, minimum = await self._begin(blob, mounting, f"{scope} {pull_scope(mount_from)}")
         else:
-            resp = await self._request("POST", uploads, scope, what)
-        if resp.status == 201:  # mounted: nothing to send
-            resp.release()
+            location, minimum = await self._begin(blob)
+        if location is None:  # mounted: nothing to send
             return False
+        return await self._upload(blob, location, max(self.chunk_size, minimum))
+
+    async def _begin(self, blob: _Blob, url: URL | None = None, scope: str = "") -> tuple[URL | None, int]:
+        """Start an upload (POST to the repository's uploads, or to `url` asking for a mount): where to send the
+        bytes (None when the registry mounted the blob instead) and the smallest chunk it takes (0: any)."""
+        resp = await self._request("POST", url or blob.uploads, scope or blob.scope, blob.what)
+        if resp.status == 201:
+            resp.release()
+            return None, 0
         if resp.status != 202:
-            raise await self._fail(resp, what)
-        location = self._location(resp, uploads)
+            raise await self._fail(resp, blob.what)
+        resp.release()
         # A registry may ask for chunks of at least some size (distribution spec 1.1); smaller ones it would refuse.
         minimum = resp.headers.get("OCI-Chunk-Min-Length", "")
-        resp.release()
-        blob = _Blob(uploads, digest, size, read, sent, scope, what)
-        return await self._upload(blob, location, max(self.chunk_size, int(minimum) if minimum.isdigit() else 0))
+        return self._location(resp, blob.uploads), int(minimum) if minimum.isdigit() else 0
 
-    async def _start(self, uploads: URL, scope: str, what: str) -> URL:
-        resp = await self._request("POST", uploads, scope, what)
-        if resp.status != 202:
-            raise await self._fail(resp, what)
-        resp.release()
-        return self._location(resp, uploads)
+    async def _restart(self, blob: _Blob) -> URL:
+        location, _ = await self._begin(blob)
+        if location is None:
+            raise RegistryError(f"{blob.what}: the registry answered a new upload with 201 and no location")
+        return location
 
     async def _upload(self, blob: _Blob, location: URL, chunk: int) -> bool:
         if blob.size <= chunk:
@@ -323,7 +349,7 @@ class Registry:
                 if offset == 0 and e.status in _NO_CHUNKS:
                     # The registry takes no chunked uploads: the whole blob in one streamed PUT instead.
                     log.info("%s: the registry refused a chunk (%s); sending the blob whole", blob.what, e)
-                    return await self._whole(blob, await self._start(blob.uploads, blob.scope, blob.what))
+                    return await self._whole(blob, await self._restart(blob))
                 failures += 1
                 if failures > CHUNK_RETRIES or not (e.transient or resumed):
                     raise
@@ -337,7 +363,7 @@ class Registry:
                         pass
                 if not held:
                     # The registry dropped the upload, or would not take it on from where it said: start over.
-                    location, resumed = await self._start(blob.uploads, blob.scope, blob.what), False
+                    location, resumed = await self._restart(blob), False
                 log.info("%s: chunk at %d failed (%s); going on at %d", blob.what, offset, e, held)
                 blob.sent(held - offset)
                 offset = held

@@ -116,6 +116,10 @@ class NotAModel(ValueError):
     """The manifest is not one this reader can take files from; the message says why."""
 
 
+class UnnamedLayer(NotAModel):
+    """A layer names no file: an image, or a manifest as Ollama's registry writes them."""
+
+
 @dataclass(frozen=True)
 class Artifact:
     config_digest: str
@@ -148,8 +152,10 @@ def read_manifest(body: bytes, media_type: str) -> Artifact:
         for i, raw in enumerate(doc.get("layers") or []):
             notes = raw.get("annotations") or {}
             path = notes.get(FILEPATH) or notes.get(TITLE) or ""
+            if not path:
+                raise UnnamedLayer(f"layer {i} names no file path (org.cncf.model.filepath or a title)")
             if not _safe_path(path):
-                raise NotAModel(f"layer {i} names no file path (org.cncf.model.filepath) or an unsafe one: {path!r}")
+                raise NotAModel(f"layer {i} names an unsafe file path: {path!r}")
             if path in seen:
                 raise NotAModel(f"two layers name the file {path!r}")
             seen.add(path)

@@ -8,7 +8,6 @@ what is missing. Progress is reported as the registry accepts spans, at most eve
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -18,7 +17,7 @@ from model_manager.config import OciConfig
 from model_manager.core.push import PushFailed, PushPlan, PushProgress, Report
 from model_manager.oci import modelpack
 from model_manager.oci.auth import Logins
-from model_manager.oci.client import OCI_MANIFEST, Reader, Registry
+from model_manager.oci.client import OCI_MANIFEST, Reader, Registry, bytes_reader, digest_of
 from model_manager.oci.errors import RegistryError
 
 REPORT_EVERY = 1.0  # seconds
@@ -41,18 +40,9 @@ class ModelPusher:
         self.logins = logins
         self.read = read
 
-    def registry(self, host: str) -> Registry:
-        return Registry(
-            self.http,
-            host,
-            self.logins.get(host),
-            insecure=host in self.config.insecure_registries,
-            chunk_size=self.config.chunk_size,
-        )
-
     async def push(self, plan: PushPlan, report: Report) -> str:
         dest = plan.destination
-        registry = self.registry(dest.registry)
+        registry = Registry.configured(self.http, dest.registry, self.config, self.logins)
         layers = [modelpack.Layer(f.path, f.size, f"sha256:{f.sha256}") for f in plan.files]
         done = skipped = files = 0
         last = 0.0
@@ -99,12 +89,8 @@ class ModelPusher:
                 for digest in unique:
                     group.create_task(one(digest))
             config = modelpack.config_blob(plan.facts, layers)
-            config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-
-            async def config_bytes(offset: int, length: int) -> AsyncIterator[bytes]:
-                yield config[offset : offset + length]
-
-            await registry.push_blob(dest.repository, config_digest, len(config), config_bytes, lambda n: None)
+            config_digest = digest_of(config)
+            await registry.push_blob(dest.repository, config_digest, len(config), bytes_reader(config), lambda n: None)
             annotations = {"org.opencontainers.image.title": plan.facts.name}
             if plan.facts.created_at:
                 annotations["org.opencontainers.image.created"] = plan.facts.created_at

@@ -22,7 +22,7 @@ from model_manager.core import metrics
 from model_manager.core.aio import first_error
 from model_manager.core.errors import FailedPrecondition, InvalidArgument, NotFound
 from model_manager.core.identity import Identity, Role
-from model_manager.core.oci_ref import OciRef
+from model_manager.core.oci_ref import OciRef, parse_oci
 from model_manager.core.push import ModelFacts, Pusher, PushFailed, PushPlan, PushProgress
 from model_manager.proto.llmariner.models.server.v1 import (
     GetModelPushRequest,
@@ -130,7 +130,7 @@ class PushService:
                     raise FailedPrecondition(
                         f"{ref} is being pushed model {running.model_id!r} by push {running.push_id}: wait for it"
                     )
-            mount_from = await pushes.pushed_repository(conn, who.tenant_id, rec.model_id, ref.registry, SUCCEEDED)
+            earlier = await pushes.last_destination(conn, who.tenant_id, rec.model_id, ref.registry, SUCCEEDED)
             row = PushRow(
                 push_id=f"push-{secrets.token_hex(8)}",
                 tenant_id=who.tenant_id,
@@ -149,6 +149,8 @@ class PushService:
                 updated_at=now,
             )
             await pushes.insert_push(conn, row)
+        # Blobs mount from the repository of an earlier push to this registry (not from the one pushed to now).
+        mount_from = parse_oci(earlier).repository if earlier else ""
         plan = PushPlan(ref, rec.path, rec.files, facts(rec), mount_from if mount_from != ref.repository else "")
         task = asyncio.create_task(self._run(row.push_id, plan), name=f"push {row.push_id}")
         self.running.add(task)

@@ -75,8 +75,8 @@ async def change(conn: Conn, push_id: str, only_in: int, **values: Any) -> bool:
     return bool(result.rowcount)
 
 
-async def pushed_repository(conn: Conn, tenant_id: str, model_id: str, registry: str, status: int) -> str:
-    """The repository of `registry` the model was last pushed to with `status` (succeeded), or ""."""
+async def last_destination(conn: Conn, tenant_id: str, model_id: str, registry: str, status: int) -> str:
+    """The destination on `registry` the model was last pushed to with `status` (succeeded), or ""."""
     q = (
         select(model_pushes.c.destination)
         .where(
@@ -88,8 +88,4 @@ async def pushed_repository(conn: Conn, tenant_id: str, model_id: str, registry:
         .order_by(model_pushes.c.updated_at.desc())
         .limit(1)
     )
-    found = (await conn.execute(q)).scalar()
-    if found is None:
-        return ""
-    repository = str(found).removeprefix(registry + "/")
-    return repository.partition("@")[0].rpartition(":")[0] or repository
+    return str((await conn.execute(q)).scalar() or "")

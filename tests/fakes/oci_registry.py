@@ -11,7 +11,6 @@ import base64
 import datetime
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,16 +22,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from tests.conftest import free_port
 from tests.fakes.threaded import serve_in_thread
 
 USER, PASSWORD = "pusher", "s3cret-pw"
 SERVICE, ISSUER = "test-registry", "test-token-issuer"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -118,7 +112,7 @@ def run_registry(directory: Path, auth: str = "") -> Iterator[Registry]:
     binary = shutil.which("docker-registry")
     assert binary, "docker-registry is not installed: scripts/ensure-registry.sh installs it (make test runs it)"
     directory.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     lines = [
         "version: 0.1",
         "log: {level: error, accesslog: {disabled: true}}",

@@ -61,9 +61,7 @@ class SourceFactory:
                 raise PermanentError(f"the registry {ref.registry} is not in oci.allowedRegistries")
             if revision:  # the manifest digest the request's check saw: the tag may have moved since
                 ref = ref.with_digest(revision)
-            host = ref.registry
-            registry = Registry(self.http, host, self.logins.get(host), host in self.oci.insecure_registries)
-            return OciSource(registry, ref)
+            return OciSource(Registry.configured(self.http, ref.registry, self.oci, self.logins), ref)
         if repo == SourceRepository.OBJECT_STORE:
             s3 = self.downloader.s3
             if s3 is None or not s3.bucket:

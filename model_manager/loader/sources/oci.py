@@ -45,7 +45,11 @@ class OciSource(Source):
         try:
             artifact = modelpack.read_manifest(manifest.body, manifest.media_type)
         except modelpack.NotAModel as e:
-            hint = " (an Ollama model? load it with source_repository OLLAMA)" if "file path" in str(e) else ""
+            hint = (
+                " (an Ollama model? load it with source_repository OLLAMA)"
+                if isinstance(e, modelpack.UnnamedLayer)
+                else ""
+            )
             raise PermanentError(f"{self.name}: not a model artifact: {e}{hint}") from e
         if artifact.config_media_type == modelpack.CONFIG_TYPE and artifact.config_size <= MAX_CONFIG:
             self.described = modelpack.read_config(await self._blob(artifact.config_digest))
